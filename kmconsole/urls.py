@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from kmconsole import views
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="users:list", permanent=False)),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("users/", include("users.urls")),
+    path("setting/", include("vpp.urls")),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "kmconsole.views.page_not_found"
+handler500 = "kmconsole.views.server_error"

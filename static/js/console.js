@@ -1,0 +1,1 @@
+// kmconsole console behaviour (no inline scripts: CSP)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class VppConfig(AppConfig):
+    name = "vpp"
+    verbose_name = "Apple VPP"
