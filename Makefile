@@ -12,7 +12,7 @@ $(PY):
 
 # Reinstall only when pyproject.toml changes.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -36,6 +36,24 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+
+def _encryption_keys() -> list[str]:
+    keys = env_list("KMCONSOLE_ENCRYPTION_KEYS")
+    if keys or not DEBUG:
+        return keys
+    # Development only, like the secret key above.
+    from cryptography.fernet import Fernet
+
+    path = VAR_DIR / "encryption_key"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(Fernet.generate_key().decode())
+    return [path.read_text().strip()]
+
+
+# Keys for secrets at rest (content token, APNs key, SMTP password); see vpp/secrets.py.
+KMCONSOLE_ENCRYPTION_KEYS = _encryption_keys()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -241,6 +259,11 @@ if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
 # Beat runs one static entry per periodic concern; schedules themselves live in the
 # database (see vpp/schedule.py), so this dict never changes at run time.
 CELERY_BEAT_SCHEDULE: dict = {}
+
+# --- Apple VPP -----------------------------------------------------------------------------
+VPP_API_BASE_URL = env_url("VPP_API_BASE_URL", "https://vpp.itunes.apple.com/mdm/v2", schemes=("https", "http"))
+# Apple asks for >= 30 s between status polls of a PENDING event; the sandbox allows less.
+VPP_EVENT_POLL_INTERVAL = env_int("VPP_EVENT_POLL_INTERVAL", 30, minimum=1)
 
 # --- Logging -------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

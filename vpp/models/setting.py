@@ -1,0 +1,94 @@
+"""The one VPP server setting row (Setting › iOS/macOS › VPP Server Setting)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class AssignmentMethod(models.TextChoices):
+    USER = "user", "User-based (licences assigned to VPP users)"
+    DEVICE = "device", "Device-based (licences assigned to serial numbers)"
+
+
+class InvitationChannel(models.TextChoices):
+    PUSH = "push", "Push notification to the agent app"
+    EMAIL = "email", "Email"
+    BOTH = "both", "Push notification and email"
+
+
+class TokenHealth(models.TextChoices):
+    MISSING = "missing", "No content token"
+    VALID = "valid", "Valid"
+    EXPIRING = "expiring", "Expires within 30 days"
+    EXPIRED = "expired", "Expired"
+    REVOKED = "revoked", "Revoked"
+    INVALID = "invalid", "Invalid"
+    OTHER_MDM = "other_mdm", "Managed by another MDM"
+
+
+class VppServerSetting(models.Model):
+    """Singleton (pk=1). Secrets are stored encrypted (see vpp/secrets.py), never shown again."""
+
+    # Content token (.vpptoken), MultiFernet-encrypted.
+    content_token_encrypted = models.TextField(blank=True, editable=False)
+    token_org_name = models.CharField(max_length=200, blank=True)
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    token_uploaded_at = models.DateTimeField(null=True, blank=True)
+    token_uid = models.CharField("library uId", max_length=100, blank=True)
+    location_name = models.CharField(max_length=200, blank=True)
+    country_code = models.CharField(max_length=2, blank=True)
+    token_health = models.CharField(max_length=16, choices=TokenHealth.choices, default=TokenHealth.MISSING)
+    token_health_detail = models.CharField(max_length=500, blank=True)
+    token_health_checked_at = models.DateTimeField(null=True, blank=True)
+    # Overrides settings.VPP_API_BASE_URL (e.g. the sandbox); blank means Apple production.
+    api_base_url = models.URLField(blank=True)
+
+    assignment_method = models.CharField(
+        max_length=8, choices=AssignmentMethod.choices, default=AssignmentMethod.USER
+    )
+
+    invitation_channel = models.CharField(
+        max_length=8, choices=InvitationChannel.choices, default=InvitationChannel.EMAIL
+    )
+    invitation_sender = models.CharField(max_length=254, blank=True)
+    invitation_subject = models.CharField(max_length=200, default="Join {organisation}'s app programme")
+    invitation_body_text = models.TextField(
+        default=(
+            "Hello {user_name},\n\n{organisation} invites you to receive apps and books through "
+            "Apple's Volume Purchase Program. Open this link on your device and sign in with your "
+            "Apple Account:\n\n{invitation_link}\n"
+        )
+    )
+    invitation_body_html = models.TextField(blank=True)
+
+    # Our identity towards Apple (mdmInfo.id); minted once per installation.
+    mdm_id = models.UUIDField(default=uuid.uuid4, editable=False)
+    # Apple notifications: our public URL and the bearer token Apple sends back to us.
+    notification_url = models.URLField(blank=True)
+    notification_auth_token_encrypted = models.TextField(blank=True, editable=False)
+
+    # First-page versionId of the last full/delta sync, for the next delta (sinceVersionId).
+    users_version_id = models.CharField(max_length=100, blank=True)
+
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "VPP server setting"
+
+    def __str__(self) -> str:
+        return "VPP server setting"
+
+    @classmethod
+    def load(cls) -> VppServerSetting:
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+    @property
+    def has_token(self) -> bool:
+        return bool(self.content_token_encrypted)
+
+    @property
+    def user_based(self) -> bool:
+        return self.assignment_method == AssignmentMethod.USER
