@@ -141,4 +141,31 @@ class EmailChannel:
         return results
 
 
+class PushChannel:
+    """Invitations as an APNs alert to the agent app (vpp/invitations_push.py does the sending)."""
+
+    name = "push"
+    body = "Tap to join and receive apps and books from {organisation}."
+
+    def can_reach(self, user) -> bool:
+        from vpp.invitations_push import push_devices
+
+        return push_devices(user).exists()
+
+    def send(self, invitations: Sequence[Invitation], *, setting: VppServerSetting) -> list[DeliveryResult]:
+        from vpp.invitations_push import PushMessage, push_invitations
+
+        messages = [
+            PushMessage(
+                user=invitation.user,
+                link=invitation.link,
+                title=render_template(setting.invitation_subject, invitation).replace("\n", " "),
+                body=self.body.format(organisation=invitation.organisation),
+            )
+            for invitation in invitations
+        ]
+        return [DeliveryResult(result.ok, result.error) for result in push_invitations(messages)]
+
+
 register_channel(EmailChannel())
+register_channel(PushChannel())

@@ -104,7 +104,7 @@ def _send_create(client: VppClient, batch: list[JobItem]) -> str | None:
     try:
         event_ids = client.create_users(users)
     except TransientVppError as exc:
-        if exc.http_status is not None:  # Apple answered (429/5xx): nothing was queued
+        if not exc.outcome_unknown:  # Apple answered (429/5xx): nothing was queued
             JobItem.objects.filter(pk__in=ids).update(request_sent_at=None)
         raise
     except InvalidRequestError as exc:
