@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import resolve_url
@@ -26,7 +28,8 @@ class HtmxLoginRedirectMiddleware:
             and response.status_code == 302
             and response.get("Location", "").startswith(login_path)
         ):
-            return HttpResponseClientRedirect(f"{login_path}?next={request.htmx.current_url_abs_path or '/'}")
+            query = urlencode({"next": request.htmx.current_url_abs_path or "/", "expired": "1"})
+            return HttpResponseClientRedirect(f"{login_path}?{query}")
         return response
 
 

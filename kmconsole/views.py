@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib.auth import views as auth_views
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponseServerError, JsonResponse
 from django.shortcuts import render
+from django.template import loader
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -36,9 +39,21 @@ def _database_ok() -> bool:
         return False
 
 
+class LoginView(auth_views.LoginView):
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["session_minutes"] = settings.SESSION_COOKIE_AGE // 60
+        # Set by HtmxLoginRedirectMiddleware: the admin was working when the session ran out.
+        context["expired"] = self.request.GET.get("expired") == "1"
+        return context
+
+
 def page_not_found(request, exception=None):
     return render(request, "404.html", status=404)
 
 
 def server_error(request):
-    return render(request, "500.html", status=500)
+    # No request context: whatever broke the page may also break context processors.
+    return HttpResponseServerError(loader.get_template("500.html").render())

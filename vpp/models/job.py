@@ -1,0 +1,122 @@
+"""Bulk VPP jobs and their per-user items (issue 4; reliability notes §1.5-1.7)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class JobAction(models.TextChoices):
+    INVITE = "invite", "Send VPP invitation"
+    DELETE = "delete", "Delete from VPP"
+    SYNC = "sync", "Sync VPP"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED_JOB_STATUSES = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class Job(models.Model):
+    action = models.CharField(max_length=16, choices=JobAction.choices)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="vpp_jobs"
+    )
+    # What the admin chose: {"ids": [...]} or {"filter": {...}, "all_matching": true}; or {"schedule": ...}.
+    selection = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    # The step the workers are on (see vpp/services/jobs.py PHASES); items carry their own step.
+    phase = models.CharField(max_length=16, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    # Apple's users versionId just before our first write: the read-back is a delta from it.
+    apple_version_id = models.CharField(max_length=100, blank=True)
+    channel = models.CharField(max_length=8, blank=True)  # invitation channel chosen at confirm time
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Workers write this whenever they make progress; the sweeper re-dispatches silent jobs.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Apple's Retry-After: no request for this job before this instant (shown on the job panel).
+    retry_after_until = models.DateTimeField(null=True, blank=True)
+    # Set when the broker refused the message; the sweeper retries the dispatch.
+    enqueue_error = models.CharField(max_length=300, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+
+    class Meta:
+        verbose_name = "VPP job"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"], name="job_status_idx"),
+            models.Index(fields=["-created_at", "-id"], name="job_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} #{self.pk} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_JOB_STATUSES
+
+    @property
+    def processed(self) -> int:
+        return self.succeeded + self.failed + self.skipped
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else min(100, round(100 * self.processed / self.total))
+
+
+class ItemStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    IN_FLIGHT = "in_flight", "In flight"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+
+
+OPEN_ITEM_STATUSES = (ItemStatus.PENDING, ItemStatus.IN_FLIGHT)
+
+
+class JobItem(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="items")
+    user = models.ForeignKey("users.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    vpp_user = models.ForeignKey(
+        "vpp.VppUser", null=True, blank=True, on_delete=models.SET_NULL, related_name="job_items"
+    )
+    # A snapshot so the result stays readable after the device user is deleted.
+    user_label = models.CharField(max_length=300, blank=True)
+    status = models.CharField(max_length=16, choices=ItemStatus.choices, default=ItemStatus.PENDING)
+    step = models.CharField(max_length=16, blank=True)  # the job phase this item waits for next
+    chunk = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    # Set before a mutating request that includes this item goes to Apple: if the worker dies
+    # before the answer is stored, the next attempt asks Apple instead of sending it again.
+    request_sent_at = models.DateTimeField(null=True, blank=True)
+    apple_event_id = models.CharField(max_length=100, blank=True)
+    error_number = models.IntegerField(null=True, blank=True)
+    skip_reason = models.CharField(max_length=32, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "VPP job item"
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["job", "user"], name="jobitem_once_per_user")]
+        indexes = [
+            models.Index(fields=["job", "status"], name="jobitem_status_idx"),
+            models.Index(fields=["job", "step", "chunk", "status"], name="jobitem_chunk_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_label} in job {self.job_id}: {self.status}"

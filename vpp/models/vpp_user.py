@@ -1,0 +1,83 @@
+"""VppUser: a device user as Apple's VPP service knows them (DESIGN.md, "Lifecycle of a VPP user")."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class VppUserStatus(models.TextChoices):
+    # "Not a VPP user" is the absence of a row.
+    PENDING = "pending", "Pending"  # create sent, event not finished
+    INVITED = "invited", "Invited"  # Apple "Registered", inviteCode known
+    ASSOCIATED = "associated", "Associated"  # accepted; Apple "Associated"
+    RETIRED = "retired", "Retired"  # deleted from VPP; may be invited again
+
+
+class VppUser(models.Model):
+    # SET_NULL: the VPP record (and its clientUserId) outlives a deleted device user, so the
+    # id is never minted again for somebody else and the history stays readable.
+    user = models.OneToOneField(
+        "users.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="vpp_user"
+    )
+    # Apple's rule: a stable, unique id per person that is never an email and never reused.
+    client_user_id = models.UUIDField("clientUserId", default=uuid.uuid4, unique=True, editable=False)
+    status = models.CharField(max_length=16, choices=VppUserStatus.choices, default=VppUserStatus.PENDING)
+    apple_email = models.EmailField("email at Apple", blank=True)
+    invite_code = models.CharField(max_length=100, blank=True)
+    id_hash = models.CharField("idHash", max_length=200, blank=True)
+    invited_at = models.DateTimeField(null=True, blank=True)
+    invitation_count = models.PositiveIntegerField(default=0)
+    last_invitation_channel = models.CharField(max_length=16, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    last_error_number = models.IntegerField(null=True, blank=True)
+    last_error_message = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "VPP user"
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["status", "user"], name="vppuser_status_idx"),
+        ]
+        permissions = [
+            ("invite_vppuser", "Can send VPP invitations"),
+            ("sync_vppuser", "Can sync VPP users"),
+        ]
+        # delete_vppuser comes with Django's default permissions ("Delete from VPP").
+
+    def __str__(self) -> str:
+        return f"VPP user {self.client_user_id} ({self.status})"
+
+
+class InvitationDelivery(models.Model):
+    """One invitation sent over one channel for one job: the unique row is the idempotency key.
+
+    A redelivered task finds the row and does not send again (at most once per job and channel).
+    """
+
+    class State(models.TextChoices):
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    vpp_user = models.ForeignKey(VppUser, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=16)
+    job = models.ForeignKey("vpp.Job", on_delete=models.CASCADE, related_name="deliveries")
+    link = models.URLField(max_length=500)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.SENDING)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "invitation delivery"
+        verbose_name_plural = "invitation deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["vpp_user", "channel", "job"], name="delivery_once_per_round"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} invitation to {self.vpp_user_id} ({self.state})"
