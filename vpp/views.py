@@ -16,7 +16,8 @@ from vpp import forms as f
 from vpp.audit import audit_record
 from vpp.models import SyncSchedule, TokenHealth, VppServerSetting
 from vpp.selectors import token_problem, vpp_actions_disabled_reason
-from vpp.services import invitation_message, notifications, setting as setting_service
+from vpp.services import invitation_message, notifications
+from vpp.services import setting as setting_service
 from vpp.services.schedule import ScheduleInput, schedule_update
 from vpp.services.sync import SyncBlocked, running_sync_job, sync_start
 
@@ -197,8 +198,8 @@ SECTION_HANDLERS = {
 def invitation_preview(request):
     """htmx: the invitation rendered with sample values, from the (unsaved) form fields."""
     setting = VppServerSetting.load()
-    form = f.InvitationForm(request.POST, instance=VppServerSetting(pk=setting.pk, token_org_name=setting.token_org_name,
-                                                                   location_name=setting.location_name))
+    # An unsaved copy: previewing must not change the stored templates.
+    form = f.InvitationForm(request.POST, instance=VppServerSetting(pk=setting.pk))
     preview, error = None, None
     if form.is_valid():
         data = form.cleaned_data

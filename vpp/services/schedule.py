@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.db import transaction
@@ -33,9 +34,11 @@ class UnknownTimeZone(ValueError):
     pass
 
 
-def timezone_choices() -> list[str]:
+@cache
+def timezone_choices() -> tuple[str, ...]:
     # "localtime"/"Factory" etc. are not places an admin would pick.
-    return sorted(name for name in available_timezones() if "/" in name or name == "UTC")
+    # available_timezones() walks the tz database on disk: once per process is enough.
+    return tuple(sorted(name for name in available_timezones() if "/" in name or name == "UTC"))
 
 
 def zone(name: str) -> ZoneInfo:

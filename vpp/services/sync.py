@@ -273,8 +273,8 @@ def _read_apple_users(client, job, run, setting, counts) -> None:
 def _read_pages(client, job, run, since, counts) -> str | None:
     listing = client.iter_users(since_version_id=since)
     seen_active: set[str] = set()  # retired history rows must not override a re-created active user
-    for page in listing:
-        _apply_page(job, run, list(page), seen_active, counts)
+    for page in listing.pages():
+        _apply_page(job, run, page.users, seen_active, counts)
         _beat(job, "read", counts)
     return listing.version_id
 
