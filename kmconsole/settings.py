@@ -272,6 +272,20 @@ VPP_API_BASE_URL = env_url("VPP_API_BASE_URL", "https://vpp.itunes.apple.com/mdm
 # Apple asks for >= 30 s between status polls of a PENDING event; the sandbox allows less.
 VPP_EVENT_POLL_INTERVAL = env_int("VPP_EVENT_POLL_INTERVAL", 30, minimum=1)
 
+# --- Apple Push Notification service (invitations to our agent app; vpp/push.py) ----------
+# APNS_HOST: https://api.push.apple.com (production apps), https://api.sandbox.push.apple.com
+# (development builds), or http://127.0.0.1:PORT for the local fake (manage.py fake_apns).
+APNS_HOST = env_url("APNS_HOST", "https://api.push.apple.com", schemes=("https", "http"))
+APNS_KEY_ID = env_str("APNS_KEY_ID", "")  # the .p8 key's 10-character Key ID
+APNS_TEAM_ID = env_str("APNS_TEAM_ID", "")  # the developer account's 10-character Team ID
+APNS_TOPIC = env_str("APNS_TOPIC", "")  # the agent app's bundle id
+# The .p8 key itself (PEM text), or APNS_KEY_FILE=/path/AuthKey_XXXXXXXXXX.p8 (env.py reads
+# NAME_FILE). A malformed key stops start-up (system check vpp.E101).
+APNS_KEY = env_str("APNS_KEY", "")
+# Provider tokens are reused this long and shared by all workers (Apple: 20-60 minutes).
+APNS_TOKEN_REFRESH_SECONDS = env_int("APNS_TOKEN_REFRESH_SECONDS", 40 * 60, minimum=20 * 60, maximum=50 * 60)
+APNS_TIMEOUT = env_int("APNS_TIMEOUT", 10, minimum=1, maximum=120)
+
 # --- Logging -------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {

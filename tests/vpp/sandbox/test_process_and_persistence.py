@@ -1,0 +1,50 @@
+"""The sandbox as its own process: state file kept across a restart, reachable from other processes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.sandbox
+
+
+def test_it_keeps_its_state_across_a_restart(vpp_sandbox_factory, tmp_path):
+    state = tmp_path / "sandbox.json"
+    first = vpp_sandbox_factory(subprocess=True, state_path=str(state))
+    auth = {"Authorization": f"Bearer {first.token}"}
+    response = requests.post(
+        first.base_url + "/users/create", json={"users": [{"clientUserId": "kept"}]}, headers=auth, timeout=10
+    )
+    event_id = response.json()["eventId"]
+    first.advance()
+    before = requests.get(first.base_url + "/users", headers=auth, timeout=10).json()
+    first.stop()
+    assert json.loads(state.read_text())["schema"] == 1
+
+    second = vpp_sandbox_factory(subprocess=True, state_path=str(state))
+    after = requests.get(second.base_url + "/users", headers=auth, timeout=10).json()
+    assert after["users"] == before["users"]
+    assert after["versionId"] == before["versionId"]
+    status = requests.get(second.base_url + "/status", params={"eventId": event_id}, headers=auth, timeout=10).json()
+    assert status["eventStatus"] == "COMPLETE"
+
+
+def test_it_leaves_no_temporary_files_next_to_the_state(vpp_sandbox_factory, tmp_path):
+    state = tmp_path / "sandbox.json"
+    sandbox = vpp_sandbox_factory(state_path=str(state))
+    sandbox.control(page_size=3)  # options are not state: nothing to write
+    requests.get(sandbox.base_url + "/users", headers={"Authorization": f"Bearer {sandbox.token}"}, timeout=10)
+    sandbox.stop()
+    assert [p.name for p in tmp_path.iterdir()] == ["sandbox.json"]
+
+
+def test_it_takes_start_up_options(vpp_sandbox_factory):
+    sandbox = vpp_sandbox_factory(page_size=7, limits={"maxUsers": 5})
+    assert sandbox.faults()["page_size"] == 7
+    config = requests.get(sandbox.base_url + "/service/config", timeout=10).json()
+    assert config["limits"]["maxUsers"] == 5
+    sandbox.control(page_size=1)
+    sandbox.reset()
+    assert sandbox.faults()["page_size"] == 7
