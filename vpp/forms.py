@@ -26,8 +26,7 @@ class TokenUploadForm(forms.Form):
         if not upload and not text:
             raise ValidationError("Choose a .vpptoken file or paste its text.")
         if upload:
-            if upload.size > MAX_TOKEN_BYTES:
-                raise ValidationError(f"The file is too large for a content token ({upload.size} bytes).")
+            # Never read more than a token can be; the parser refuses anything over the cap.
             data["token_data"] = upload.read(MAX_TOKEN_BYTES + 1)
         else:
             data["token_data"] = text

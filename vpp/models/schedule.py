@@ -62,5 +62,10 @@ class SyncSchedule(models.Model):
 
     @classmethod
     def load(cls) -> SyncSchedule:
-        obj, _ = cls.objects.get_or_create(pk=1)
+        obj = cls.objects.filter(pk=1).first()
+        if obj is None:
+            # INSERT ... ON CONFLICT DO NOTHING: concurrent first callers neither fail nor
+            # break an enclosing transaction (get_or_create's IntegrityError would).
+            cls.objects.bulk_create([cls(pk=1)], ignore_conflicts=True)
+            obj = cls.objects.get(pk=1)
         return obj

@@ -24,7 +24,7 @@ from vpp.models import TokenHealth, VppServerSetting
 
 logger = logging.getLogger(__name__)
 
-MAX_TOKEN_BYTES = 16 * 1024  # real .vpptoken files are well under 1 KB
+MAX_TOKEN_BYTES = vpp.MAX_TOKEN_FILE_BYTES
 EXPIRING_WITHIN = dt.timedelta(days=30)
 MDM_NAME = "kmconsole"
 NOTIFICATION_TYPES = ["USER_MANAGEMENT", "USER_ASSOCIATED", "ASSET_MANAGEMENT", "ASSET_COUNT"]
@@ -125,9 +125,6 @@ def token_upload(*, data: str | bytes, actor, now: dt.datetime | None = None) ->
     over is a separate, confirmed step (``token_takeover``).
     """
     now = now or timezone.now()
-    if len(data) > MAX_TOKEN_BYTES:
-        raise TokenRejected(f"The file is too large for a content token ({len(data)} bytes; at most "
-                            f"{MAX_TOKEN_BYTES}).")
     try:
         parsed = vpp.parse_content_token(data, now=now)
     except vpp.TokenFileError as exc:

@@ -97,13 +97,16 @@ def sync_start(*, actor=None, trigger: str = "manual", now: dt.datetime | None =
             running_job_id=job.pk, last_job_id=job.pk, last_run_at=now, last_result=SyncResult.RUNNING,
             last_counts={}, last_detail="", last_finished_at=None,
         )
-        if not won:  # somebody else claimed it between our read and our UPDATE
+        if won:
+            SyncRun.objects.create(job=job, trigger=trigger)
+            audit_record(actor=actor, action="vpp.sync_started", details={"trigger": trigger}, job=job)
+            transaction.on_commit(lambda: _enqueue(job.pk))
+        else:  # somebody else claimed it between our read and our UPDATE: drop our job
             transaction.set_rollback(True)
-            return SyncStart(running_sync_job() or job, started=False)
-        SyncRun.objects.create(job=job, trigger=trigger)
-        audit_record(actor=actor, action="vpp.sync_started", details={"trigger": trigger}, job=job)
-        transaction.on_commit(lambda: _enqueue(job.pk))
-    return SyncStart(job, started=True)
+    if won:
+        return SyncStart(job, started=True)
+    last_id = SyncSchedule.objects.values_list("last_job_id", flat=True).get(pk=1)
+    return SyncStart(running_sync_job() or Job.objects.get(pk=last_id), started=False)
 
 
 def _enqueue(job_id: int) -> None:
