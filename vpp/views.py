@@ -18,8 +18,8 @@ from vpp.models import SyncSchedule, TokenHealth, VppServerSetting
 from vpp.selectors import token_problem, vpp_actions_disabled_reason
 from vpp.services import invitation_message, notifications
 from vpp.services import setting as setting_service
+from vpp.services.full_sync import SyncBlocked, running_sync_job, sync_start
 from vpp.services.schedule import ScheduleInput, schedule_update
-from vpp.services.sync import SyncBlocked, running_sync_job, sync_start
 
 logger = logging.getLogger(__name__)
 CHANGE_PERM = "vpp.change_vppserversetting"

@@ -3,9 +3,8 @@ invitation on the sandbox's page, and the USER_ASSOCIATED notification makes the
 
 from __future__ import annotations
 
-import requests
-
 import pytest
+import requests
 
 from users.models import User
 from vpp import client as vpp

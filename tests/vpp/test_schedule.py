@@ -11,8 +11,8 @@ from django.db import connection
 
 from vpp import tasks
 from vpp.models import ScheduleMode, SyncResult, SyncSchedule
+from vpp.services import full_sync as sync_service
 from vpp.services import schedule as sched
-from vpp.services import sync as sync_service
 
 UTC = dt.UTC
 

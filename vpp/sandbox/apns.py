@@ -560,6 +560,37 @@ class FakeApnsServer:
         self.stop()
 
 
+def start_for_sandbox(
+    *, host: str = "127.0.0.1", port: int = 0, key_dir: Path | str = "var", port_file: str | None = None
+) -> FakeApnsServer:
+    """The fake inside the VPP sandbox process (``vpp_sandbox --apns-port``), trusting the demo key.
+
+    Pushes are also written to KEY_DIR/apns-pushes.json (for the console) and listed by the
+    sandbox at ``GET /_sandbox/pushes``; ``POST /_sandbox/apns/unregister {"token": ...}``
+    makes a device token answer 410.
+    """
+    from vpp.sandbox.registry import register_control_route
+
+    state = demo_state(Path(key_dir), record_file=Path(key_dir) / "apns-pushes.json")
+    server = FakeApnsServer(state, host=host, port=port).start()
+    if port_file:
+        Path(port_file).write_text(str(server.port))
+    register_control_route(
+        "GET",
+        "pushes",
+        lambda query, body: {"apns_url": server.base_url, "pushes": [p.as_dict() for p in state.pushes]},
+    )
+    register_control_route("POST", "apns/unregister", lambda query, body: _unregister(state, body))
+    return server
+
+
+def _unregister(state: FakeApnsState, body: Any) -> dict[str, bool]:
+    if not isinstance(body, dict) or not isinstance(body.get("token"), str):
+        raise ValueError('expected {"token": "<device token>"}')
+    state.unregister(body["token"])
+    return {"ok": True}
+
+
 def serve_forever(state: FakeApnsState, *, host: str = "127.0.0.1", port: int = 0, on_bound=None) -> None:
     """Run the fake in the foreground (``manage.py fake_apns``); Ctrl-C or SIGTERM stops it."""
     from hypercorn.asyncio import serve

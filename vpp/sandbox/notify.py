@@ -74,7 +74,7 @@ class Notifier:
         self.attempts = attempts
         self.retry_seconds = retry_seconds
         self.log: deque[Delivery] = deque(maxlen=keep)
-        self._queue: queue.Queue[Delivery | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[int, Delivery] | None] = queue.Queue()
         self._generation = 0  # bumped by reset(): queued deliveries of an old generation are skipped
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -124,7 +124,7 @@ class Notifier:
             try:
                 delivery.last_status = post_once(delivery.url, delivery.auth_token, delivery.payload)
                 delivery.last_error = ""
-            except requests.RequestException as exc:
+            except Exception as exc:  # noqa: BLE001 - best effort: any failure is a failed attempt
                 delivery.last_status, delivery.last_error = None, type(exc).__name__
             if delivery.last_status is not None and 200 <= delivery.last_status < 300:
                 delivery.delivered = True

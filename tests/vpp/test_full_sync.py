@@ -23,8 +23,8 @@ from vpp.models import (
     VppUser,
     VppUserStatus,
 )
+from vpp.services import full_sync as sync_service
 from vpp.services import setting as setting_service
-from vpp.services import sync as sync_service
 
 pytestmark = pytest.mark.sandbox
 
@@ -79,7 +79,7 @@ def test_it_runs_a_full_then_a_delta_sync(apple, vpp_sandbox, django_capture_on_
 
     job = run_sync(django_capture_on_commit_callbacks)
 
-    assert (job.action, job.status, job.phase) == (JobAction.SYNC, JobStatus.DONE, "done")
+    assert (job.action, job.status, job.phase) == (JobAction.SYNC_ALL, JobStatus.DONE, "done")
     run = job.sync_run
     assert run.full and run.version_id
     assert VppServerSetting.load().users_version_id == run.version_id
@@ -135,7 +135,7 @@ def test_it_shows_the_running_sync_instead_of_starting_another(apple, django_cap
         second = sync_service.sync_start(actor=None)
     assert first.started and not second.started and second.job.pk == first.job.pk
     assert len(callbacks) == 1
-    assert Job.objects.filter(action=JobAction.SYNC).count() == 1
+    assert Job.objects.filter(action=JobAction.SYNC_ALL).count() == 1
     sync_service.sync_run(job_id=first.job.pk)
     assert sync_service.sync_start(actor=None).started  # finished: a new one may start
 
@@ -178,4 +178,4 @@ def test_it_starts_one_sync_when_two_requests_race(apple, monkeypatch):
         thread.join()
     assert sorted(r.started for r in results) == [False, False, True]
     assert len({r.job.pk for r in results}) == 1
-    assert Job.objects.filter(action=JobAction.SYNC).count() == 1
+    assert Job.objects.filter(action=JobAction.SYNC_ALL).count() == 1
