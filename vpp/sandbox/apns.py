@@ -471,6 +471,20 @@ def ensure_demo_apns_key(var_dir: Path | None = None) -> DemoApnsKey:
     return DemoApnsKey(path=path, key_id=key_id, team_id=DEMO_TEAM_ID, topic=DEMO_TOPIC)
 
 
+_OPERATOR_APNS_VARS = ("APNS_HOST", "APNS_KEY", "APNS_KEY_FILE", "APNS_KEY_ID", "APNS_TEAM_ID", "APNS_TOPIC")
+
+
+def demo_apns_env(apns_url: str, *, environ=None, var_dir: Path | None = None) -> dict[str, str]:
+    """APNS_* for console processes (web, worker) pushing to the sandbox's fake at ``apns_url``.
+
+    Empty when the operator configured APNs in the environment: a demo never overrides a real setup.
+    """
+    environ = os.environ if environ is None else environ
+    if any(environ.get(name) for name in _OPERATOR_APNS_VARS):
+        return {}
+    return ensure_demo_apns_key(var_dir).env(apns_url)
+
+
 def demo_state(var_dir: Path | None = None, *, record_file: Path | None = None) -> FakeApnsState:
     """A fake that trusts the demo key and accepts only the demo topic."""
     demo = ensure_demo_apns_key(var_dir)

@@ -15,7 +15,13 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from tests.apns_fixture import new_pem
 from vpp.push import ApnsConfig, ApnsProvider, MemoryTokenStore
-from vpp.sandbox.apns import FakeApnsServer, demo_state, ensure_demo_apns_key, read_recorded_pushes
+from vpp.sandbox.apns import (
+    FakeApnsServer,
+    demo_apns_env,
+    demo_state,
+    ensure_demo_apns_key,
+    read_recorded_pushes,
+)
 
 TOKEN = "a1" * 32
 
@@ -173,6 +179,12 @@ def test_it_reuses_the_demo_key_once_generated(tmp_path):
     assert len(first.key_id) == 10
     assert first.env("http://127.0.0.1:1")["APNS_KEY_FILE"] == str(first.path)
     assert oct(first.path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_it_gives_demo_env_only_when_the_operator_has_not_configured_apns(tmp_path):
+    env = demo_apns_env("http://127.0.0.1:5", environ={}, var_dir=tmp_path)
+    assert env["APNS_HOST"] == "http://127.0.0.1:5" and env["APNS_KEY_ID"] == ensure_demo_apns_key(tmp_path).key_id
+    assert demo_apns_env("http://127.0.0.1:5", environ={"APNS_KEY_FILE": "/real.p8"}, var_dir=tmp_path) == {}
 
 
 @pytest.mark.sandbox
