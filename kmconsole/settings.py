@@ -104,6 +104,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
                 "kmconsole.context_processors.console",
+                "vpp.context_processors.token_banner",
             ],
         },
     },
@@ -258,12 +259,39 @@ if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
     raise ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT must stay below CELERY_TASK_TIME_LIMIT")
 # Beat runs one static entry per periodic concern; schedules themselves live in the
 # database (see vpp/schedule.py), so this dict never changes at run time.
-CELERY_BEAT_SCHEDULE: dict = {}
+# The VPP sync tick claims a due run from the SyncSchedule row (vpp/services/schedule.py);
+# ``expires`` < 60 s so ticks queued while no worker runs are dropped, not replayed in a burst.
+CELERY_BEAT_SCHEDULE: dict = {
+    # Re-dispatches bulk jobs whose worker died or whose enqueue failed (vpp/services/jobs.py).
+    "vpp-jobs-sweep": {"task": "vpp.jobs_sweep", "schedule": 60.0},
+    "vpp-sync-tick": {"task": "vpp.tasks.sync_tick", "schedule": 60.0, "options": {"expires": 55}},
+    "vpp-token-health": {"task": "vpp.tasks.token_health_check", "schedule": 24 * 3600.0,
+                         "options": {"expires": 3600}},
+}
 
 # --- Apple VPP -----------------------------------------------------------------------------
 VPP_API_BASE_URL = env_url("VPP_API_BASE_URL", "https://vpp.itunes.apple.com/mdm/v2", schemes=("https", "http"))
 # Apple asks for >= 30 s between status polls of a PENDING event; the sandbox allows less.
 VPP_EVENT_POLL_INTERVAL = env_int("VPP_EVENT_POLL_INTERVAL", 30, minimum=1)
+# Bulk jobs: users per chunk task, attempts per user, and how long a silent job may stay
+# silent before the sweeper hands its work to another worker (keep above the poll interval).
+VPP_JOB_CHUNK_SIZE = env_int("VPP_JOB_CHUNK_SIZE", 1000, minimum=1)
+VPP_JOB_MAX_ATTEMPTS = env_int("VPP_JOB_MAX_ATTEMPTS", 8, minimum=1)
+VPP_JOB_STALE_SECONDS = env_int("VPP_JOB_STALE_SECONDS", 300, minimum=1)
+
+# --- Apple Push Notification service (invitations to our agent app; vpp/push.py) ----------
+# APNS_HOST: https://api.push.apple.com (production apps), https://api.sandbox.push.apple.com
+# (development builds), or http://127.0.0.1:PORT for the local fake (manage.py fake_apns).
+APNS_HOST = env_url("APNS_HOST", "https://api.push.apple.com", schemes=("https", "http"))
+APNS_KEY_ID = env_str("APNS_KEY_ID", "")  # the .p8 key's 10-character Key ID
+APNS_TEAM_ID = env_str("APNS_TEAM_ID", "")  # the developer account's 10-character Team ID
+APNS_TOPIC = env_str("APNS_TOPIC", "")  # the agent app's bundle id
+# The .p8 key itself (PEM text), or APNS_KEY_FILE=/path/AuthKey_XXXXXXXXXX.p8 (env.py reads
+# NAME_FILE). A malformed key stops start-up (system check vpp.E101).
+APNS_KEY = env_str("APNS_KEY", "")
+# Provider tokens are reused this long and shared by all workers (Apple: 20-60 minutes).
+APNS_TOKEN_REFRESH_SECONDS = env_int("APNS_TOKEN_REFRESH_SECONDS", 40 * 60, minimum=20 * 60, maximum=50 * 60)
+APNS_TIMEOUT = env_int("APNS_TIMEOUT", 10, minimum=1, maximum=120)
 
 # --- Logging -------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

@@ -10,6 +10,9 @@ class JobAction(models.TextChoices):
     INVITE = "invite", "Send VPP invitation"
     DELETE = "delete", "Delete from VPP"
     SYNC = "sync", "Sync VPP"
+    # The full sync of the VPP Server Setting page / schedule (vpp/services/full_sync.py): its
+    # own task and one-per-token guard, so the bulk-job dispatcher and sweeper leave it alone.
+    SYNC_ALL = "sync_all", "Full sync with Apple"
 
 
 class JobStatus(models.TextChoices):
@@ -99,7 +102,10 @@ class JobItem(models.Model):
     step = models.CharField(max_length=16, blank=True)  # the job phase this item waits for next
     chunk = models.PositiveIntegerField(default=0)
     attempts = models.PositiveSmallIntegerField(default=0)
-    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)  # doubles as the item's heartbeat
+    claim_token = models.CharField(max_length=32, blank=True, db_index=True)
+    # The VPP status before this job touched the user, restored if the step fails.
+    previous_status = models.CharField(max_length=16, blank=True)
     # Set before a mutating request that includes this item goes to Apple: if the worker dies
     # before the answer is stored, the next attempt asks Apple instead of sending it again.
     request_sent_at = models.DateTimeField(null=True, blank=True)

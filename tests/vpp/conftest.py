@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tests.vpp.fake_apple import FakeApple
+from users.models import ActivationState, Device, Platform, User
+from vpp import secrets
+from vpp.models import Job, VppServerSetting
+
+_seq = itertools.count(1)
+
+
+def make_user(*, email="auto", active=True, platform=Platform.IOS, state=ActivationState.ACTIVATED,
+              push_token="", device=True, name=None) -> User:
+    n = next(_seq)
+    user = User.objects.create(
+        display_name=name or f"User {n:05d}",
+        login_id=f"user{n}",
+        email=f"user{n}@example.com" if email == "auto" else email,
+        is_active=active,
+    )
+    if device:
+        Device.objects.create(user=user, platform=platform, activation_state=state, push_token=push_token,
+                              serial_number=f"SN{n}")
+    return user
+
+
+@pytest.fixture
+def user_factory():
+    return make_user
+
+
+@pytest.fixture
+def apple():
+    return FakeApple()
+
+
+@pytest.fixture
+def token_setting(db):
+    setting = VppServerSetting.load()
+    setting.content_token_encrypted = secrets.encrypt("fake-s-token")
+    setting.token_org_name = "Example Org"
+    setting.save()
+    return setting
+
+
+def run_job(job: Job, client, *, max_rounds: int = 200) -> Job:
+    """Drive a job to its end in-process, as the worker would (dispatch → chunks → re-dispatch)."""
+    from vpp.services import jobs
+
+    queue = [("dispatch", None, None)]
+    rounds = 0
+    while queue and rounds < max_rounds:
+        rounds += 1
+        kind, phase, chunk = queue.pop(0)
+        if kind == "dispatch":
+            queue.extend(("chunk", p, c) for p, c in jobs.job_dispatch(job_id=job.pk, client=client))
+            continue
+        try:
+            if jobs.job_process_chunk(job_id=job.pk, phase=phase, chunk=chunk, client=client):
+                queue.append(("dispatch", None, None))
+        except jobs.JobDeferred:
+            Job.objects.filter(pk=job.pk).update(retry_after_until=None)  # no real waiting in tests
+            queue.append(("chunk", phase, chunk))
+    job.refresh_from_db()
+    return job

@@ -1,0 +1,171 @@
+"""Invitation channels: how an invitation link reaches a device user.
+
+The job flow (vpp/services/invite.py) only talks to this module. A channel is anything with
+the ``Channel`` shape, registered under a name that matches ``InvitationChannel`` ("email",
+"push"); the "both" setting means every registered channel the user can be reached on.
+Email is built in; the APNs push channel plugs in from vpp/push.py::
+
+    from vpp.invitations import register_channel
+    register_channel(ApnsChannel())
+
+Sending is at most once per (VPP user, channel, job): see InvitationDelivery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.utils.html import escape, linebreaks
+
+from vpp.models import InvitationChannel, VppServerSetting
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """One message to send. ``user`` is the device user (users.User)."""
+
+    vpp_user_id: int
+    user: object
+    link: str
+    organisation: str
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    ok: bool
+    error: str = ""
+
+
+@runtime_checkable
+class Channel(Protocol):
+    name: str  # "email" or "push"
+
+    def can_reach(self, user) -> bool:
+        """Whether this user has what the channel needs (an email, a push token)."""
+
+    def send(self, invitations: Sequence[Invitation], *, setting: VppServerSetting) -> list[DeliveryResult]:
+        """Send all, one result per invitation in order. Raise only for whole-channel outages."""
+
+
+_registry: dict[str, Channel] = {}
+
+
+def register_channel(channel: Channel) -> None:
+    _registry[channel.name] = channel
+
+
+def get_channel(name: str) -> Channel | None:
+    return _registry.get(name)
+
+
+def channels_for(choice: str) -> list[Channel]:
+    """The channels a setting value means ("both" = email and push), registered ones only."""
+    names = ["push", "email"] if choice == InvitationChannel.BOTH else [choice]
+    return [_registry[name] for name in names if name in _registry]
+
+
+def channel_names_for(choice: str) -> list[str]:
+    return ["push", "email"] if choice == InvitationChannel.BOTH else [choice]
+
+
+def deliver_invitation(*, vpp_user, link: str, channel: str) -> DeliveryResult:
+    """Send one invitation now over one channel (no idempotency bookkeeping; jobs use the batch path)."""
+    impl = get_channel(channel)
+    if impl is None:
+        return DeliveryResult(False, f"The {channel} channel is not configured.")
+    setting = VppServerSetting.load()
+    invitation = Invitation(vpp_user.pk, vpp_user.user, link, setting.token_org_name or "Your organisation")
+    return impl.send([invitation], setting=setting)[0]
+
+
+class _SafeDict(dict):
+    def __missing__(self, key):  # unknown {placeholders} in admin-edited templates stay as typed
+        return "{" + key + "}"
+
+
+def render_template(template: str, invitation: Invitation, *, html: bool = False) -> str:
+    user = invitation.user
+    values = {
+        "user_name": getattr(user, "display_name", ""),
+        "email": getattr(user, "email", ""),
+        "organisation": invitation.organisation,
+        "invitation_link": invitation.link,
+    }
+    if html:
+        values = {key: escape(value) for key, value in values.items()}
+    return template.format_map(_SafeDict(values))
+
+
+class EmailChannel:
+    """Invitations through Django's email framework: text + HTML, one connection per batch."""
+
+    name = "email"
+
+    def can_reach(self, user) -> bool:
+        return bool(getattr(user, "email", ""))
+
+    def build(self, invitation: Invitation, *, setting: VppServerSetting) -> EmailMultiAlternatives:
+        subject = render_template(setting.invitation_subject, invitation).replace("\n", " ")
+        text = render_template(setting.invitation_body_text, invitation)
+        if setting.invitation_body_html:
+            html = render_template(setting.invitation_body_html, invitation, html=True)
+        else:
+            html = linebreaks(escape(text)).replace(
+                escape(invitation.link), f'<a href="{escape(invitation.link)}">{escape(invitation.link)}</a>'
+            )
+        message = EmailMultiAlternatives(
+            subject=subject,
+            body=text,
+            from_email=setting.invitation_sender or None,
+            to=[invitation.user.email],
+        )
+        message.attach_alternative(html, "text/html")
+        return message
+
+    def send(self, invitations: Sequence[Invitation], *, setting: VppServerSetting) -> list[DeliveryResult]:
+        results = []
+        with get_connection(fail_silently=False) as connection:
+            for invitation in invitations:
+                try:
+                    connection.send_messages([self.build(invitation, setting=setting)])
+                    results.append(DeliveryResult(True))
+                except Exception as exc:  # noqa: BLE001 - one refused recipient must not stop the batch
+                    logger.warning("invitation email to vpp user %s failed: %s", invitation.vpp_user_id, exc)
+                    results.append(DeliveryResult(False, f"Email could not be sent: {exc}"))
+        return results
+
+
+class PushChannel:
+    """Invitations as an APNs alert to the agent app (vpp/invitations_push.py does the sending)."""
+
+    name = "push"
+    body = "Tap to join and receive apps and books from {organisation}."
+
+    def can_reach(self, user) -> bool:
+        from vpp.invitations_push import push_devices
+
+        return push_devices(user).exists()
+
+    def send(self, invitations: Sequence[Invitation], *, setting: VppServerSetting) -> list[DeliveryResult]:
+        from vpp.invitations_push import PushMessage, push_invitations
+
+        messages = [
+            PushMessage(
+                user=invitation.user,
+                link=invitation.link,
+                title=render_template(setting.invitation_subject, invitation).replace("\n", " "),
+                body=self.body.format(organisation=invitation.organisation),
+            )
+            for invitation in invitations
+        ]
+        return [DeliveryResult(result.ok, result.error) for result in push_invitations(messages)]
+
+
+register_channel(EmailChannel())
+register_channel(PushChannel())

@@ -1,0 +1,3 @@
+from vpp.sandbox.cli import main
+
+main()

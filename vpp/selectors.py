@@ -1,0 +1,148 @@
+"""Reads for VPP users, jobs and the VPP server setting (no writes here)."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+
+from users.models import Device, User, activated_apple_device_q
+from vpp.models import (
+    FINISHED_JOB_STATUSES,
+    OPEN_ITEM_STATUSES,
+    AssignmentMethod,
+    ItemStatus,
+    Job,
+    JobItem,
+    TokenHealth,
+    VppServerSetting,
+    VppUser,
+    VppUserStatus,
+)
+
+# The VPP status filter on the Users page: these values plus "none" (not a VPP user).
+VPP_STATUS_FILTER_CHOICES = [("none", "Not a VPP user"), *VppUserStatus.choices]
+
+
+def users_filter_by_vpp_status(queryset: QuerySet, status: str) -> QuerySet:
+    """Hook for the Users page filter (users.selectors calls it with the ?vpp_status= value)."""
+    if status == "none":
+        return queryset.filter(Q(vpp_user__isnull=True))
+    if status in VppUserStatus.values:
+        return queryset.filter(vpp_user__status=status)
+    return queryset
+
+
+def users_matching_filter(params: dict) -> QuerySet:
+    """Re-apply the Users page filter server-side ("select all N matching")."""
+    from users import selectors as user_selectors  # the Users page owns its filter
+
+    return user_selectors.user_filter_queryset(params)
+
+
+def users_with_vpp_facts(queryset: QuerySet) -> QuerySet:
+    """Device users with what eligibility needs, as plain values (one query, no N+1)."""
+    activated = Device.objects.filter(activated_apple_device_q(), user=OuterRef("pk"))
+    busy = JobItem.objects.filter(user=OuterRef("pk"), status__in=OPEN_ITEM_STATUSES).exclude(
+        job__status__in=FINISHED_JOB_STATUSES
+    )
+    return queryset.annotate(
+        has_apple_device=Exists(activated),
+        has_push_token=Exists(activated.exclude(push_token="")),
+        in_open_job=Exists(busy),
+    ).values(
+        "pk",
+        "display_name",
+        "login_id",
+        "email",
+        "is_active",
+        "has_apple_device",
+        "has_push_token",
+        "in_open_job",
+        "vpp_user__pk",
+        "vpp_user__status",
+        "vpp_user__invite_code",
+        "vpp_user__apple_email",
+    )
+
+
+def vpp_user_for(user: User) -> VppUser | None:
+    return VppUser.objects.filter(user=user).first()
+
+
+def job_item_counts(job: Job) -> dict[str, int]:
+    rows = JobItem.objects.filter(job=job).values("status").annotate(n=Count("id")).order_by()
+    counts = dict.fromkeys(ItemStatus.values, 0)
+    counts.update({row["status"]: row["n"] for row in rows})
+    return counts
+
+
+def job_items(job: Job, *, status: str | None = None) -> QuerySet:
+    items = JobItem.objects.filter(job=job).select_related("vpp_user").order_by("id")
+    if status:
+        items = items.filter(status=status)
+    return items
+
+
+def recent_jobs(limit: int = 50) -> QuerySet:
+    return Job.objects.select_related("started_by").order_by("-created_at", "-id")[:limit]
+
+
+def active_jobs() -> QuerySet:
+    return Job.objects.exclude(status__in=FINISHED_JOB_STATUSES).order_by("-created_at")
+
+
+# --- VPP server setting (token health, assignment method) ---------------------------------
+# Token states that stop every call to Apple (the admin must act first).
+BLOCKING_HEALTH = {TokenHealth.MISSING, TokenHealth.EXPIRED, TokenHealth.REVOKED, TokenHealth.INVALID,
+                   TokenHealth.OTHER_MDM}
+
+
+def vpp_actions_disabled_reason(setting: VppServerSetting | None = None) -> str | None:
+    """Why VPP user actions (invite, delete from VPP, sync) are not offered, or None.
+
+    For the Users page and the bulk-action services: show the sentence next to the disabled
+    buttons and refuse the action server-side with the same sentence.
+    """
+    setting = setting or VppServerSetting.load()
+    if setting.assignment_method == AssignmentMethod.DEVICE:
+        return ("Licences are assigned to devices (device-based assignment is chosen in "
+                "Setting › iOS/macOS › VPP Server Setting), so VPP user actions are off.")
+    if setting.token_health in BLOCKING_HEALTH:
+        return token_problem(setting)
+    return None
+
+
+def token_problem(setting: VppServerSetting) -> str | None:
+    """A sentence about a token that blocks Apple calls, or None when the token is usable."""
+    health = setting.token_health
+    if health == TokenHealth.MISSING:
+        return "No content token is uploaded yet (Setting › iOS/macOS › VPP Server Setting)."
+    if health == TokenHealth.EXPIRED:
+        return "The content token has expired (Apple error 9621); upload a renewed token."
+    if health == TokenHealth.REVOKED:
+        return "The content token was revoked (Apple error 9625); upload a new token."
+    if health == TokenHealth.INVALID:
+        return "Apple does not accept the content token; upload a new token."
+    if health == TokenHealth.OTHER_MDM:
+        who = setting.other_mdm_name or "another MDM"
+        return f"The VPP location is managed by {who}; take it over on the VPP Server Setting page first."
+    return None
+
+
+def token_banner(setting: VppServerSetting) -> dict | None:
+    """The console-wide banner (level, text) for a token that needs attention, from the stored state."""
+    problem = token_problem(setting)
+    if problem and setting.token_health != TokenHealth.MISSING:
+        return {"level": "error", "text": problem}
+    if setting.token_health == TokenHealth.EXPIRING:
+        return {"level": "warning", "text": setting.token_health_detail or "The content token expires soon."}
+    return None
+
+
+def sync_orphans(job_id: int | None, *, limit: int = 25) -> tuple[list, int]:
+    """Apple users a sync found that match nobody here: (first ``limit`` rows, total count)."""
+    from vpp.models import SyncOrphan
+
+    if not job_id:
+        return [], 0
+    orphans = SyncOrphan.objects.filter(run__job_id=job_id).order_by("id")
+    return list(orphans[:limit]), orphans.count()

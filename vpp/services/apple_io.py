@@ -1,0 +1,127 @@
+"""Shared helpers for talking to Apple inside job phases: batching, events, listings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
+
+from django.conf import settings
+
+from vpp.client import EventStatus, InvalidRequestError, VppApiUser, VppClient
+from vpp.services.jobs import JobDeferred, job_heartbeat
+
+T = TypeVar("T")
+
+ACTIVE_STATUSES = ("Registered", "Associated")
+UNKNOWN_EVENT = 9708
+USER_EXISTS = 9716
+USER_NOT_FOUND = 9609
+
+
+def batches(items: Sequence[T], size: int) -> Iterator[list[T]]:
+    size = max(1, int(size))
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def poll_interval() -> float:
+    return float(getattr(settings, "VPP_EVENT_POLL_INTERVAL", 30))
+
+
+def wait_budget() -> float:
+    """How long one task may wait for Apple's events before handing over (stays under the soft limit)."""
+    return min(120.0, settings.CELERY_TASK_SOFT_TIME_LIMIT / 2)
+
+
+def events_wait(*, job, token: str, client: VppClient, event_ids: Iterable[str]) -> tuple[dict, set]:
+    """Poll events until finished or the budget runs out.
+
+    Returns ({event_id: EventStatus}, {unknown event ids}). Raises JobDeferred when events are
+    still pending at the end of the budget; finished ones must be recorded by the caller first,
+    so the caller passes ``on_finished`` work through the returned dict on the next attempt instead.
+    """
+    pending = list(dict.fromkeys(event_ids))
+    finished: dict[str, EventStatus] = {}
+    unknown: set[str] = set()
+    deadline = time.monotonic() + wait_budget()
+    while pending:
+        for event_id in list(pending):
+            try:
+                status = client.event_status(event_id)
+            except InvalidRequestError as exc:
+                if exc.error_number != UNKNOWN_EVENT:
+                    raise
+                unknown.add(event_id)  # Apple forgot it: the caller asks about the users instead
+                pending.remove(event_id)
+                continue
+            if status.finished:
+                finished[event_id] = status
+                pending.remove(event_id)
+        if not pending:
+            break
+        job_heartbeat(job=job, token=token)
+        if time.monotonic() + poll_interval() > deadline:
+            raise EventsStillPending(finished, unknown, poll_interval())
+        time.sleep(poll_interval())
+    return finished, unknown
+
+
+class EventsStillPending(JobDeferred):
+    def __init__(self, finished: dict, unknown: set, countdown: float):
+        super().__init__(countdown)
+        self.finished = finished
+        self.unknown = unknown
+
+
+def failures_by_user(status: EventStatus) -> tuple[dict[str, tuple[int | None, str]], tuple[int | None, str] | None]:
+    """Per-user failures of an event, plus a failure that names nobody (applies to all)."""
+    per_user: dict[str, tuple[int | None, str]] = {}
+    general = None
+    for failure in status.failures:
+        if failure.client_user_ids:
+            for cuid in failure.client_user_ids:
+                per_user[str(cuid).lower()] = (failure.error_number, failure.message)
+        else:
+            general = (failure.error_number, failure.message)
+    if status.status == "FAILED" and not per_user and general is None and status.num_completed < status.num_requested:
+        general = (None, "Apple reported the request as failed without details.")
+    return per_user, general
+
+
+def _users_of(listing) -> Iterator[VppApiUser]:
+    for entry in listing:
+        if isinstance(entry, VppApiUser) or hasattr(entry, "client_user_id"):
+            yield entry
+        else:  # a page
+            yield from entry
+
+
+def prefer(current: VppApiUser | None, candidate: VppApiUser) -> VppApiUser:
+    """Of several rows for one clientUserId, the active one wins over retired history."""
+    if current is None:
+        return candidate
+    if candidate.status in ACTIVE_STATUSES and current.status not in ACTIVE_STATUSES:
+        return candidate
+    return current
+
+
+def users_listing(client: VppClient, **filters) -> tuple[dict[str, VppApiUser], str | None]:
+    """All rows of a listing keyed by clientUserId (active preferred), and its first-page versionId."""
+    listing = client.iter_users(**filters)
+    found: dict[str, VppApiUser] = {}
+    for user in _users_of(listing):
+        key = str(user.client_user_id).lower()
+        found[key] = prefer(found.get(key), user)
+    return found, getattr(listing, "version_id", None)
+
+
+def users_version_now(client: VppClient) -> str:
+    """Apple's current users versionId, read cheaply with a filter that matches nobody."""
+    import uuid
+
+    try:
+        _, version = users_listing(client, client_user_id=str(uuid.uuid4()))
+    except InvalidRequestError:
+        return ""
+    return version or ""

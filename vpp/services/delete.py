@@ -1,0 +1,80 @@
+"""Delete from VPP: revoke the users' licences (batched), then retire them (batched).
+
+Both calls are safe to repeat, so a redelivered chunk simply sends them again. Users Apple
+does not know (9609) are reported and marked retired here: they are not at Apple either way.
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from vpp.client import InvalidRequestError, VppClient
+from vpp.models import Job, JobItem, VppUser, VppUserStatus
+from vpp.services.apple_io import USER_NOT_FOUND, batches, events_wait, failures_by_user
+from vpp.services.invite import item_fail, item_succeed
+
+NOT_AT_APPLE = "Apple had no record of this user; marked retired here."
+
+
+def delete_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+    config = client.service_config()
+    items = [item for item in items if _has_vpp_user(item)]
+
+    revoke_events = _send(items, config.max_revoke_client_user_ids,
+                          lambda ids: client.revoke_assets(client_user_ids=ids))
+    failed, unknown = _outcomes(job, token, client, revoke_events)
+    survivors = [item for item in items if item.pk not in failed]
+    retire_events = _send(survivors, config.max_users, client.retire_users)
+    failed2, unknown2 = _outcomes(job, token, client, retire_events)
+    failed.update(failed2)
+    unknown |= unknown2
+
+    for item_pk, (number, message) in failed.items():
+        item_fail([i for i in items if i.pk == item_pk], message, number)
+    done = [item for item in items if item.pk not in failed]
+    VppUser.objects.filter(pk__in=[item.vpp_user_id for item in done]).update(
+        status=VppUserStatus.RETIRED, invite_code="", last_synced_at=timezone.now(),
+        last_error_number=None, last_error_message="",
+    )
+    item_succeed([item for item in done if item.pk in unknown], NOT_AT_APPLE)
+    item_succeed([item for item in done if item.pk not in unknown], "Licences revoked and user retired.")
+
+
+def _has_vpp_user(item: JobItem) -> bool:
+    if item.vpp_user is None:
+        item_fail([item], "Not a VPP user.")
+        return False
+    return True
+
+
+def _send(items: list[JobItem], size: int, call) -> dict[str, list[JobItem]]:
+    events: dict[str, list[JobItem]] = {}
+    for batch in batches(items, size):
+        try:
+            event_ids = call([str(item.vpp_user.client_user_id) for item in batch])
+        except InvalidRequestError as exc:
+            if exc.error_number == USER_NOT_FOUND:
+                continue  # nobody in the batch is known; reported below as not at Apple
+            item_fail(batch, exc.message, exc.error_number)
+            continue
+        for event_id in event_ids:
+            events.setdefault(event_id, []).extend(batch)
+    return events
+
+
+def _outcomes(job, token, client, events) -> tuple[dict[int, tuple], set[int]]:
+    """Failed items {pk: (number, message)} and items Apple does not know."""
+    finished, _unknown_events = events_wait(job=job, token=token, client=client, event_ids=events)
+    failed: dict[int, tuple] = {}
+    not_known: set[int] = set()
+    for event_id, status in finished.items():
+        per_user, general = failures_by_user(status)
+        for item in events[event_id]:
+            failure = per_user.get(str(item.vpp_user.client_user_id).lower()) or general
+            if failure is None:
+                continue
+            if failure[0] == USER_NOT_FOUND:
+                not_known.add(item.pk)
+            else:
+                failed[item.pk] = failure
+    return failed, not_known

@@ -1,0 +1,264 @@
+"""Send VPP invitation: create at Apple → read invite codes back → deliver the link.
+
+Never twice: an item whose create may already have reached Apple (``request_sent_at`` set)
+is checked at Apple first (its event, or the user itself) before any new create; Apple's
+9716 "already exists" counts as created. Deliveries are unique per (user, channel, job).
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from vpp.client import InvalidRequestError, RequestUser, TransientVppError, VppClient
+from vpp.invitations import Invitation, channels_for
+from vpp.models import InvitationDelivery, ItemStatus, Job, JobItem, VppServerSetting, VppUser, VppUserStatus
+from vpp.services.apple_io import (
+    ACTIVE_STATUSES,
+    USER_EXISTS,
+    EventsStillPending,
+    batches,
+    events_wait,
+    failures_by_user,
+    users_listing,
+    users_version_now,
+)
+
+
+def _cuid(item: JobItem) -> str:
+    return str(item.vpp_user.client_user_id)
+
+
+def _move(items: list[JobItem], step: str) -> None:
+    JobItem.objects.filter(pk__in=[item.pk for item in items], status=ItemStatus.IN_FLIGHT).update(
+        step=step, status=ItemStatus.PENDING, claimed_at=None
+    )
+
+
+def item_fail(items: list[JobItem], reason: str, error_number: int | None = None) -> None:
+    JobItem.objects.filter(pk__in=[item.pk for item in items], status=ItemStatus.IN_FLIGHT).update(
+        status=ItemStatus.FAILED, reason=reason[:500], error_number=error_number
+    )
+
+
+def item_succeed(items: list[JobItem], reason: str = "") -> None:
+    JobItem.objects.filter(pk__in=[item.pk for item in items], status=ItemStatus.IN_FLIGHT).update(
+        status=ItemStatus.SUCCEEDED, reason=reason[:500], error_number=None
+    )
+
+
+def job_capture_version(*, job: Job, client: VppClient) -> None:
+    """Remember Apple's users versionId before our first create: the read-back is a delta from it."""
+    if job.apple_version_id:
+        return
+    version = users_version_now(client)
+    if version:
+        Job.objects.filter(pk=job.pk, apple_version_id="").update(apple_version_id=version)
+        job.apple_version_id = version
+
+
+# --------------------------------------------------------------------------- create
+
+
+def invite_create_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+    config = client.service_config()
+    waiting: dict[str, list[JobItem]] = {}
+    to_create: list[JobItem] = []
+    created: list[JobItem] = []
+    for item in items:
+        if item.vpp_user is None:
+            item_fail([item], "The VPP user record is gone.")
+        elif item.apple_event_id:
+            waiting.setdefault(item.apple_event_id, []).append(item)
+        elif item.request_sent_at:
+            (created if _exists_at_apple(client, item) else to_create).append(item)
+        else:
+            to_create.append(item)
+    _move(created, "readback")
+
+    for batch in batches(to_create, config.max_users):
+        event_id = _send_create(client, batch)
+        if event_id:
+            waiting[event_id] = batch
+
+    try:
+        finished, unknown = events_wait(job=job, token=token, client=client, event_ids=waiting)
+    except EventsStillPending as pending:
+        _record_create_events(waiting, pending.finished, pending.unknown)
+        raise
+    _record_create_events(waiting, finished, unknown)
+
+
+def _exists_at_apple(client: VppClient, item: JobItem) -> bool:
+    user = client.get_user(_cuid(item))
+    return user is not None and user.status in ACTIVE_STATUSES
+
+
+def _send_create(client: VppClient, batch: list[JobItem]) -> str | None:
+    ids = [item.pk for item in batch]
+    # Committed before the request: if we die before the answer is stored, we ask Apple first.
+    JobItem.objects.filter(pk__in=ids).update(request_sent_at=timezone.now())
+    users = [RequestUser(client_user_id=_cuid(item), email=(item.user.email if item.user else None) or None)
+             for item in batch]
+    try:
+        event_ids = client.create_users(users)
+    except TransientVppError as exc:
+        if not exc.outcome_unknown:  # Apple answered (429/5xx): nothing was queued
+            JobItem.objects.filter(pk__in=ids).update(request_sent_at=None)
+        raise
+    except InvalidRequestError as exc:
+        JobItem.objects.filter(pk__in=ids).update(request_sent_at=None)
+        item_fail(batch, exc.message, exc.error_number)
+        return None
+    event_id = event_ids[0]
+    JobItem.objects.filter(pk__in=ids).update(apple_event_id=event_id)
+    return event_id
+
+
+def _record_create_events(waiting: dict[str, list[JobItem]], finished: dict, unknown: set) -> None:
+    created: list[JobItem] = []
+    for event_id in unknown:
+        # Apple no longer knows the event: forget it; the next attempt asks about each user.
+        JobItem.objects.filter(pk__in=[i.pk for i in waiting[event_id]]).update(apple_event_id="")
+    for event_id, status in finished.items():
+        per_user, general = failures_by_user(status)
+        for item in waiting[event_id]:
+            failure = per_user.get(_cuid(item).lower()) or general
+            if failure is None or failure[0] == USER_EXISTS:
+                created.append(item)
+            else:
+                item_fail([item], failure[1], failure[0])
+    _move(created, "readback")
+
+
+# --------------------------------------------------------------------------- read back
+
+
+def invite_readback_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+    """Read the new users' invite codes in bulk: a delta listing since the job's versionId."""
+    wanted = {_cuid(item).lower(): item for item in items if item.vpp_user}
+    found = {}
+    if job.apple_version_id:
+        try:
+            found, _ = users_listing(client, since_version_id=job.apple_version_id)
+        except InvalidRequestError:
+            found = {}  # 9721 invalid versionId: fall back to one read per user
+    for key in wanted.keys() - found.keys():
+        user = client.get_user(key)
+        if user is not None:
+            found[key] = user
+    now = timezone.now()
+    ready, associated, missing, vpp_users = [], [], [], []
+    for key, item in wanted.items():
+        apple = found.get(key)
+        vpp_user = item.vpp_user
+        if apple is None or apple.status not in ACTIVE_STATUSES:
+            missing.append(item)
+            continue
+        vpp_user.apple_email = apple.email or ""
+        vpp_user.invite_code = apple.invite_code or vpp_user.invite_code
+        vpp_user.id_hash = apple.id_hash or vpp_user.id_hash
+        vpp_user.last_synced_at = now
+        if apple.status == "Associated":
+            vpp_user.status = VppUserStatus.ASSOCIATED
+            associated.append(item)
+        elif vpp_user.invite_code:
+            ready.append(item)
+        else:
+            missing.append(item)
+        vpp_users.append(vpp_user)
+    VppUser.objects.bulk_update(
+        vpp_users, ["apple_email", "invite_code", "id_hash", "status", "last_synced_at"], batch_size=500
+    )
+    _move(ready, "deliver")
+    item_succeed(associated, "Already associated at Apple; no invitation needed.")
+    item_fail(missing, "Apple did not return an invitation code for this user.")
+
+
+# --------------------------------------------------------------------------- deliver
+
+
+def invite_deliver_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+    config = client.service_config()
+    setting = VppServerSetting.load()
+    organisation = setting.token_org_name or setting.location_name or "Your organisation"
+    sent: dict[int, list[str]] = {item.pk: [] for item in items}
+    errors: dict[int, list[str]] = {item.pk: [] for item in items}
+    for channel in channels_for(job.channel):
+        reachable = [item for item in items if item.user and item.vpp_user and channel.can_reach(item.user)]
+        links = {item.pk: config.invitation_url(item.vpp_user.invite_code) for item in reachable}
+        fresh, already = _reserve_deliveries(job, channel.name, reachable, links)
+        for item in already:
+            sent[item.pk].append(channel.name)
+        invitations = [Invitation(item.vpp_user_id, item.user, links[item.pk], organisation) for item in fresh]
+        results = channel.send(invitations, setting=setting) if invitations else []
+        _record_deliveries(job, channel.name, fresh, results, sent, errors)
+
+    now = timezone.now()
+    delivered = [item for item in items if sent[item.pk]]
+    for channel_name in {"+".join(sorted(sent[item.pk])) for item in delivered}:
+        ids = [item.vpp_user_id for item in delivered if "+".join(sorted(sent[item.pk])) == channel_name]
+        VppUser.objects.filter(pk__in=ids).update(
+            status=VppUserStatus.INVITED,
+            invited_at=now,
+            invitation_count=F("invitation_count") + 1,
+            last_invitation_channel=channel_name,
+        )
+    item_succeed(delivered, "")
+    for item in items:
+        if not sent[item.pk]:
+            reason = "; ".join(errors[item.pk]) or "No channel could reach this user."
+            item_fail([item], reason)
+            VppUser.objects.filter(pk=item.vpp_user_id, status=VppUserStatus.PENDING).update(
+                status=VppUserStatus.INVITED
+            )  # Apple has the user and its code; only the message failed
+
+
+def _reserve_deliveries(job, channel_name, items, links) -> tuple[list[JobItem], list[JobItem]]:
+    """Insert the 'sending' rows first; an existing row means it was (maybe) sent already."""
+    rows_before = InvitationDelivery.objects.filter(
+        job=job, channel=channel_name, vpp_user_id__in=[item.vpp_user_id for item in items]
+    ).exclude(state=InvitationDelivery.State.FAILED)
+    existing = set(rows_before.values_list("vpp_user_id", flat=True))
+    # A FAILED row of an earlier attempt may be tried again; SENT/SENDING never.
+    InvitationDelivery.objects.filter(
+        job=job, channel=channel_name, state=InvitationDelivery.State.FAILED,
+        vpp_user_id__in=[item.vpp_user_id for item in items],
+    ).delete()
+    fresh = [item for item in items if item.vpp_user_id not in existing]
+    rows = [
+        InvitationDelivery(vpp_user_id=item.vpp_user_id, channel=channel_name, job=job, link=links[item.pk])
+        for item in fresh
+    ]
+    try:
+        with transaction.atomic():
+            InvitationDelivery.objects.bulk_create(rows, batch_size=500)
+    except IntegrityError:  # another worker got some of them first: keep only ours
+        mine = []
+        for row, item in zip(rows, fresh, strict=True):
+            try:
+                with transaction.atomic():
+                    row.save()
+                mine.append(item)
+            except IntegrityError:
+                existing.add(item.vpp_user_id)
+        fresh = mine
+    already = [item for item in items if item.vpp_user_id in existing]
+    return fresh, already
+
+
+def _record_deliveries(job, channel_name, fresh, results, sent, errors) -> None:
+    now = timezone.now()
+    ok_ids, failed = [], []
+    for item, result in zip(fresh, results, strict=True):
+        if result.ok:
+            ok_ids.append(item.vpp_user_id)
+            sent[item.pk].append(channel_name)
+        else:
+            failed.append((item, result.error))
+            errors[item.pk].append(result.error)
+    deliveries = InvitationDelivery.objects.filter(job=job, channel=channel_name)
+    deliveries.filter(vpp_user_id__in=ok_ids).update(state=InvitationDelivery.State.SENT, sent_at=now)
+    for item, error in failed:
+        deliveries.filter(vpp_user_id=item.vpp_user_id).update(state=InvitationDelivery.State.FAILED, error=error[:500])

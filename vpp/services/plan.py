@@ -1,0 +1,139 @@
+"""Eligibility: who a bulk action will act on, and why the others are skipped.
+
+The same plan is computed for the confirmation modal and again, authoritatively, when the
+admin confirms (the data may have changed in between).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from django.db.models import QuerySet
+
+from vpp.invitations import channel_names_for, get_channel
+from vpp.models import InvitationChannel, JobAction, VppUserStatus
+from vpp.selectors import users_with_vpp_facts
+
+SKIP_REASONS = {
+    "inactive": "Inactive user",
+    "no_device": "No activated iOS/macOS device",
+    "associated": "Already associated with an Apple Account",
+    "pending": "Already pending at Apple",
+    "busy": "Already in a running VPP job",
+    "no_email": "No email address (invitations go by email)",
+    "no_push": "No push token (invitations go by push notification)",
+    "no_contact": "No email address and no push token",
+    "no_channel": "The chosen invitation channel is not configured",
+    "not_vpp": "Not a VPP user",
+    "retired": "Already retired from VPP",
+    "user_deleted": "The device user no longer exists",
+}
+
+# What each eligible user will go through (first job phase), by action.
+STEP_CREATE = "create"  # create at Apple, read the invite code back, deliver
+STEP_DELIVER = "deliver"  # re-invite: Apple already has the user and its invite code
+STEP_DELETE = "delete"
+STEP_UPDATE = "update"
+
+
+@dataclass
+class PlanRow:
+    user_id: int
+    label: str
+    vpp_user_id: int | None
+    vpp_status: str = ""
+    step: str = ""  # empty when skipped
+    skip_reason: str = ""
+
+
+@dataclass
+class Plan:
+    action: str
+    channel: str = ""
+    rows: list[PlanRow] = field(default_factory=list)
+
+    @property
+    def eligible(self) -> list[PlanRow]:
+        return [row for row in self.rows if not row.skip_reason]
+
+    @property
+    def skipped(self) -> list[PlanRow]:
+        return [row for row in self.rows if row.skip_reason]
+
+    def skip_counts(self) -> list[tuple[str, str, int]]:
+        """(code, readable reason, count), most frequent first."""
+        counts = Counter(row.skip_reason for row in self.skipped)
+        return [(code, SKIP_REASONS[code], n) for code, n in counts.most_common()]
+
+    def step_counts(self) -> dict[str, int]:
+        return dict(Counter(row.step for row in self.eligible))
+
+
+def _label(facts: dict) -> str:
+    return f"{facts['display_name']} ({facts['login_id']})"
+
+
+def _invite_skip(facts: dict, channel: str) -> str:
+    if not facts["is_active"]:
+        return "inactive"
+    if not facts["has_apple_device"]:
+        return "no_device"
+    status = facts["vpp_user__status"]
+    if status == VppUserStatus.ASSOCIATED:
+        return "associated"
+    if facts["in_open_job"]:
+        return "pending" if status == VppUserStatus.PENDING else "busy"
+    names = [name for name in channel_names_for(channel) if get_channel(name) is not None]
+    if not names:
+        return "no_channel"
+    reachable = {"email": bool(facts["email"]), "push": bool(facts["has_push_token"])}
+    if not any(reachable.get(name) for name in names):
+        if channel == InvitationChannel.BOTH:
+            return "no_contact"
+        return "no_push" if channel == InvitationChannel.PUSH else "no_email"
+    return ""
+
+
+def _delete_skip(facts: dict) -> str:
+    status = facts["vpp_user__status"]
+    if status is None:
+        return "not_vpp"
+    if status == VppUserStatus.RETIRED:
+        return "retired"
+    if facts["in_open_job"]:
+        return "pending" if status == VppUserStatus.PENDING else "busy"
+    return ""
+
+
+def _sync_skip(facts: dict) -> str:
+    if facts["vpp_user__status"] is None:
+        return "not_vpp"
+    if facts["in_open_job"]:
+        return "busy"
+    return ""
+
+
+def vpp_plan_build(*, action: str, users: QuerySet, channel: str = "") -> Plan:
+    """Eligibility of every user in ``users`` for ``action`` (one query)."""
+    plan = Plan(action=action, channel=channel)
+    for facts in users_with_vpp_facts(users.order_by("pk")).iterator(chunk_size=2000):
+        if action == JobAction.INVITE:
+            skip = _invite_skip(facts, channel)
+            reinvite = facts["vpp_user__status"] == VppUserStatus.INVITED and facts["vpp_user__invite_code"]
+            step = STEP_DELIVER if reinvite else STEP_CREATE
+        elif action == JobAction.DELETE:
+            skip, step = _delete_skip(facts), STEP_DELETE
+        else:
+            skip, step = _sync_skip(facts), STEP_UPDATE
+        plan.rows.append(
+            PlanRow(
+                user_id=facts["pk"],
+                label=_label(facts),
+                vpp_user_id=facts["vpp_user__pk"],
+                vpp_status=facts["vpp_user__status"] or "",
+                step="" if skip else step,
+                skip_reason=skip,
+            )
+        )
+    return plan

@@ -1,0 +1,89 @@
+"""Sync VPP for a selection: push changed emails to Apple, then read each user's state back."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from vpp.client import RequestUser, VppApiUser, VppClient
+from vpp.models import Job, JobItem, VppUser, VppUserStatus
+from vpp.services.apple_io import ACTIVE_STATUSES, batches, events_wait, failures_by_user, prefer, users_listing
+from vpp.services.invite import _move, item_fail, item_succeed
+
+# Up to this many users, one filtered listing per user is cheaper than a full listing.
+PER_USER_READ_LIMIT = 50
+
+APPLE_TO_LOCAL = {
+    "Registered": VppUserStatus.INVITED,
+    "Associated": VppUserStatus.ASSOCIATED,
+    "Retired": VppUserStatus.RETIRED,
+    "Deleted": VppUserStatus.RETIRED,
+}
+
+
+def sync_update_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+    """users/update for active users whose email changed here since Apple last saw it."""
+    config = client.service_config()
+    changed = [
+        item for item in items
+        if item.vpp_user and item.user and item.user.email
+        and item.user.email != item.vpp_user.apple_email
+        and item.vpp_user.status in (VppUserStatus.INVITED, VppUserStatus.ASSOCIATED)
+    ]
+    events: dict[str, list[JobItem]] = {}
+    for batch in batches(changed, config.max_users):
+        users = [RequestUser(str(item.vpp_user.client_user_id), email=item.user.email) for item in batch]
+        for event_id in client.update_users(users):
+            events.setdefault(event_id, []).extend(batch)
+    finished, _ = events_wait(job=job, token=token, client=client, event_ids=events)
+    failed_pks = set()
+    for event_id, status in finished.items():
+        per_user, general = failures_by_user(status)
+        for item in events[event_id]:
+            failure = per_user.get(str(item.vpp_user.client_user_id).lower()) or general
+            if failure:
+                failed_pks.add(item.pk)
+                item_fail([item], f"Email update refused: {failure[1]}", failure[0])
+    _move([item for item in items if item.pk not in failed_pks and item.vpp_user], "read")
+    item_fail([item for item in items if not item.vpp_user], "Not a VPP user.")
+
+
+def sync_read_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+    wanted = {str(item.vpp_user.client_user_id).lower(): item for item in items if item.vpp_user}
+    if len(wanted) <= PER_USER_READ_LIMIT:
+        found: dict[str, VppApiUser] = {}
+        for key in wanted:
+            rows, _ = users_listing(client, client_user_id=key)
+            for row in rows.values():
+                found[key] = prefer(found.get(key), row)
+    else:
+        found, _ = users_listing(client)
+    now = timezone.now()
+    vpp_users, notes = [], {}
+    for key, item in wanted.items():
+        vpp_user = item.vpp_user
+        apple = found.get(key)
+        before = vpp_user.status
+        if apple is None:
+            vpp_user.status = VppUserStatus.RETIRED
+            vpp_user.invite_code = ""
+            notes[item.pk] = f"Apple has no record of this user (was {before} here); marked retired."
+        else:
+            vpp_user.status = APPLE_TO_LOCAL.get(apple.status, vpp_user.status)
+            vpp_user.apple_email = apple.email or vpp_user.apple_email
+            vpp_user.id_hash = apple.id_hash or vpp_user.id_hash
+            if apple.status in ACTIVE_STATUSES:
+                vpp_user.invite_code = apple.invite_code or vpp_user.invite_code
+            if vpp_user.status != before:
+                notes[item.pk] = f"Was {before} here; Apple says {apple.status}. Updated."
+            else:
+                notes[item.pk] = f"In step with Apple ({apple.status})."
+        vpp_user.last_synced_at = now
+        vpp_users.append(vpp_user)
+    VppUser.objects.bulk_update(
+        vpp_users, ["status", "apple_email", "id_hash", "invite_code", "last_synced_at"], batch_size=500
+    )
+    by_note: dict[str, list[JobItem]] = {}
+    for item in wanted.values():
+        by_note.setdefault(notes[item.pk], []).append(item)
+    for note, group in by_note.items():
+        item_succeed(group, note)
