@@ -235,6 +235,8 @@ else:
         "data_folder_out": str(CELERY_QUEUE_DIR),
         "processed_folder": str(VAR_DIR / "queue-done"),
         "store_processed": False,
+        # How often an idle worker looks for new messages (kombu's default is 1 s per queue).
+        "polling_interval": float(env_str("CELERY_FILESYSTEM_POLL_INTERVAL", "0.2")),
     }
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "kmconsole")
 CELERY_ACCEPT_CONTENT = ["json"]
