@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from kmconsole import views
+from vpp import views as vpp_views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="users:list", permanent=False)),
@@ -13,6 +14,8 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("users/", include("users.urls")),
     path("setting/", include("vpp.urls")),
+    # Apple's notifications (bearer token, no session): outside the admin pages' URL space.
+    path("vpp/notifications/", vpp_views.notification_receiver, name="vpp-notifications"),
     path("admin/", admin.site.urls),
 ]
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -339,11 +340,18 @@ class FileTokenStore:
 
 
 def default_token_store() -> TokenStore:
+    """Redis when settings.REDIS_URL is set (all workers, all machines), else a file under var/."""
     from django.conf import settings
 
     if settings.REDIS_URL:
-        return RedisTokenStore.from_url(settings.REDIS_URL)
+        return _redis_store(settings.REDIS_URL)
     return FileTokenStore(settings.VAR_DIR / "apns-tokens")
+
+
+@functools.cache
+def _redis_store(url: str) -> RedisTokenStore:
+    # One connection pool per process and URL, not one per batch of pushes.
+    return RedisTokenStore.from_url(url)
 
 
 class ProviderTokens:

@@ -5,4 +5,6 @@ from vpp import views
 app_name = "vpp"
 urlpatterns = [
     path("ios-macos/vpp-server/", views.server_setting, name="server-setting"),
+    path("ios-macos/vpp-server/invitation-preview/", views.invitation_preview, name="invitation-preview"),
+    path("ios-macos/vpp-server/sync-status/", views.sync_status, name="sync-status"),
 ]

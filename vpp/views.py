@@ -1,7 +1,240 @@
+"""VPP Server Setting page (one view, one form per card) and Apple's notification receiver."""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from vpp import forms as f
+from vpp.audit import audit_record
+from vpp.models import SyncSchedule, TokenHealth, VppServerSetting
+from vpp.selectors import token_problem, vpp_actions_disabled_reason
+from vpp.services import invitation_message, notifications
+from vpp.services import setting as setting_service
+from vpp.services.full_sync import SyncBlocked, running_sync_job, sync_start
+from vpp.services.schedule import ScheduleInput, schedule_update
+
+logger = logging.getLogger(__name__)
+CHANGE_PERM = "vpp.change_vppserversetting"
+HEALTH_BADGE = {TokenHealth.VALID: "badge-ok", TokenHealth.EXPIRING: "badge-warn", TokenHealth.MISSING: "badge-muted"}
+
+
+def _schedule_initial(schedule: SyncSchedule) -> dict:
+    return {"enabled": schedule.enabled, "mode": schedule.mode, "interval_hours": schedule.interval_hours,
+            "time_of_day": schedule.time_of_day, "timezone": schedule.timezone}
+
+
+def _context(request, setting, schedule, **bound) -> dict:
+    can_change = request.user.has_perm(CHANGE_PERM)
+    forms = {
+        "token_form": bound.get("token_form") or f.TokenUploadForm(),
+        "takeover_form": bound.get("takeover_form") or f.TakeoverForm(),
+        "assignment_form": bound.get("assignment_form") or f.AssignmentForm(instance=setting),
+        "invitation_form": bound.get("invitation_form") or f.InvitationForm(instance=setting),
+        "schedule_form": bound.get("schedule_form") or f.ScheduleForm(initial=_schedule_initial(schedule)),
+        "notifications_form": bound.get("notifications_form") or f.NotificationsForm(
+            initial={"public_url": setting.notification_url.removesuffix("/vpp/notifications/")}),
+    }
+    if not can_change:
+        for form in forms.values():
+            for field in form.fields.values():
+                field.disabled = True
+    return {
+        **forms, "setting": setting, "schedule": schedule, "can_change": can_change,
+        "running_job": running_sync_job(), "token_problem": token_problem(setting),
+        "actions_disabled_reason": vpp_actions_disabled_reason(setting),
+        "open_section": bound.get("open_section", ""),
+        "health_badge": HEALTH_BADGE.get(setting.token_health, "badge-danger"),
+    }
 
 
 @login_required
 def server_setting(request):
-    return render(request, "vpp/server_setting.html", {})
+    setting, schedule = VppServerSetting.load(), SyncSchedule.load()
+    if request.method != "POST":
+        return render(request, "vpp/server_setting.html", _context(request, setting, schedule))
+    if not request.user.has_perm(CHANGE_PERM):
+        raise PermissionDenied("You may view but not change the VPP server setting.")
+    section = "send_test" if request.POST.get("send_test") else request.POST.get("section", "")
+    handler = SECTION_HANDLERS.get(section)
+    if handler is None:
+        return HttpResponseBadRequest("unknown section")
+    bound = handler(request, setting, schedule)
+    if bound is None:
+        return redirect("vpp:server-setting")
+    return render(request, "vpp/server_setting.html", _context(request, setting, schedule, **bound), status=422)
+
+
+def _token_upload(request, setting, schedule):
+    form = f.TokenUploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return {"token_form": form, "open_section": "token"}
+    try:
+        setting = setting_service.token_upload(data=form.cleaned_data["token_data"], actor=request.user)
+    except setting_service.TokenRejected as exc:
+        form.add_error(None, exc.reason)
+        return {"token_form": form, "open_section": "token"}
+    if setting.token_health == "other_mdm":
+        messages.warning(request, f"Token stored, but the location is managed by {setting.other_mdm_name!r}. "
+                                  "Review the takeover below before kmconsole uses it.")
+    else:
+        messages.success(request, f"Content token for {setting.location_name or setting.token_org_name} saved.")
+    return None
+
+
+def _token_remove(request, setting, schedule):
+    setting_service.token_remove(actor=request.user)
+    messages.success(request, "Content token removed. VPP actions are off until a new token is uploaded.")
+    return None
+
+
+def _token_check(request, setting, schedule):
+    check = setting_service.token_check_health()
+    label = TokenHealth(check.health).label
+    messages.info(request, f"Token checked with Apple: {label}.")
+    return None
+
+
+def _takeover(request, setting, schedule):
+    form = f.TakeoverForm(request.POST)
+    if not form.is_valid():
+        return {"takeover_form": form, "open_section": "takeover"}
+    try:
+        setting_service.token_takeover(actor=request.user)
+    except setting_service.vpp.VppError as exc:
+        form.add_error(None, f"Apple refused the takeover: {exc.message}")
+        return {"takeover_form": form, "open_section": "takeover"}
+    messages.success(request, "kmconsole now manages this location.")
+    return None
+
+
+def _assignment(request, setting, schedule):
+    before = setting.assignment_method
+    form = f.AssignmentForm(request.POST, instance=setting)
+    if not form.is_valid():
+        return {"assignment_form": form}
+    form.save()
+    if before != setting.assignment_method:
+        audit_record(actor=request.user, action="vpp.assignment_changed",
+                     details={"from": before, "to": setting.assignment_method})
+    messages.success(request, "Assignment method saved.")
+    return None
+
+
+def _invitations(request, setting, schedule):
+    form = f.InvitationForm(request.POST, instance=setting)
+    if not form.is_valid():
+        return {"invitation_form": form, "open_section": "invitations"}
+    form.save()
+    audit_record(actor=request.user, action="vpp.invitation_changed", details={"fields": ",".join(form.changed_data)})
+    messages.success(request, "Invitation settings saved.")
+    return None
+
+
+def _schedule(request, setting, schedule):
+    form = f.ScheduleForm(request.POST)
+    if not form.is_valid():
+        return {"schedule_form": form, "open_section": "schedule"}
+    _, changes = schedule_update(data=ScheduleInput(**form.cleaned_data))
+    if changes:
+        audit_record(actor=request.user, action="vpp.schedule_changed",
+                     details={key: f"{old} → {new}" for key, (old, new) in changes.items()})
+    messages.success(request, "Automatic sync saved; it applies within a minute.")
+    return None
+
+
+def _sync_now(request, setting, schedule):
+    try:
+        started = sync_start(actor=request.user, trigger="manual")
+    except SyncBlocked as exc:
+        messages.error(request, f"Sync not started: {exc.reason}")
+        return None
+    if started.started:
+        messages.success(request, f"Full sync started (job #{started.job.pk}).")
+    else:
+        messages.info(request, f"A sync is already running (job #{started.job.pk}); showing it.")
+    return None
+
+
+def _notifications(request, setting, schedule):
+    form = f.NotificationsForm(request.POST)
+    if not form.is_valid():
+        return {"notifications_form": form, "open_section": "notifications"}
+    try:
+        setting_service.notifications_configure(public_url=form.cleaned_data["public_url"], actor=request.user)
+    except (setting_service.NotificationSetupError, setting_service.NoToken) as exc:
+        form.add_error(None, getattr(exc, "reason", "Upload a content token first."))
+        return {"notifications_form": form, "open_section": "notifications"}
+    messages.success(request, "Apple will send notifications to this console.")
+    return None
+
+
+def _send_test(request, setting, schedule):
+    if not request.user.email:
+        messages.error(request, "Your admin account has no email address to send the test to.")
+        return None
+    invitation_message.invitation_send_test(setting=setting, to_email=request.user.email,
+                                            user_name=request.user.get_full_name() or request.user.get_username())
+    messages.success(request, f"Test invitation sent to {request.user.email}.")
+    return None
+
+
+SECTION_HANDLERS = {
+    "token": _token_upload, "token_remove": _token_remove, "token_check": _token_check, "takeover": _takeover,
+    "assignment": _assignment, "invitations": _invitations, "schedule": _schedule, "sync_now": _sync_now,
+    "notifications": _notifications, "send_test": _send_test,
+}
+
+
+@login_required
+@require_POST
+def invitation_preview(request):
+    """htmx: the invitation rendered with sample values, from the (unsaved) form fields."""
+    setting = VppServerSetting.load()
+    # An unsaved copy: previewing must not change the stored templates.
+    form = f.InvitationForm(request.POST, instance=VppServerSetting(pk=setting.pk))
+    preview, error = None, None
+    if form.is_valid():
+        data = form.cleaned_data
+        preview = invitation_message.invitation_render(
+            subject=data["invitation_subject"], body_text=data["invitation_body_text"],
+            body_html=data["invitation_body_html"], values=invitation_message.sample_values(setting))
+    else:
+        error = "; ".join(str(e) for errors in form.errors.values() for e in errors)
+    return render(request, "vpp/server_setting.html#invitation-preview", {"preview": preview, "preview_error": error})
+
+
+@login_required
+def sync_status(request):
+    """htmx: the sync card's status block (polled while a sync runs)."""
+    return render(request, "vpp/server_setting.html#sync-status",
+                  {"schedule": SyncSchedule.load(), "running_job": running_sync_job(),
+                   "can_change": request.user.has_perm(CHANGE_PERM)})
+
+
+@csrf_exempt
+@require_POST
+def notification_receiver(request):
+    """Apple's notifications (bearer-token authenticated, not a browser endpoint)."""
+    if not notifications.notification_authorized(request.headers.get("Authorization")):
+        return HttpResponse(status=401, headers={"WWW-Authenticate": 'Bearer realm="kmconsole"'})
+    length = int(request.headers.get("Content-Length") or 0)
+    if length > notifications.MAX_BODY_BYTES:
+        logger.warning("Apple notification refused: body of %s bytes is over the cap", length)
+        return HttpResponse(status=413)
+    body = request.read(notifications.MAX_BODY_BYTES + 1)
+    if len(body) > notifications.MAX_BODY_BYTES:
+        return HttpResponse(status=413)
+    try:
+        received = notifications.notification_receive(body=body)
+    except notifications.MalformedNotification as exc:
+        logger.warning("malformed Apple notification (%s bytes): %s", len(body), exc)
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse({"received": received.notification_type, "duplicate": received.duplicate})

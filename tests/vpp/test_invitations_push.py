@@ -142,3 +142,43 @@ def test_it_uses_a_given_provider_and_leaves_it_open(fake_apns, db):
         assert send(user, provider=apns).ok
         assert send(user, provider=apns).ok
     assert fake_apns.state.stats()["provider_tokens"] == 1
+
+
+def test_it_plugs_into_the_invitation_channel_seam(apns_settings, fake_apns):
+    from vpp.invitations import Invitation, get_channel
+    from vpp.models import VppServerSetting
+
+    user = make_user("ivy", (Platform.IOS, ACTIVE, token(70)))
+    nobody = make_user("jon")
+    channel = get_channel("push")
+    assert (channel.can_reach(user), channel.can_reach(nobody)) == (True, False)
+    setting = VppServerSetting.load()
+    results = channel.send([Invitation(1, user, LINK, "Acme"), Invitation(2, nobody, LINK, "Acme")], setting=setting)
+    assert [r.ok for r in results] == [True, False]
+    [recorded] = fake_apns.state.pushes
+    assert recorded.link == LINK
+    assert recorded.payload["aps"]["alert"]["title"] == "Join Acme's app programme"
+
+
+def test_it_delivers_a_push_invite_job_end_to_end(apns_settings, fake_apns, apple, token_setting, user_factory):
+    # The job engine (vpp/services) with an in-memory Apple, pushes over HTTP/2 to the fake.
+    from tests.vpp.conftest import run_job
+    from vpp.models import InvitationDelivery, JobAction, VppUser, VppUserStatus
+    from vpp.services.jobs import job_create
+    from vpp.services.plan import vpp_plan_build
+
+    apns_settings.VPP_EVENT_POLL_INTERVAL = 0
+    reachable, gone = user_factory(push_token=token(80)), user_factory(push_token=token(81))
+    fake_apns.state.unregister(token(81))
+    users = User.objects.filter(pk__in=[reachable.pk, gone.pk])
+    plan = vpp_plan_build(action=JobAction.INVITE, users=users, channel="push")
+    job = run_job(job_create(plan=plan, actor=None, selection={"ids": []}, ip="127.0.0.1"), apple)
+    assert (job.succeeded, job.failed) == (1, 1)
+    code = VppUser.objects.get(user=reachable).invite_code
+    [recorded] = [p for p in fake_apns.state.pushes if p.status == 200]
+    assert recorded.device_token == token(80) and code in recorded.link
+    assert VppUser.objects.get(user=reachable).last_invitation_channel == "push"
+    failed = InvitationDelivery.objects.get(vpp_user__user=gone)
+    assert failed.state == InvitationDelivery.State.FAILED and "no longer registered" in failed.error
+    assert Device.objects.get(user=gone).push_token == ""
+    assert VppUser.objects.get(user=gone).status == VppUserStatus.INVITED  # Apple has the code; only the push failed

@@ -1,113 +1,197 @@
-"""Content token (.vpptoken) parsing: valid forms and a table of malformed inputs."""
+"""Content token: upload (good and bad files), health states from the sandbox, takeover, removal."""
 
 from __future__ import annotations
 
 import base64
-import json
-from datetime import UTC, datetime
+import logging
 
 import pytest
+from django.contrib.auth.models import Permission
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 
-from tests.vpp.vpp_helpers import SECRET_INNER, b64, make_stoken
-from vpp.client import MAX_TOKEN_FILE_BYTES, TokenFileError, parse_content_token
+from vpp import client as vpp
+from vpp import secrets as vault
+from vpp.models import AuditEvent, TokenHealth, VppServerSetting
+from vpp.services import setting as setting_service
 
-NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    "exp",
-    ["2030-11-08T22:33:22+0000", "2030-11-08T22:33:22+00:00", "2030-11-08T22:33:22Z", "2030-11-08T15:33:22-0700"],
-)
-def test_it_parses_expiry_in_every_offset_form(exp):
-    token = parse_content_token(make_stoken(exp=exp), now=NOW)
-    assert token.expires_at == datetime(2030, 11, 8, 22, 33, 22, tzinfo=UTC)
-    assert token.org_name == "Example School"
-    assert token.token == SECRET_INNER
-    assert not token.expired
+pytestmark = [pytest.mark.django_db, pytest.mark.sandbox]
+URL = reverse("vpp:server-setting")
 
 
-def test_it_strips_whitespace_newlines_and_bom_and_accepts_bytes():
-    raw = make_stoken()
-    wrapped = "\ufeff  " + raw[:20] + "\n" + raw[20:] + "\r\n\n"
-    assert parse_content_token(wrapped, now=NOW).raw == raw
-    assert parse_content_token(wrapped.encode("utf-8"), now=NOW).raw == raw
+@pytest.fixture
+def admin(client, django_user_model):
+    user = django_user_model.objects.create_user("admin", email="admin@example.com", password=None)
+    user.user_permissions.add(Permission.objects.get(codename="change_vppserversetting"))
+    client.force_login(user)
+    return user
 
 
-def test_it_ignores_unknown_json_fields():
-    assert parse_content_token(make_stoken(extra_field={"a": 1}), now=NOW).org_name == "Example School"
+@pytest.fixture
+def sandbox_setting(vpp_sandbox):
+    setting = VppServerSetting.load()
+    setting.api_base_url = vpp_sandbox.base_url
+    setting.save()
+    return setting
 
 
-def test_it_refuses_an_expired_token_unless_allowed():
-    raw = make_stoken(exp="2026-01-01T00:00:00+0000", org="Old Org")
-    with pytest.raises(TokenFileError) as info:
-        parse_content_token(raw, now=NOW)
-    assert "expired on 2026-01-01" in info.value.reason
-    assert "Old Org" in info.value.reason
-    token = parse_content_token(raw, now=NOW, allow_expired=True)
-    assert token.expired
+def upload(client, content: bytes, name="org.vpptoken"):
+    return client.post(URL, {"section": "token", "token_file": SimpleUploadedFile(name, content)})
 
 
-def _json_token(obj) -> str:
-    return b64(json.dumps(obj))
+def b64(text: str) -> bytes:
+    return base64.b64encode(text.encode())
 
 
-VALID = make_stoken()
-MALFORMED = [
-    ("empty", "", "empty"),
-    ("only whitespace", " \n\t ", "empty"),
-    ("not base64", "this is not a token!", "not Base64"),
-    ("truncated padding", VALID[:-3], "not Base64"),
-    ("truncated on a 4-char boundary", VALID[: (len(VALID) // 2) // 4 * 4], "damaged or incomplete"),
-    ("base64 of garbage bytes", b64(bytes(range(256))), "damaged or incomplete"),
-    ("base64 of plain text", b64("hello world"), "damaged or incomplete"),
-    ("json list", _json_token(["token", "expDate"]), "wrong format"),
-    ("json string", _json_token("token"), "wrong format"),
-    ("json number", _json_token(42), "wrong format"),
-    ("missing token", _json_token({"expDate": "2030-01-01T00:00:00+0000", "orgName": "X"}), "no “token” field"),
-    ("missing expDate", _json_token({"token": "t", "orgName": "X"}), "no “expDate” field"),
-    ("missing orgName", _json_token({"token": "t", "expDate": "2030-01-01T00:00:00+0000"}), "no “orgName” field"),
-    ("empty token", _json_token({"token": " ", "expDate": "2030-01-01T00:00:00+0000", "orgName": "X"}), "“token”"),
-    ("numeric token", _json_token({"token": 5, "expDate": "2030-01-01T00:00:00+0000", "orgName": "X"}), "not text"),
-    ("bad date", _json_token({"token": "t", "expDate": "next year", "orgName": "X"}), "expiry date"),
-    ("date without offset", _json_token({"token": "t", "expDate": "2030-01-01T00:00:00", "orgName": "X"}), "expiry"),
-    ("date as number", _json_token({"token": "t", "expDate": 1893456000, "orgName": "X"}), "“expDate”"),
-    ("url-safe alphabet", base64.urlsafe_b64encode(b'{"token":"\xff\xfe"}').decode(), "not Base64"),
+BAD_FILES = [
+    ("not Base64", b"this is not base64 at all!", "not Base64"),
+    ("bad JSON", b64("{not json"), "damaged or incomplete"),
+    ("missing fields", b64('{"token": "abc", "orgName": "Org"}'), "no “expDate” field"),
+    ("empty field", b64('{"token": "", "expDate": "2030-01-01T00:00:00+0000", "orgName": "Org"}'), "empty"),
+    ("no offset", b64('{"token": "a", "expDate": "2030-01-01T00:00:00", "orgName": "Org"}'), "cannot be read"),
+    ("huge", b"QUFB" * 10_000, "too large"),
+    ("binary", bytes(range(256)) * 4, "binary"),
+    ("empty", b"", "Choose a .vpptoken file"),
 ]
 
 
-@pytest.mark.parametrize(("case", "data", "expected"), MALFORMED, ids=[c[0] for c in MALFORMED])
-def test_it_rejects_malformed_tokens_with_a_specific_reason(case, data, expected):
-    with pytest.raises(TokenFileError) as info:
-        parse_content_token(data, now=NOW)
-    assert expected in info.value.reason
-    assert str(info.value) == info.value.reason
+@pytest.mark.parametrize(("label", "content", "reason"), BAD_FILES, ids=[row[0] for row in BAD_FILES])
+def test_it_refuses_bad_token_files_and_stores_nothing(client, admin, sandbox_setting, label, content, reason):
+    response = upload(client, content)
+    assert response.status_code == 422, label
+    assert reason in response.content.decode()
+    setting = VppServerSetting.load()
+    assert not setting.has_token and setting.token_health == TokenHealth.MISSING
+
+
+def test_it_refuses_an_expired_token_file(client, admin, sandbox_setting, vpp_sandbox):
+    response = upload(client, vpp_sandbox.mint_token(expired=True).encode())
+    assert response.status_code == 422
+    assert "expired on" in response.content.decode()
+    assert not VppServerSetting.load().has_token
+
+
+def test_it_refuses_a_token_apple_revoked(client, admin, sandbox_setting, vpp_sandbox):
+    vpp_sandbox.revoke_token()
+    response = upload(client, vpp_sandbox.token.encode())
+    assert response.status_code == 422
+    assert "revoked (error 9625)" in response.content.decode()
+    assert not VppServerSetting.load().has_token
+
+
+def test_it_stores_a_good_token_encrypted_claims_the_location_and_never_shows_it(
+    client, admin, sandbox_setting, vpp_sandbox, caplog
+):
+    with caplog.at_level(logging.DEBUG):
+        response = upload(client, (vpp_sandbox.token + "\n").encode())
+    assert response.status_code == 302
+    setting = VppServerSetting.load()
+    assert setting.token_health == TokenHealth.VALID
+    assert vault.decrypt(setting.content_token_encrypted) == vpp_sandbox.token
+    assert vpp_sandbox.token not in setting.content_token_encrypted
+    assert setting.token_org_name == vpp_sandbox.org and setting.location_name
+    assert setting.mdm_claimed_at is not None
+    config = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url).client_config()
+    assert config.mdm_info.id == str(setting.mdm_id) and config.mdm_info.name == "kmconsole"
+    html = client.get(URL).content.decode()
+    assert vpp_sandbox.org in html and setting.location_name in html
+    assert vpp_sandbox.token not in html and vpp_sandbox.token not in caplog.text
+    assert AuditEvent.objects.filter(action="vpp.token_uploaded").exists()
+
+
+def test_it_accepts_pasted_token_text_and_replaces_in_place(client, admin, sandbox_setting, vpp_sandbox):
+    upload(client, vpp_sandbox.token.encode())
+    first = VppServerSetting.load()
+    newer = vpp_sandbox.mint_token(expires_in_days=200)
+    response = client.post(URL, {"section": "token", "token_text": newer})
+    assert response.status_code == 302
+    setting = VppServerSetting.load()
+    assert vault.decrypt(setting.content_token_encrypted) == newer
+    assert setting.mdm_id == first.mdm_id and setting.token_expires_at < first.token_expires_at
+    assert AuditEvent.objects.filter(action="vpp.token_replaced").exists()
+
+
+def _store(vpp_sandbox, token=None):
+    setting = VppServerSetting.load()
+    setting_service.token_upload(data=token or vpp_sandbox.token, actor=None)
+    return setting
 
 
 @pytest.mark.parametrize(
-    "data",
-    [b"\x89PNG\r\n\x1a\n\x00\x00binary", bytes([0xFF, 0xFE, 0x00, 0x41]) * 10],
-    ids=["png", "utf16-ish"],
+    ("make", "health", "text"),
+    [
+        (lambda sb: None, TokenHealth.VALID, ""),
+        (lambda sb: sb.expire_token(), TokenHealth.EXPIRED, "9621"),
+        (lambda sb: sb.revoke_token(), TokenHealth.REVOKED, "9625"),
+    ],
+    ids=["valid", "expired", "revoked"],
 )
-def test_it_rejects_binary_files(data):
-    with pytest.raises(TokenFileError, match="binary"):
-        parse_content_token(data, now=NOW)
+def test_it_checks_each_health_state_with_apple(sandbox_setting, vpp_sandbox, make, health, text):
+    _store(vpp_sandbox)
+    make(vpp_sandbox)
+    check = setting_service.token_check_health()
+    setting = VppServerSetting.load()
+    assert (check.health, setting.token_health) == (health, health)
+    assert text in setting.token_health_detail
 
 
-@pytest.mark.parametrize("data", [b"A" * (MAX_TOKEN_FILE_BYTES + 1), "A" * (MAX_TOKEN_FILE_BYTES + 4)])
-def test_it_rejects_huge_files_before_decoding(data):
-    with pytest.raises(TokenFileError, match="too large"):
-        parse_content_token(data, now=NOW)
+def test_it_reports_a_token_expiring_within_30_days(sandbox_setting, vpp_sandbox):
+    _store(vpp_sandbox, vpp_sandbox.mint_token(expires_in_days=12))
+    assert VppServerSetting.load().token_health == TokenHealth.EXPIRING
+    assert setting_service.token_check_health().health == TokenHealth.EXPIRING
+    assert "expires in 1" in VppServerSetting.load().token_health_detail
 
 
-def test_it_never_echoes_the_token_in_reasons_or_repr():
-    raw = make_stoken(exp="2020-01-01T00:00:00+0000")
-    with pytest.raises(TokenFileError) as info:
-        parse_content_token(raw, now=NOW)
-    assert raw not in info.value.reason and SECRET_INNER not in info.value.reason
-    token = parse_content_token(raw, now=NOW, allow_expired=True)
-    assert raw not in repr(token) and SECRET_INNER not in repr(token)
-    for _case, data, _ in MALFORMED:
-        try:
-            parse_content_token(data, now=NOW)
-        except TokenFileError as exc:
-            assert not data.strip() or data.strip() not in exc.reason
+def test_it_reports_an_invalid_stored_token(sandbox_setting, vpp_sandbox):
+    VppServerSetting.objects.filter(pk=1).update(content_token_encrypted=vault.encrypt("bm90LWEtdG9rZW4="),
+                                                 token_health=TokenHealth.VALID)
+    assert setting_service.token_check_health().health == TokenHealth.INVALID
+
+
+def test_it_runs_the_daily_health_check_task(sandbox_setting, vpp_sandbox):
+    from vpp.tasks import token_health_check
+
+    _store(vpp_sandbox)
+    vpp_sandbox.revoke_token()
+    assert token_health_check() == TokenHealth.REVOKED
+
+
+def _other_mdm_claims(vpp_sandbox):
+    other = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
+    other.update_client_config(mdm_info=vpp.MdmInfo(id="other-mdm-id", name="Other MDM", metadata="elsewhere"))
+
+
+def test_it_asks_before_taking_over_a_location_another_mdm_holds(client, admin, sandbox_setting, vpp_sandbox):
+    _other_mdm_claims(vpp_sandbox)
+    assert upload(client, vpp_sandbox.token.encode()).status_code == 302
+    setting = VppServerSetting.load()
+    assert setting.token_health == TokenHealth.OTHER_MDM and setting.other_mdm_name == "Other MDM"
+    html = client.get(URL).content.decode()
+    assert "managed by Other MDM" in html and 'id="takeover-button"' in html
+    assert "must stop using this token" in html
+    # Not confirmed: nothing changes at Apple.
+    assert client.post(URL, {"section": "takeover"}).status_code == 422
+    check = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url).client_config()
+    assert check.mdm_info.id == "other-mdm-id"
+    # Confirmed: kmconsole claims the location.
+    assert client.post(URL, {"section": "takeover", "understood": "on"}).status_code == 302
+    setting = VppServerSetting.load()
+    assert setting.token_health == TokenHealth.VALID and setting.other_mdm_name == ""
+    check = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url).client_config()
+    assert check.mdm_info.id == str(setting.mdm_id)
+    assert AuditEvent.objects.filter(action="vpp.location_taken_over").exists()
+
+
+def test_it_notices_another_mdm_taking_the_location_later(sandbox_setting, vpp_sandbox):
+    _store(vpp_sandbox)
+    _other_mdm_claims(vpp_sandbox)
+    assert setting_service.token_check_health().health == TokenHealth.OTHER_MDM
+
+
+def test_it_removes_the_token(client, admin, sandbox_setting, vpp_sandbox):
+    upload(client, vpp_sandbox.token.encode())
+    assert client.post(URL, {"section": "token_remove"}).status_code == 302
+    setting = VppServerSetting.load()
+    assert not setting.has_token and setting.token_health == TokenHealth.MISSING and setting.location_name == ""
+    assert "No content token yet" in client.get(URL).content.decode()
+    assert AuditEvent.objects.filter(action="vpp.token_removed").exists()

@@ -8,12 +8,16 @@ from vpp.models.job import (
     JobItem,
     JobStatus,
 )
+from vpp.models.notification import AppleNotification, NotificationType
+from vpp.models.schedule import ScheduleMode, SyncResult, SyncSchedule
 from vpp.models.setting import AssignmentMethod, InvitationChannel, TokenHealth, VppServerSetting
+from vpp.models.sync import SyncOrphan, SyncRun
 from vpp.models.vpp_user import InvitationDelivery, VppUser, VppUserStatus
 
 __all__ = [
     "FINISHED_JOB_STATUSES",
     "OPEN_ITEM_STATUSES",
+    "AppleNotification",
     "AssignmentMethod",
     "AuditEvent",
     "InvitationChannel",
@@ -23,6 +27,12 @@ __all__ = [
     "JobAction",
     "JobItem",
     "JobStatus",
+    "NotificationType",
+    "ScheduleMode",
+    "SyncOrphan",
+    "SyncResult",
+    "SyncRun",
+    "SyncSchedule",
     "TokenHealth",
     "VppServerSetting",
     "VppUser",

@@ -10,6 +10,9 @@ class JobAction(models.TextChoices):
     INVITE = "invite", "Send VPP invitation"
     DELETE = "delete", "Delete from VPP"
     SYNC = "sync", "Sync VPP"
+    # The full sync of the VPP Server Setting page / schedule (vpp/services/full_sync.py): its
+    # own task and one-per-token guard, so the bulk-job dispatcher and sweeper leave it alone.
+    SYNC_ALL = "sync_all", "Full sync with Apple"
 
 
 class JobStatus(models.TextChoices):

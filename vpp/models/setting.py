@@ -42,6 +42,10 @@ class VppServerSetting(models.Model):
     token_health = models.CharField(max_length=16, choices=TokenHealth.choices, default=TokenHealth.MISSING)
     token_health_detail = models.CharField(max_length=500, blank=True)
     token_health_checked_at = models.DateTimeField(null=True, blank=True)
+    # mdmInfo.name Apple reports for the location when it is not ours (health "other_mdm").
+    other_mdm_name = models.CharField("other MDM", max_length=200, blank=True)
+    # When kmconsole last wrote its own mdmInfo to Apple (claimed the location).
+    mdm_claimed_at = models.DateTimeField(null=True, blank=True)
     # Overrides settings.VPP_API_BASE_URL (e.g. the sandbox); blank means Apple production.
     api_base_url = models.URLField(blank=True)
 
@@ -68,6 +72,7 @@ class VppServerSetting(models.Model):
     # Apple notifications: our public URL and the bearer token Apple sends back to us.
     notification_url = models.URLField(blank=True)
     notification_auth_token_encrypted = models.TextField(blank=True, editable=False)
+    notification_configured_at = models.DateTimeField(null=True, blank=True)
 
     # First-page versionId of the last full/delta sync, for the next delta (sinceVersionId).
     users_version_id = models.CharField(max_length=100, blank=True)

@@ -471,6 +471,20 @@ def ensure_demo_apns_key(var_dir: Path | None = None) -> DemoApnsKey:
     return DemoApnsKey(path=path, key_id=key_id, team_id=DEMO_TEAM_ID, topic=DEMO_TOPIC)
 
 
+_OPERATOR_APNS_VARS = ("APNS_HOST", "APNS_KEY", "APNS_KEY_FILE", "APNS_KEY_ID", "APNS_TEAM_ID", "APNS_TOPIC")
+
+
+def demo_apns_env(apns_url: str, *, environ=None, var_dir: Path | None = None) -> dict[str, str]:
+    """APNS_* for console processes (web, worker) pushing to the sandbox's fake at ``apns_url``.
+
+    Empty when the operator configured APNs in the environment: a demo never overrides a real setup.
+    """
+    environ = os.environ if environ is None else environ
+    if any(environ.get(name) for name in _OPERATOR_APNS_VARS):
+        return {}
+    return ensure_demo_apns_key(var_dir).env(apns_url)
+
+
 def demo_state(var_dir: Path | None = None, *, record_file: Path | None = None) -> FakeApnsState:
     """A fake that trusts the demo key and accepts only the demo topic."""
     demo = ensure_demo_apns_key(var_dir)
@@ -558,6 +572,37 @@ class FakeApnsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_for_sandbox(
+    *, host: str = "127.0.0.1", port: int = 0, key_dir: Path | str = "var", port_file: str | None = None
+) -> FakeApnsServer:
+    """The fake inside the VPP sandbox process (``vpp_sandbox --apns-port``), trusting the demo key.
+
+    Pushes are also written to KEY_DIR/apns-pushes.json (for the console) and listed by the
+    sandbox at ``GET /_sandbox/pushes``; ``POST /_sandbox/apns/unregister {"token": ...}``
+    makes a device token answer 410.
+    """
+    from vpp.sandbox.registry import register_control_route
+
+    state = demo_state(Path(key_dir), record_file=Path(key_dir) / "apns-pushes.json")
+    server = FakeApnsServer(state, host=host, port=port).start()
+    if port_file:
+        Path(port_file).write_text(str(server.port))
+    register_control_route(
+        "GET",
+        "pushes",
+        lambda query, body: {"apns_url": server.base_url, "pushes": [p.as_dict() for p in state.pushes]},
+    )
+    register_control_route("POST", "apns/unregister", lambda query, body: _unregister(state, body))
+    return server
+
+
+def _unregister(state: FakeApnsState, body: Any) -> dict[str, bool]:
+    if not isinstance(body, dict) or not isinstance(body.get("token"), str):
+        raise ValueError('expected {"token": "<device token>"}')
+    state.unregister(body["token"])
+    return {"ok": True}
 
 
 def serve_forever(state: FakeApnsState, *, host: str = "127.0.0.1", port: int = 0, on_bound=None) -> None:

@@ -36,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auto-associate-adam-id", help="app assigned when an invitation is accepted ('' = none)")
     parser.add_argument("--options", help="JSON map of any further Options fields (see vpp/sandbox/options.py)")
     parser.add_argument("--port-file", help="write the bound port here once listening")
+    # The fake APNs (vpp/sandbox/apns.py) in the same process, for the push invitation demo.
+    parser.add_argument("--apns-port", type=int, help="also serve the fake APNs (h2c) on this port (0 = free port)")
+    parser.add_argument("--apns-port-file", help="write the fake APNs's bound port here once listening")
+    parser.add_argument("--apns-key-dir", default="var", help="the demo .p8 key lives in DIR/apns/ (made if missing)")
 
 
 def build_options(opts: dict[str, Any]) -> Options:
@@ -78,11 +82,27 @@ def run(opts: dict[str, Any], stdout: TextIO = sys.stdout) -> None:
     if opts.get("port_file"):
         with open(opts["port_file"], "w") as handle:
             handle.write(str(server.port))
+    apns = None
+    if opts.get("apns_port") is not None:
+        from vpp.sandbox.apns import start_for_sandbox
+
+        apns = start_for_sandbox(
+            host=opts["host"],
+            port=opts["apns_port"],
+            key_dir=opts["apns_key_dir"],
+            port_file=opts.get("apns_port_file"),
+        )
     signal.signal(signal.SIGTERM, _interrupt)
     stdout.write(f"VPP sandbox on {server.base_url} (state: {opts['state'] or 'memory'})\n")
+    if apns:
+        stdout.write(f"fake APNs on {apns.base_url} (pushes: {apns.base_url}/_apns/)\n")
     stdout.flush()
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
+    finally:
+        if apns:
+            apns.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -245,7 +245,7 @@ class App:
             title, text, form = "Invitation not found", "This invitation link is not valid.", False
             status = 404
         elif outcome == "accepted" or (outcome is None and record["status"] == "Associated"):
-            title, text, form = "You're in", f"Apps and books from {org} will now be assigned to you.", False
+            title, text, form = "Invitation accepted", f"Apps and books from {org} will now be assigned to you.", False
         elif outcome == "taken":
             title, text, form = "Not accepted", "That Apple Account is already associated with another user.", True
         elif record["status"] == "Retired":

@@ -466,7 +466,8 @@ def jobs_sweep() -> list[int]:
     """Re-dispatch jobs that went silent (worker died) or never reached the broker."""
     limits = job_limits()
     stale = timezone.now() - timedelta(seconds=limits.stale_seconds)
-    jobs = Job.objects.exclude(status__in=FINISHED_JOB_STATUSES).filter(
+    # Full syncs run as one task of their own (vpp/services/full_sync.py), not in chunks.
+    jobs = Job.objects.exclude(status__in=FINISHED_JOB_STATUSES).exclude(action=JobAction.SYNC_ALL).filter(
         Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, created_at__lt=stale) | ~Q(enqueue_error="")
     )
     redispatched = []

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
 
@@ -38,8 +40,8 @@ class Api:
         assert (response.status_code, response.json().get("errorNumber")) == (status, number), response.text
         return response.json()
 
-    def create(self, *users: dict, path: str = "/users/create") -> str:
-        return self.ok("POST", path, {"users": list(users)})["eventId"]
+    def create(self, *users: dict, path: str = "/users/create", **kwargs) -> str:
+        return self.ok("POST", path, {"users": list(users)}, **kwargs)["eventId"]
 
     def finished(self, event_id: str, **kwargs) -> dict:
         """The event's status once it left PENDING (the fixture's sandbox finishes events at once)."""
@@ -52,3 +54,46 @@ class Api:
 @pytest.fixture
 def api(vpp_sandbox) -> Api:
     return Api(vpp_sandbox)
+
+
+class Receiver:
+    """A tiny HTTP server standing in for the console's notification endpoint."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        receiver = self
+        self.received: list[tuple[dict, dict]] = []
+        self.statuses: list[int] = []  # answers to give, in order; then 200
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.received.append((dict(self.headers), body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/vpp/notifications"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def of_type(self, notification_type: str) -> list[tuple[dict, dict]]:
+        return [(h, b) for h, b in self.received if b["notificationType"] == notification_type]
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    yield server
+    server.close()

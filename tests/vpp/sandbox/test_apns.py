@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import jwt
@@ -11,7 +14,14 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from tests.apns_fixture import new_pem
-from vpp.sandbox.apns import FakeApnsServer, demo_state, ensure_demo_apns_key, read_recorded_pushes
+from vpp.push import ApnsConfig, ApnsProvider, MemoryTokenStore
+from vpp.sandbox.apns import (
+    FakeApnsServer,
+    demo_apns_env,
+    demo_state,
+    ensure_demo_apns_key,
+    read_recorded_pushes,
+)
 
 TOKEN = "a1" * 32
 
@@ -169,3 +179,39 @@ def test_it_reuses_the_demo_key_once_generated(tmp_path):
     assert len(first.key_id) == 10
     assert first.env("http://127.0.0.1:1")["APNS_KEY_FILE"] == str(first.path)
     assert oct(first.path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_it_gives_demo_env_only_when_the_operator_has_not_configured_apns(tmp_path):
+    env = demo_apns_env("http://127.0.0.1:5", environ={}, var_dir=tmp_path)
+    assert env["APNS_HOST"] == "http://127.0.0.1:5" and env["APNS_KEY_ID"] == ensure_demo_apns_key(tmp_path).key_id
+    assert demo_apns_env("http://127.0.0.1:5", environ={"APNS_KEY_FILE": "/real.p8"}, var_dir=tmp_path) == {}
+
+
+@pytest.mark.sandbox
+def test_it_runs_inside_the_sandbox_process_and_lists_pushes_there(tmp_path):
+    root = Path(__file__).resolve().parents[3]
+    port_file, apns_port_file = tmp_path / "port", tmp_path / "apns-port"
+    command = [sys.executable, "-m", "vpp.sandbox", "--port", "0", "--port-file", str(port_file), "--state", ""]
+    command += ["--apns-port", "0", "--apns-port-file", str(apns_port_file), "--apns-key-dir", str(tmp_path)]
+    process = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not (apns_port_file.exists() and apns_port_file.read_text() and port_file.read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, "sandbox did not start"
+            time.sleep(0.05)
+        sandbox_url = f"http://127.0.0.1:{port_file.read_text()}"
+        apns_url = f"http://127.0.0.1:{apns_port_file.read_text()}"
+        demo = ensure_demo_apns_key(tmp_path)  # the key the sandbox's fake trusts
+        config = ApnsConfig(
+            base_url=apns_url, key_id=demo.key_id, team_id=demo.team_id, topic=demo.topic, private_key_pem=demo.pem()
+        )
+        link = f"{sandbox_url}/invite/CODE123"
+        with ApnsProvider(config, token_store=MemoryTokenStore()) as apns:
+            assert apns.send_invitation(TOKEN, link=link, title="Join", body="Tap").ok
+        listed = httpx.get(f"{sandbox_url}/_sandbox/pushes").json()
+        assert [p["link"] for p in listed["pushes"]] == [link] and listed["apns_url"] == apns_url
+        assert f'<a href="{link}">' in httpx.get(f"{apns_url}/_apns/").text
+        assert [p["link"] for p in read_recorded_pushes(tmp_path / "apns-pushes.json")] == [link]
+    finally:
+        process.terminate()
+        process.wait(10)

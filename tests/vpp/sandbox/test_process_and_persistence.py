@@ -48,3 +48,37 @@ def test_it_takes_start_up_options(vpp_sandbox_factory):
     sandbox.control(page_size=1)
     sandbox.reset()
     assert sandbox.faults()["page_size"] == 7
+
+
+def test_it_serves_two_processes_at_once(vpp_sandbox):
+    """Another process (as a Celery worker would) and this one create users concurrently."""
+    import subprocess
+    import sys
+    import threading
+
+    script = (
+        "import requests, sys\n"
+        "url, token = sys.argv[1], sys.argv[2]\n"
+        "s = requests.Session()\n"
+        "for i in range(40):\n"
+        "    r = s.post(url + '/users/create', json={'users': [{'clientUserId': f'p{i}'}]},\n"
+        "               headers={'Authorization': 'Bearer ' + token}, timeout=10)\n"
+        "    assert r.status_code == 200, r.text\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script, vpp_sandbox.base_url, vpp_sandbox.token])
+    session = requests.Session()
+    auth = {"Authorization": f"Bearer {vpp_sandbox.token}"}
+
+    def here():
+        for i in range(40):
+            body = {"users": [{"clientUserId": f"t{i}"}]}
+            assert session.post(vpp_sandbox.base_url + "/users/create", json=body, headers=auth, timeout=10).ok
+
+    thread = threading.Thread(target=here)
+    thread.start()
+    thread.join()
+    assert child.wait(timeout=60) == 0
+    vpp_sandbox.advance()
+    counters = vpp_sandbox.counters()
+    assert (counters["create_calls"], counters["users_created"]) == (80, 80)
+    assert len({u["clientUserId"] for u in vpp_sandbox.users()}) == 80

@@ -1,0 +1,43 @@
+"""Pointing the console at the sandbox for the demo."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from vpp import secrets
+from vpp.models import VppServerSetting
+from vpp.sandbox.demo import demo_connect
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.django_db]
+
+
+def test_it_stores_an_encrypted_demo_token_the_sandbox_accepts(vpp_sandbox):
+    assert demo_connect(api_base_url=vpp_sandbox.base_url)
+    setting = VppServerSetting.load()
+    assert setting.api_base_url == vpp_sandbox.base_url
+    token = secrets.decrypt(setting.content_token_encrypted)
+    assert token not in setting.content_token_encrypted
+    assert setting.token_org_name == "Demo Organisation"
+    response = requests.get(
+        vpp_sandbox.base_url + "/client/config", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert response.status_code == 200
+
+
+def test_it_keeps_the_token_when_already_connected_to_the_same_sandbox(vpp_sandbox):
+    demo_connect(api_base_url=vpp_sandbox.base_url)
+    first = VppServerSetting.load().content_token_encrypted
+    demo_connect(api_base_url=vpp_sandbox.base_url)
+    assert VppServerSetting.load().content_token_encrypted == first
+
+
+def test_it_never_replaces_a_real_token_unless_forced():
+    setting = VppServerSetting.load()
+    setting.content_token_encrypted = secrets.encrypt("real-token")
+    setting.api_base_url = ""  # Apple production
+    setting.save()
+    assert not demo_connect(api_base_url="http://127.0.0.1:1/mdm/v2")
+    assert secrets.decrypt(VppServerSetting.load().content_token_encrypted) == "real-token"
+    assert demo_connect(api_base_url="http://127.0.0.1:1/mdm/v2", force=True)
+    assert VppServerSetting.load().api_base_url == "http://127.0.0.1:1/mdm/v2"

@@ -1,0 +1,57 @@
+"""End to end without any sync: Apple (the sandbox) learns our notification URL, a user accepts the
+invitation on the sandbox's page, and the USER_ASSOCIATED notification makes them associated."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from users.models import User
+from vpp import client as vpp
+from vpp.models import AppleNotification, Job, VppServerSetting, VppUser, VppUserStatus
+from vpp.services import setting as setting_service
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
+
+
+def test_it_turns_an_accepted_invitation_into_associated_through_a_notification(live_server, vpp_sandbox):
+    setting = VppServerSetting.load()
+    setting.api_base_url = vpp_sandbox.base_url
+    setting.save()
+    setting_service.token_upload(data=vpp_sandbox.token, actor=None)
+    setting_service.notifications_configure(public_url=live_server.url, actor=None)
+    assert AppleNotification.objects.filter(notification_type="TEST_NOTIFICATION").count() == 1
+    setting.refresh_from_db()
+    assert setting.notification_url == f"{live_server.url}/vpp/notifications/"
+
+    user = User.objects.create(display_name="Ada", login_id="ada", email="ada@example.com")
+    vpp_user = VppUser.objects.create(user=user, status=VppUserStatus.INVITED, apple_email=user.email)
+    apple = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
+    [event] = apple.create_users([vpp.RequestUser(client_user_id=str(vpp_user.client_user_id), email=user.email)])
+    apple.wait_for_event(event, poll_interval=0.05)
+    [record] = [r for r in vpp_sandbox.users() if r["clientUserId"] == str(vpp_user.client_user_id)]
+
+    # The device user opens Apple's invitation page and presses Accept (a plain form POST).
+    page = requests.post(f"{vpp_sandbox.root_url}/invite/{record['inviteCode']}",
+                         data={"inviteCode": record["inviteCode"], "appleAccount": "ada@icloud.example"}, timeout=10)
+    assert page.status_code == 200
+
+    def associated():
+        vpp_user.refresh_from_db()
+        return vpp_user.status == VppUserStatus.ASSOCIATED
+
+    assert vpp_sandbox.wait_for(associated, timeout=10)
+    assert vpp_user.id_hash
+    assert AppleNotification.objects.filter(notification_type="USER_ASSOCIATED").count() == 1
+    assert not Job.objects.exists()  # no sync was involved
+
+
+def test_it_keeps_the_old_secret_when_apple_cannot_reach_the_address(vpp_sandbox):
+    setting = VppServerSetting.load()
+    setting.api_base_url = vpp_sandbox.base_url
+    setting.save()
+    setting_service.token_upload(data=vpp_sandbox.token, actor=None)
+    with pytest.raises(setting_service.NotificationSetupError):
+        setting_service.notifications_configure(public_url="http://127.0.0.1:9", actor=None)
+    setting.refresh_from_db()
+    assert setting.notification_auth_token_encrypted == "" and setting.notification_url == ""

@@ -1,0 +1,345 @@
+"""Full sync of VPP users with Apple (Sync now, and the schedule).
+
+1. **Push** what changed here: emails changed locally (users/update, batched by the client
+   to maxUsers), and VPP users whose device user was deleted or deactivated here (their
+   licences revoked, then retired at Apple).
+2. **Read** Apple's users: the first run in full, later runs as a delta from the stored
+   ``users_version_id``; pages are streamed and written with ``bulk_update`` per page, so
+   memory stays flat whatever the size of the library.
+
+Only one sync runs per token: ``SyncSchedule.running_job_id`` is claimed with a conditional
+UPDATE in the transaction that creates the Job; a second request gets the running job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from vpp import client as vpp
+from vpp.audit import audit_record
+from vpp.models import (
+    ItemStatus,
+    Job,
+    JobAction,
+    JobItem,
+    JobStatus,
+    SyncOrphan,
+    SyncResult,
+    SyncRun,
+    SyncSchedule,
+    VppServerSetting,
+    VppUser,
+    VppUserStatus,
+)
+from vpp.selectors import token_problem
+from vpp.services.setting import health_from_error, setting_client
+
+logger = logging.getLogger(__name__)
+
+# A sync whose worker vanished without finishing frees the lock after this long.
+STALE_AFTER = dt.timedelta(minutes=30)
+WRITE_BATCH = 500
+ACTIVE = (VppUserStatus.PENDING, VppUserStatus.INVITED, VppUserStatus.ASSOCIATED)
+APPLE_TO_LOCAL = {
+    "Registered": VppUserStatus.INVITED,
+    "Associated": VppUserStatus.ASSOCIATED,
+    "Retired": VppUserStatus.RETIRED,
+    "Deleted": VppUserStatus.RETIRED,
+}
+
+
+class SyncBlocked(RuntimeError):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SyncStart:
+    job: Job
+    started: bool  # False: a sync was already running; ``job`` is that one
+
+
+def running_sync_job() -> Job | None:
+    running_id = SyncSchedule.objects.filter(pk=1).values_list("running_job_id", flat=True).first()
+    return Job.objects.filter(pk=running_id).first() if running_id else None
+
+
+def _stale(job: Job | None, now: dt.datetime) -> bool:
+    if job is None or job.finished:
+        return True
+    last_sign = job.heartbeat_at or job.started_at or job.created_at
+    return last_sign < now - STALE_AFTER
+
+
+def sync_start(*, actor=None, trigger: str = "manual", now: dt.datetime | None = None) -> SyncStart:
+    """Create the sync Job and enqueue it, or return the one already running."""
+    now = now or timezone.now()
+    problem = token_problem(VppServerSetting.load())
+    if problem:
+        raise SyncBlocked(problem)
+    SyncSchedule.load()
+    with transaction.atomic():
+        running = running_sync_job()
+        if running is not None and not _stale(running, now):
+            return SyncStart(running, started=False)
+        job = Job.objects.create(action=JobAction.SYNC_ALL, started_by=actor, status=JobStatus.QUEUED,
+                                 selection={"scope": "all", "trigger": trigger})
+        seen = running.pk if running else None
+        won = SyncSchedule.objects.filter(pk=1, running_job_id=seen).update(
+            running_job_id=job.pk, last_job_id=job.pk, last_run_at=now, last_result=SyncResult.RUNNING,
+            last_counts={}, last_detail="", last_finished_at=None,
+        )
+        if won:
+            SyncRun.objects.create(job=job, trigger=trigger)
+            audit_record(actor=actor, action="vpp.sync_started", details={"trigger": trigger}, job=job)
+            transaction.on_commit(lambda: _enqueue(job.pk))
+        else:  # somebody else claimed it between our read and our UPDATE: drop our job
+            transaction.set_rollback(True)
+    if won:
+        return SyncStart(job, started=True)
+    last_id = SyncSchedule.objects.values_list("last_job_id", flat=True).get(pk=1)
+    return SyncStart(running_sync_job() or Job.objects.get(pk=last_id), started=False)
+
+
+def _enqueue(job_id: int) -> None:
+    from vpp.tasks import sync_run_task
+
+    sync_run_task.delay(job_id)
+
+
+# --- the run ------------------------------------------------------------------------
+
+
+def sync_run(*, job_id: int) -> Job:
+    """Run a claimed sync Job to the end. Safe to call twice (a finished job is left alone)."""
+    now = timezone.now()
+    claimed = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, phase="push")
+    job = Job.objects.get(pk=job_id)
+    if not claimed and job.status != JobStatus.RUNNING:
+        return job
+    run = SyncRun.objects.get(job=job)
+    counts: Counter = Counter(run.counts)
+    setting = VppServerSetting.load()
+    try:
+        client = setting_client(setting)
+        _push_emails(client, job, counts)
+        _retire_departed(client, job, counts)
+        _read_apple_users(client, job, run, setting, counts)
+    except vpp.VppError as exc:
+        _record_token_state(exc)
+        return _finish(job, run, counts, SyncResult.FAILED, exc.message)
+    return _finish(job, run, counts, SyncResult.PARTIAL if counts["failed"] else SyncResult.SUCCEEDED, "")
+
+
+def _record_token_state(exc: vpp.VppError) -> None:
+    check = health_from_error(exc)
+    if check:
+        VppServerSetting.objects.filter(pk=1).update(token_health=check.health, token_health_detail=check.detail,
+                                                     token_health_checked_at=timezone.now())
+
+
+def _beat(job: Job, phase: str, counts: Counter) -> None:
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk).update(phase=phase, heartbeat_at=now, total=counts["apple_users"]
+                                         + counts["items"], succeeded=counts["succeeded"], failed=counts["failed"])
+    SyncSchedule.objects.filter(pk=1, running_job_id=job.pk).update(last_counts=dict(counts))
+
+
+def _finish(job: Job, run: SyncRun, counts: Counter, result: str, detail: str) -> Job:
+    now = timezone.now()
+    status = JobStatus.FAILED if result == SyncResult.FAILED else JobStatus.DONE
+    run.counts = dict(counts)
+    run.save(update_fields=["counts"])
+    Job.objects.filter(pk=job.pk).update(status=status, phase="done", finished_at=now, heartbeat_at=now,
+                                         error=detail[:500], succeeded=counts["succeeded"], failed=counts["failed"],
+                                         total=counts["apple_users"] + counts["items"])
+    SyncSchedule.objects.filter(pk=1, last_job_id=job.pk).update(
+        last_result=result, last_counts=dict(counts), last_detail=detail[:500], last_finished_at=now)
+    SyncSchedule.objects.filter(pk=1, running_job_id=job.pk).update(running_job_id=None)
+    job.refresh_from_db()
+    audit_record(actor=None, action="vpp.sync_finished", details={"result": result, **dict(counts)},
+                 outcome=result, count=counts["apple_users"], job=job)
+    logger.info("VPP sync job %s finished: %s %s", job.pk, result, dict(counts))
+    return job
+
+
+def _label(vpp_user: VppUser) -> str:
+    user = vpp_user.user
+    return (f"{user.display_name} ({user.login_id})" if user else f"deleted user {vpp_user.client_user_id}")[:300]
+
+
+def _wait_all(client: vpp.VppClient, event_ids: list[str]) -> list[vpp.EventStatus]:
+    return [client.wait_for_event(event_id) for event_id in event_ids]
+
+
+def _failed_ids(statuses: list[vpp.EventStatus]) -> dict[str, str]:
+    failed = {}
+    for status in statuses:
+        for failure in status.failures:
+            for cid in failure.client_user_ids:
+                failed[str(cid)] = f"{failure.message} (error {failure.error_number})"
+        if status.status == "FAILED" and not status.failures:
+            failed["*"] = f"Apple reports event {status.event_id} failed"
+    return failed
+
+
+def _items(job: Job, rows: list[VppUser], step: str, failed: dict[str, str]) -> None:
+    items = []
+    for row in rows:
+        reason = failed.get(str(row.client_user_id)) or failed.get("*", "")
+        items.append(JobItem(job=job, user=row.user, vpp_user=row, user_label=_label(row), step=step,
+                             status=ItemStatus.FAILED if reason else ItemStatus.SUCCEEDED, reason=reason[:500]))
+    JobItem.objects.bulk_create(items, batch_size=WRITE_BATCH, ignore_conflicts=True)
+
+
+def _push_emails(client: vpp.VppClient, job: Job, counts: Counter) -> None:
+    """Emails changed here since Apple last heard of them → users/update."""
+    from django.db.models import F
+
+    changed = (VppUser.objects.filter(status__in=ACTIVE, user__isnull=False, user__is_active=True)
+               .exclude(user__email="").exclude(user__email=F("apple_email")).select_related("user"))
+    for chunk in _chunks(changed.iterator(chunk_size=WRITE_BATCH), WRITE_BATCH):
+        requests = [vpp.RequestUser(client_user_id=str(row.client_user_id), email=row.user.email) for row in chunk]
+        failed = _failed_ids(_wait_all(client, client.update_users(requests)))
+        ok = [row for row in chunk if str(row.client_user_id) not in failed and "*" not in failed]
+        for row in ok:
+            row.apple_email = row.user.email
+        VppUser.objects.bulk_update(ok, ["apple_email"], batch_size=WRITE_BATCH)
+        _items(job, chunk, "update_email", failed)
+        counts["emails_pushed"] += len(ok)
+        _count_items(counts, len(chunk), len(chunk) - len(ok))
+        _beat(job, "push", counts)
+
+
+def _retire_departed(client: vpp.VppClient, job: Job, counts: Counter) -> None:
+    """Device user deleted or deactivated here → revoke licences, then retire at Apple."""
+    departed = (VppUser.objects.filter(status__in=ACTIVE)
+                .filter(Q(user__isnull=True) | Q(user__is_active=False)).select_related("user"))
+    for chunk in _chunks(departed.iterator(chunk_size=WRITE_BATCH), WRITE_BATCH):
+        ids = [str(row.client_user_id) for row in chunk]
+        revoke_failed = _failed_ids(_wait_all(client, client.revoke_assets(client_user_ids=ids)))
+        retire_ids = [cid for cid in ids if cid not in revoke_failed and "*" not in revoke_failed]
+        retire_failed = _failed_ids(_wait_all(client, client.retire_users(retire_ids))) if retire_ids else {}
+        failed = {**revoke_failed, **retire_failed}
+        ok = [row for row in chunk if str(row.client_user_id) not in failed and "*" not in failed]
+        for row in ok:
+            row.status, row.invite_code = VppUserStatus.RETIRED, ""
+        VppUser.objects.bulk_update(ok, ["status", "invite_code"], batch_size=WRITE_BATCH)
+        _items(job, chunk, "retire", failed)
+        counts["retired_at_apple"] += len(ok)
+        _count_items(counts, len(chunk), len(chunk) - len(ok))
+        _beat(job, "push", counts)
+
+
+def _count_items(counts: Counter, total: int, failed: int) -> None:
+    counts["items"] += total
+    counts["failed"] += failed
+    counts["succeeded"] += total - failed
+
+
+def _chunks(iterable, size: int):
+    chunk = []
+    for row in iterable:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _read_apple_users(client, job, run, setting, counts) -> None:
+    since = setting.users_version_id or None
+    try:
+        version = _read_pages(client, job, run, since, counts)
+    except vpp.InvalidRequestError as exc:
+        if since is None or exc.error_number != 9721:
+            raise
+        logger.warning("stored users versionId no longer valid (9721); running a full read instead")
+        since = None
+        version = _read_pages(client, job, run, None, counts)
+    run.full, run.since_version_id, run.version_id = since is None, since or "", version or ""
+    run.save(update_fields=["full", "since_version_id", "version_id"])
+    if version:
+        VppServerSetting.objects.filter(pk=1).update(users_version_id=version)
+
+
+def _read_pages(client, job, run, since, counts) -> str | None:
+    listing = client.iter_users(since_version_id=since)
+    seen_active: set[str] = set()  # retired history rows must not override a re-created active user
+    for page in listing.pages():
+        _apply_page(job, run, page.users, seen_active, counts)
+        _beat(job, "read", counts)
+    return listing.version_id
+
+
+def _apply_page(job, run, apple_users: list[vpp.VppApiUser], seen_active: set[str], counts: Counter) -> None:
+    now = timezone.now()
+    by_id = {}
+    for au in apple_users:
+        if au.status in ("Registered", "Associated"):
+            seen_active.add(au.client_user_id)
+            by_id[au.client_user_id] = au
+        elif au.client_user_id not in seen_active and au.client_user_id not in by_id:
+            by_id[au.client_user_id] = au
+    counts["apple_users"] += len(apple_users)
+    local = {str(row.client_user_id): row for row in
+             VppUser.objects.filter(client_user_id__in=_uuids(by_id)).select_related("user")}
+    changed, orphans, items = [], [], []
+    for cid, au in by_id.items():
+        row = local.get(cid)
+        if row is None:
+            if au.status in ("Registered", "Associated"):
+                orphans.append(SyncOrphan(run=run, client_user_id=cid[:100], apple_status=au.status,
+                                          email=(au.email or "")[:254], id_hash=(au.id_hash or "")[:200]))
+            continue
+        if _merge(row, au, now):
+            changed.append(row)
+            items.append(JobItem(job=job, user=row.user, vpp_user=row, user_label=_label(row), step="read",
+                                 status=ItemStatus.SUCCEEDED, reason=f"Apple: {au.status}"))
+    VppUser.objects.bulk_update(changed, ["status", "invite_code", "id_hash", "apple_email", "last_synced_at"],
+                                batch_size=WRITE_BATCH)
+    JobItem.objects.bulk_create(items, batch_size=WRITE_BATCH, ignore_conflicts=True)
+    SyncOrphan.objects.bulk_create(orphans, batch_size=WRITE_BATCH, ignore_conflicts=True)
+    counts["updated"] += len(changed)
+    counts["orphans"] += len(orphans)
+    counts["retired_by_apple"] += sum(1 for row in changed if row.status == VppUserStatus.RETIRED)
+
+
+def _uuids(ids) -> list:
+    import uuid
+
+    out = []
+    for cid in ids:
+        try:
+            out.append(uuid.UUID(cid))
+        except ValueError:
+            continue
+    return out
+
+
+def _merge(row: VppUser, au: vpp.VppApiUser, now: dt.datetime) -> bool:
+    """Copy Apple's view onto the row; True if anything changed."""
+    new_status = APPLE_TO_LOCAL.get(au.status, row.status)
+    if new_status == VppUserStatus.RETIRED and row.status == VppUserStatus.PENDING:
+        # A retired history row while our create is still in flight says nothing about it.
+        return False
+    before = (row.status, row.invite_code, row.id_hash, row.apple_email)
+    row.status = new_status
+    if au.invite_code is not None:
+        row.invite_code = au.invite_code
+    if au.id_hash:
+        row.id_hash = au.id_hash
+    if au.email:
+        row.apple_email = au.email
+    row.last_synced_at = now
+    return before != (row.status, row.invite_code, row.id_hash, row.apple_email)

@@ -1,0 +1,130 @@
+"""Apple's notification receiver (apple-vpp-api.md §6).
+
+Apple POSTs JSON with ``Authorization: Bearer <notificationAuthToken>``; any 2xx means
+delivered, and delivery is retried up to 3 times, so we de-duplicate on ``notificationId``.
+Notifications are best effort: syncs and Event Status polling stay the source of truth.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.dispatch import Signal
+from django.utils import timezone
+
+from vpp import secrets as vault
+from vpp.models import AppleNotification, NotificationType, VppServerSetting
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 512 * 1024  # ≤100 elements per notification; generous, but bounded
+
+# Seam for the jobs part: sent (after commit) for every new USER_MANAGEMENT /
+# ASSET_MANAGEMENT notification with ``notification=<AppleNotification>``; the per-user
+# results are in ``notification.payload["users"]`` / ``["assignments"]``.
+event_notification_received = Signal()
+
+
+class MalformedNotification(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Received:
+    notification_type: str
+    duplicate: bool
+    changed: int = 0
+
+
+def notification_authorized(header: str | None) -> bool:
+    """Constant-time check of ``Bearer <token>`` against the stored (encrypted) token."""
+    setting = VppServerSetting.load()
+    if not header or not setting.notification_auth_token_encrypted:
+        return False
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented:
+        return False
+    try:
+        expected = vault.decrypt(setting.notification_auth_token_encrypted)
+    except vault.SecretUnreadable:
+        return False
+    return hmac.compare_digest(presented.strip().encode(), expected.encode())
+
+
+def _parse(body: bytes) -> dict:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise MalformedNotification("body is not JSON") from None
+    if not isinstance(data, dict):
+        raise MalformedNotification("body is not a JSON object")
+    nid, ntype = data.get("notificationId"), data.get("notificationType")
+    if not isinstance(nid, str) or not nid or len(nid) > 100:
+        raise MalformedNotification("notificationId missing or not a short string")
+    if not isinstance(ntype, str) or not ntype or len(ntype) > 40:
+        raise MalformedNotification("notificationType missing or not a short string")
+    payload = data.get("notification", {})
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise MalformedNotification("notification is not an object")
+    return data
+
+
+def notification_receive(*, body: bytes) -> Received:
+    """Record one notification (once) and apply what it says. Raises MalformedNotification."""
+    data = _parse(body)
+    payload = data.get("notification") or {}
+    ntype = data["notificationType"]
+    try:
+        with transaction.atomic():
+            record = AppleNotification.objects.create(
+                notification_id=data["notificationId"], notification_type=ntype,
+                event_id=str(payload.get("eventId") or "")[:100], event_type=str(payload.get("type") or "")[:20],
+                result=str(payload.get("result") or "")[:10], uid=str(data.get("uId") or "")[:100],
+                payload=payload,
+            )
+            changed = _apply(record)
+            record.processed_at = timezone.now()
+            record.save(update_fields=["processed_at"])
+    except IntegrityError:
+        logger.info("duplicate Apple notification %s ignored", data["notificationId"])
+        return Received(ntype, duplicate=True)
+    if ntype in (NotificationType.USER_MANAGEMENT, NotificationType.ASSET_MANAGEMENT):
+        event_notification_received.send(sender=AppleNotification, notification=record)
+    return Received(ntype, duplicate=False, changed=changed)
+
+
+def _apply(record: AppleNotification) -> int:
+    if record.notification_type == NotificationType.USER_ASSOCIATED:
+        return users_mark_associated(users=record.payload.get("associatedUsers") or [])
+    return 0
+
+
+def users_mark_associated(*, users: list) -> int:
+    """USER_ASSOCIATED: the invitation was accepted — associated at once, with the idHash."""
+    from vpp.models import VppUser, VppUserStatus
+
+    changed = 0
+    now = timezone.now()
+    for entry in users:
+        if not isinstance(entry, dict) or not entry.get("clientUserId"):
+            continue
+        changed += VppUser.objects.filter(client_user_id=_uuid_or_none(entry["clientUserId"])).exclude(
+            status=VppUserStatus.RETIRED
+        ).update(status=VppUserStatus.ASSOCIATED, id_hash=str(entry.get("idHash") or "")[:200],
+                 last_synced_at=now, updated_at=now)
+    return changed
+
+
+def _uuid_or_none(value):
+    import uuid
+
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

@@ -1,0 +1,252 @@
+"""Content token, token health, location claim and Apple notifications (settings page).
+
+The token is decrypted only in memory to build a client, never logged, never rendered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+import socket
+from dataclasses import dataclass
+from importlib import metadata
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from vpp import client as vpp
+from vpp import secrets as vault
+from vpp.audit import audit_record
+from vpp.models import TokenHealth, VppServerSetting
+
+logger = logging.getLogger(__name__)
+
+MAX_TOKEN_BYTES = vpp.MAX_TOKEN_FILE_BYTES
+EXPIRING_WITHIN = dt.timedelta(days=30)
+MDM_NAME = "kmconsole"
+NOTIFICATION_TYPES = ["USER_MANAGEMENT", "USER_ASSOCIATED", "ASSET_MANAGEMENT", "ASSET_COUNT"]
+
+
+class TokenRejected(ValueError):
+    """The uploaded token cannot be used; ``reason`` is a sentence for the admin."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NoToken(RuntimeError):
+    pass
+
+
+class NotificationSetupError(RuntimeError):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    health: str
+    detail: str
+    config: vpp.ClientConfig | None = None
+
+
+def _version() -> str:
+    try:
+        return metadata.version("kmconsole")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+def our_mdm_info(setting: VppServerSetting) -> vpp.MdmInfo:
+    metadata_text = f"host={socket.gethostname()}; version={_version()}"
+    return vpp.MdmInfo(id=str(setting.mdm_id), name=MDM_NAME, metadata=metadata_text[:255])
+
+
+def setting_client(setting: VppServerSetting) -> vpp.VppClient:
+    if not setting.has_token:
+        raise NoToken("no content token uploaded")
+    return vpp.VppClient.from_setting(setting)
+
+
+def _client_for(raw_token: str, setting: VppServerSetting) -> vpp.VppClient:
+    return vpp.VppClient(raw_token, base_url=setting.api_base_url or settings.VPP_API_BASE_URL)
+
+
+def health_from_error(exc: vpp.VppError) -> TokenCheck | None:
+    """Token states Apple reports as errors; None for errors that say nothing about the token."""
+    if isinstance(exc, vpp.TokenExpiredError):
+        return TokenCheck(TokenHealth.EXPIRED, f"Apple reports the token expired (error {exc.error_number}).")
+    if isinstance(exc, vpp.TokenRevokedError):
+        return TokenCheck(TokenHealth.REVOKED, f"Apple reports the token revoked (error {exc.error_number}). "
+                          "Download a new one in Apple Business/School Manager.")
+    if isinstance(exc, vpp.TokenInvalidError):
+        return TokenCheck(TokenHealth.INVALID, f"Apple does not accept this token (error {exc.error_number}).")
+    return None
+
+
+def _health_from_config(config: vpp.ClientConfig, setting: VppServerSetting, now: dt.datetime) -> TokenCheck:
+    if vpp.managed_by_other_mdm(config.mdm_info, str(setting.mdm_id)):
+        name = config.mdm_info.name if config.mdm_info else "another MDM"
+        return TokenCheck(TokenHealth.OTHER_MDM, f"This location is managed by {name!r}.", config)
+    expires = config.token_expires_at or setting.token_expires_at
+    if expires and expires <= now:
+        return TokenCheck(TokenHealth.EXPIRED, "The token has expired.", config)
+    if expires and expires - now <= EXPIRING_WITHIN:
+        days = max(0, (expires - now).days)
+        return TokenCheck(TokenHealth.EXPIRING, f"The token expires in {days} days; renew it soon.", config)
+    return TokenCheck(TokenHealth.VALID, "", config)
+
+
+def _apply_config(setting: VppServerSetting, config: vpp.ClientConfig) -> None:
+    setting.location_name = config.location_name or ""
+    setting.country_code = (config.country_code or "")[:2]
+    setting.token_uid = config.uid or ""
+    if config.token_expires_at:
+        setting.token_expires_at = config.token_expires_at
+    other = vpp.managed_by_other_mdm(config.mdm_info, str(setting.mdm_id))
+    setting.other_mdm_name = (config.mdm_info.name if other and config.mdm_info else "")[:200]
+
+
+def _claim(client: vpp.VppClient, setting: VppServerSetting, now: dt.datetime) -> vpp.ClientConfig:
+    config = client.update_client_config(mdm_info=our_mdm_info(setting))
+    setting.mdm_claimed_at = now
+    return config
+
+
+def token_upload(*, data: str | bytes, actor, now: dt.datetime | None = None) -> VppServerSetting:
+    """Validate a .vpptoken, check it at Apple, store it encrypted (replacing any previous one).
+
+    A location held by another MDM is stored but not claimed (health "other_mdm"); taking it
+    over is a separate, confirmed step (``token_takeover``).
+    """
+    now = now or timezone.now()
+    try:
+        parsed = vpp.parse_content_token(data, now=now)
+    except vpp.TokenFileError as exc:
+        raise TokenRejected(exc.reason) from None
+    setting = VppServerSetting.load()
+    client = _client_for(parsed.raw, setting)
+    try:
+        config = client.client_config()
+    except vpp.VppError as exc:
+        check = health_from_error(exc)
+        raise TokenRejected(check.detail if check else f"Apple could not check the token: {exc.message}") from None
+    replaced = setting.has_token
+    setting.content_token_encrypted = vault.encrypt(parsed.raw)
+    setting.token_org_name = parsed.org_name[:200]
+    setting.token_expires_at = parsed.expires_at
+    setting.token_uploaded_at = now
+    setting.users_version_id = ""  # a (possibly different) location: the next sync is a full one
+    _apply_config(setting, config)
+    if not vpp.managed_by_other_mdm(config.mdm_info, str(setting.mdm_id)):
+        config = _claim(client, setting, now) if _needs_claim(config, setting) else config
+    _store_check(setting, _health_from_config(config, setting, now), now)
+    audit_record(actor=actor, action="vpp.token_replaced" if replaced else "vpp.token_uploaded",
+                 details={"org_name": setting.token_org_name, "location": setting.location_name,
+                          "expires_at": setting.token_expires_at.isoformat(), "health": setting.token_health})
+    return setting
+
+
+def _needs_claim(config: vpp.ClientConfig, setting: VppServerSetting) -> bool:
+    mine = our_mdm_info(setting)
+    info = config.mdm_info
+    return info is None or (info.id, info.name, info.metadata) != (mine.id, mine.name, mine.metadata)
+
+
+def _store_check(setting: VppServerSetting, check: TokenCheck, now: dt.datetime) -> None:
+    setting.token_health = check.health
+    setting.token_health_detail = check.detail[:500]
+    setting.token_health_checked_at = now
+    setting.save()
+
+
+def token_takeover(*, actor, now: dt.datetime | None = None) -> VppServerSetting:
+    """Claim a location another MDM holds (after the admin confirmed what that means)."""
+    now = now or timezone.now()
+    setting = VppServerSetting.load()
+    client = setting_client(setting)
+    previous = setting.other_mdm_name
+    config = _claim(client, setting, now)
+    _apply_config(setting, config)
+    _store_check(setting, _health_from_config(config, setting, now), now)
+    audit_record(actor=actor, action="vpp.location_taken_over",
+                 details={"location": setting.location_name, "previous_mdm": previous})
+    return setting
+
+
+def token_remove(*, actor) -> VppServerSetting:
+    setting = VppServerSetting.load()
+    details = {"org_name": setting.token_org_name, "location": setting.location_name}
+    for field in ("content_token_encrypted", "token_org_name", "token_uid", "location_name", "country_code",
+                  "token_health_detail", "other_mdm_name", "users_version_id", "notification_auth_token_encrypted"):
+        setattr(setting, field, "")
+    setting.token_expires_at = setting.token_uploaded_at = setting.token_health_checked_at = None
+    setting.mdm_claimed_at = setting.notification_configured_at = None
+    setting.token_health = TokenHealth.MISSING
+    setting.save()
+    audit_record(actor=actor, action="vpp.token_removed", details=details)
+    return setting
+
+
+def token_check_health(*, now: dt.datetime | None = None) -> TokenCheck:
+    """Ask Apple about the stored token and record the health (the daily check, and on demand).
+
+    Transient failures (Apple down, rate limited) leave the recorded health as it was.
+    """
+    now = now or timezone.now()
+    setting = VppServerSetting.load()
+    if not setting.has_token:
+        check = TokenCheck(TokenHealth.MISSING, "")
+        _store_check(setting, check, now)
+        return check
+    try:
+        config = setting_client(setting).client_config()
+    except vpp.TransientVppError as exc:
+        logger.warning("token health check postponed: %s", exc.message)
+        return TokenCheck(setting.token_health, setting.token_health_detail)
+    except vpp.VppError as exc:
+        check = health_from_error(exc) or TokenCheck(TokenHealth.INVALID, exc.message)
+    except vault.SecretUnreadable:
+        check = TokenCheck(TokenHealth.INVALID, "The stored token cannot be decrypted with the configured keys.")
+    else:
+        _apply_config(setting, config)
+        check = _health_from_config(config, setting, now)
+    _store_check(setting, check, now)
+    return check
+
+
+def notification_url_for(public_url: str) -> str:
+    return public_url.rstrip("/") + reverse("vpp-notifications")
+
+
+def notifications_configure(*, public_url: str, actor) -> VppServerSetting:
+    """Point Apple's notifications at this console with a fresh random bearer token.
+
+    The new token is committed *before* calling Apple, because Apple delivers a
+    TEST_NOTIFICATION while handling the request and rejects the setup if we refuse it.
+    """
+    setting = VppServerSetting.load()
+    client = setting_client(setting)
+    url = notification_url_for(public_url)
+    bearer = secrets.token_urlsafe(32)
+    old_encrypted, old_url = setting.notification_auth_token_encrypted, setting.notification_url
+    with transaction.atomic():
+        setting.notification_auth_token_encrypted = vault.encrypt(bearer)
+        setting.save(update_fields=["notification_auth_token_encrypted", "updated_at"])
+    try:
+        client.update_client_config(notification_url=url, notification_auth_token=bearer,
+                                    notification_types=NOTIFICATION_TYPES)
+    except vpp.VppError as exc:
+        setting.notification_auth_token_encrypted = old_encrypted
+        setting.save(update_fields=["notification_auth_token_encrypted", "updated_at"])
+        raise NotificationSetupError(f"Apple did not accept the notification address: {exc.message}") from None
+    setting.notification_url = url
+    setting.notification_configured_at = timezone.now()
+    setting.save()
+    audit_record(actor=actor, action="vpp.notifications_configured", details={"url": url, "previous_url": old_url})
+    return setting
