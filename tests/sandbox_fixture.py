@@ -1,7 +1,7 @@
 """pytest plugin: the VPP sandbox over real HTTP (registered in tests/conftest.py).
 
 - ``vpp_sandbox``: a handle (vpp.sandbox.testing.SandboxHandle) on a session-wide sandbox running
-  in a background thread on a free 127.0.0.1 port, reset before each test. Reachable from other
+  as a child process (``python -m vpp.sandbox``) on a free 127.0.0.1 port, reset before each test. Reachable from other
   processes (e.g. a Celery worker subprocess) at ``.root_url``. Events finish at once
   (pending_seconds=0); change anything with ``.control(...)``.
   Attributes: .base_url (".../mdm/v2"), .root_url, .token, .mint_token(...), .control(**faults),
@@ -20,7 +20,9 @@ from vpp.sandbox.testing import TEST_OPTIONS, SandboxHandle, start_process_sandb
 
 @pytest.fixture(scope="session")
 def _vpp_sandbox_session():
-    handle = start_thread_sandbox(**TEST_OPTIONS)
+    # A child process, not a thread: time-machine in a test must not move the sandbox's clock, and the
+    # sandbox must not compete for this process's GIL in timing-sensitive client tests.
+    handle = start_process_sandbox(**TEST_OPTIONS)
     yield handle
     handle.stop()
 

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
+import threading
+import time
 from typing import Any, TextIO
 
 from vpp.sandbox.options import Options
@@ -36,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--auto-associate-adam-id", help="app assigned when an invitation is accepted ('' = none)")
     parser.add_argument("--options", help="JSON map of any further Options fields (see vpp/sandbox/options.py)")
     parser.add_argument("--port-file", help="write the bound port here once listening")
+    parser.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process goes away")
     # The fake APNs (vpp/sandbox/apns.py) in the same process, for the push invitation demo.
     parser.add_argument("--apns-port", type=int, help="also serve the fake APNs (h2c) on this port (0 = free port)")
     parser.add_argument("--apns-port-file", help="write the fake APNs's bound port here once listening")
@@ -75,6 +80,13 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _watch_parent(parent: int) -> None:
+    """A test run killed hard must not leave a sandbox behind."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    _thread.interrupt_main()
+
+
 def run(opts: dict[str, Any], stdout: TextIO = sys.stdout) -> None:
     """Serve until Ctrl-C or SIGTERM; the state file is flushed on the way out."""
     options = build_options(opts)
@@ -93,6 +105,8 @@ def run(opts: dict[str, Any], stdout: TextIO = sys.stdout) -> None:
             port_file=opts.get("apns_port_file"),
         )
     signal.signal(signal.SIGTERM, _interrupt)
+    if opts.get("exit_with_parent"):
+        threading.Thread(target=_watch_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     stdout.write(f"VPP sandbox on {server.base_url} (state: {opts['state'] or 'memory'})\n")
     if apns:
         stdout.write(f"fake APNs on {apns.base_url} (pushes: {apns.base_url}/_apns/)\n")

@@ -127,7 +127,7 @@ def start_process_sandbox(*, state_path: str | None = None, **options: Any) -> S
     import json
 
     port_file = Path(tempfile.mkdtemp(prefix="vpp-sandbox-")) / "port"
-    command = [sys.executable, "-m", "vpp.sandbox", "--port", "0", "--port-file", str(port_file)]
+    command = [sys.executable, "-m", "vpp.sandbox", "--port", "0", "--port-file", str(port_file), "--exit-with-parent"]
     command += ["--state", state_path or "", "--options", json.dumps(options)]
     log_path = port_file.with_name("sandbox.log")
     with open(log_path, "wb") as log_file:  # a file, not a pipe: a chatty child never blocks on it
