@@ -136,3 +136,13 @@ def token_banner(setting: VppServerSetting) -> dict | None:
     if setting.token_health == TokenHealth.EXPIRING:
         return {"level": "warning", "text": setting.token_health_detail or "The content token expires soon."}
     return None
+
+
+def sync_orphans(job_id: int | None, *, limit: int = 25) -> tuple[list, int]:
+    """Apple users a sync found that match nobody here: (first ``limit`` rows, total count)."""
+    from vpp.models import SyncOrphan
+
+    if not job_id:
+        return [], 0
+    orphans = SyncOrphan.objects.filter(run__job_id=job_id).order_by("id")
+    return list(orphans[:limit]), orphans.count()

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 from vpp import forms as f
 from vpp.audit import audit_record
 from vpp.models import SyncSchedule, TokenHealth, VppServerSetting
-from vpp.selectors import token_problem, vpp_actions_disabled_reason
+from vpp.selectors import sync_orphans, token_problem, vpp_actions_disabled_reason
 from vpp.services import invitation_message, notifications
 from vpp.services import setting as setting_service
 from vpp.services.full_sync import SyncBlocked, running_sync_job, sync_start
@@ -47,12 +47,18 @@ def _context(request, setting, schedule, **bound) -> dict:
             for field in form.fields.values():
                 field.disabled = True
     return {
-        **forms, "setting": setting, "schedule": schedule, "can_change": can_change,
-        "running_job": running_sync_job(), "token_problem": token_problem(setting),
+        **forms, "setting": setting, "can_change": can_change, **_sync_context(schedule),
+        "token_problem": token_problem(setting),
         "actions_disabled_reason": vpp_actions_disabled_reason(setting),
         "open_section": bound.get("open_section", ""),
         "health_badge": HEALTH_BADGE.get(setting.token_health, "badge-danger"),
     }
+
+
+def _sync_context(schedule: SyncSchedule) -> dict:
+    orphans, orphan_count = sync_orphans(schedule.last_job_id)
+    return {"schedule": schedule, "running_job": running_sync_job(), "orphans": orphans,
+            "orphan_count": orphan_count}
 
 
 @login_required
@@ -214,9 +220,7 @@ def invitation_preview(request):
 @login_required
 def sync_status(request):
     """htmx: the sync card's status block (polled while a sync runs)."""
-    return render(request, "vpp/server_setting.html#sync-status",
-                  {"schedule": SyncSchedule.load(), "running_job": running_sync_job(),
-                   "can_change": request.user.has_perm(CHANGE_PERM)})
+    return render(request, "vpp/server_setting.html#sync-status", _sync_context(SyncSchedule.load()))
 
 
 @csrf_exempt

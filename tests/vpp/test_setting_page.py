@@ -36,7 +36,7 @@ def test_it_shows_the_empty_state_without_a_token(client, admin):
     html = client.get(URL).content.decode()
     assert "No content token yet" in html
     assert 'id="token-upload"' in html
-    assert "VPP user actions are off" in html
+    assert "No content token is uploaded yet" in html  # why Sync now is off
 
 
 def test_it_shows_a_read_only_page_without_the_permission(client, viewer):

@@ -192,7 +192,10 @@ class App:
             ("GET", "health"): lambda q, b: {"ok": True},
             ("GET", "faults"): lambda q, b: s.options.to_json(),
             ("POST", "faults"): lambda q, b: self._set_faults(b or {}),
-            ("GET", "counters"): lambda q, b: s.counters.to_json(),
+            ("GET", "counters"): lambda q, b: s.counters.to_json(
+                requests=q.get("requests", "1") != "0", since=float(q.get("since", 0))
+            ),
+            ("POST", "assets/count"): lambda q, b: s.change_asset_count(**_asset_count_args(b or {})),
             ("POST", "reset"): lambda q, b: self._reset(b or {}),
             ("POST", "advance"): lambda q, b: {"finished": s.advance(force=bool((b or {}).get("force", True)))},
             ("GET", "notifications"): lambda q, b: {"notifications": s.notifier.deliveries()},
@@ -271,6 +274,7 @@ CONTROL_ROUTES = [
     "GET /_sandbox/notifications",
     "POST /_sandbox/token",
     "POST /_sandbox/invitations/accept",
+    "POST /_sandbox/assets/count",
     "GET /_sandbox/state/users",
     "GET /_sandbox/state/assignments",
     "GET /_sandbox/state/assets",
@@ -305,6 +309,16 @@ small {{ display: block; margin-top: 1.5rem; color: #888; }}
 <small>kmconsole VPP sandbox — an imitation of Apple's invitation page for testing.</small>
 </main></body></html>
 """
+
+
+def _asset_count_args(body: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(body.get("adamId"), str) or not isinstance(body.get("countDelta"), int):
+        raise ValueError("adamId (string) and countDelta (integer) are required")
+    return {
+        "location": str(body.get("location", DEFAULT_LOCATION)),
+        "adam_id": body["adamId"],
+        "delta": body["countDelta"],
+    }
 
 
 def _token_args(body: dict[str, Any]) -> dict[str, Any]:

@@ -75,15 +75,17 @@ class Counters:
             self.endpoints[key] = self.endpoints.get(key, 0) + 1
             self.requests.append({"t": at, "method": method, "path": path, "status": status, "location": location})
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, requests: bool = True, since: float = 0.0) -> dict[str, Any]:
         with self.lock:
-            return {
+            data = {
                 "endpoints": dict(self.endpoints),
                 "users_created": self.users_created,
                 "create_calls": self.create_calls,
                 "total_requests": sum(self.endpoints.values()),
-                "requests": list(self.requests),
             }
+            if requests:
+                data["requests"] = [r for r in self.requests if r["t"] >= since]
+            return data
 
 
 class Sandbox:
@@ -672,6 +674,21 @@ class Sandbox:
             for chunk in chunks(ids):
                 error = error_body(number, clientUserIds=chunk)
                 self._notify(loc, "ASSET_MANAGEMENT", {**base, "result": "FAILURE", "assignments": [], "error": error})
+
+    def change_asset_count(self, *, location: str, adam_id: str, delta: int) -> dict[str, Any]:
+        """A purchase (+) or refund/transfer (-) made in Apple Business: ASSET_COUNT notification."""
+        with self.lock:
+            loc = self.store.locations.get(location)
+            asset = self._asset(loc, adam_id) if loc else None
+            if asset is None:
+                raise ValueError(f"no asset {adam_id!r} at location {location!r}")
+            if asset["totalCount"] + delta < self._assigned(loc, asset):
+                raise ValueError("cannot remove licences that are assigned")
+            asset["totalCount"] += delta
+            self.store.bump(loc)
+            notification = {"adamId": adam_id, "pricingParam": asset["pricingParam"], "countDelta": delta}
+            self._notify(loc, "ASSET_COUNT", notification)
+            return self.response_asset(loc, asset)
 
     # --- status --------------------------------------------------------------------------
     def event_status(self, token: SToken, query: dict[str, str]) -> dict[str, Any]:

@@ -170,3 +170,12 @@ def test_it_validates_asset_requests_synchronously(api, vpp_sandbox, path, body,
 def test_it_honours_a_changed_max_revoke(api, vpp_sandbox):
     vpp_sandbox.control(limits={"maxRevokeClientUserIds": 2})
     api.error(api.post("/assets/revoke", {"clientUserIds": ["a", "b", "c"]}), 9701, 400)
+
+
+def test_it_simulates_a_purchase_with_an_asset_count_notification(api, vpp_sandbox, receiver):
+    api.ok("POST", "/client/config", {"notificationUrl": receiver.url, "notificationAuthToken": "t"})
+    total = asset(api, OUTLOOK)["totalCount"]
+    vpp_sandbox._call("POST", "assets/count", {"location": vpp_sandbox.location, "adamId": OUTLOOK, "countDelta": 5})
+    assert asset(api, OUTLOOK)["totalCount"] == total + 5
+    ((_headers, body),) = vpp_sandbox.wait_for(lambda: receiver.of_type("ASSET_COUNT"))
+    assert body["notification"] == {"adamId": OUTLOOK, "pricingParam": "STDQ", "countDelta": 5}

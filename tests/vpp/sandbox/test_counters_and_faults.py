@@ -113,3 +113,12 @@ def test_it_mints_tokens_from_the_command_line():
     ).stdout
     token = decode_token(out.strip())
     assert (token.org_name, token.location, token.expired()) == ("Acme", "loc9", True)
+
+
+def test_it_leaves_out_or_filters_the_request_log(api, vpp_sandbox):
+    api.get("/users")
+    middle = time.time()
+    api.get("/assets")
+    assert "requests" not in vpp_sandbox._call("GET", "counters", params={"requests": "0"})
+    recent = vpp_sandbox._call("GET", "counters", params={"since": middle})["requests"]
+    assert [r["path"] for r in recent] == ["/mdm/v2/assets"]

@@ -1,0 +1,138 @@
+"""VPP Server Setting in headless Chromium: upload a token, change the schedule, Sync now, watch it finish.
+
+``test_it_screenshots_the_token_states`` also writes PNGs of the page to var/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth.models import Permission
+from django.db import connection
+
+from users.models import User
+from vpp import client as vpp
+from vpp.models import SyncSchedule, VppServerSetting, VppUser, VppUserStatus
+from vpp.services import full_sync
+
+pytestmark = [pytest.mark.browser, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run"]
+
+
+@pytest.fixture
+def page(live_server, django_user_model):
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        pytest.skip("Chromium is not installed (make browser installs it)")
+    from playwright.sync_api import sync_playwright
+
+    admin = django_user_model.objects.create_user("admin", email="admin@example.com", password="pw-for-browser-1")
+    admin.user_permissions.add(Permission.objects.get(codename="change_vppserversetting"))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        tab = browser.new_page(viewport={"width": 1280, "height": 900})
+        tab.set_default_timeout(15_000)
+        tab.goto(f"{live_server.url}/login/")
+        tab.fill("input[name=username]", "admin")
+        tab.fill("input[name=password]", "pw-for-browser-1")
+        tab.click("button[type=submit]")
+        tab.wait_for_url("**/users/**")
+        tab.goto(f"{live_server.url}/setting/ios-macos/vpp-server/")
+        yield tab
+        browser.close()
+
+
+@pytest.fixture
+def sandbox_url(vpp_sandbox, settings):
+    settings.VPP_EVENT_POLL_INTERVAL = 1
+    setting = VppServerSetting.load()
+    setting.api_base_url = vpp_sandbox.base_url
+    setting.save()
+    return vpp_sandbox.base_url
+
+
+def upload_token(page, token: str, tmp_path: Path):
+    path = tmp_path / "Example.vpptoken"
+    path.write_text(token)
+    page.set_input_files("input[name=token_file]", str(path))
+    page.click("#token-upload")
+
+
+def test_it_uploads_a_token_changes_the_schedule_and_syncs(page, vpp_sandbox, sandbox_url, tmp_path, monkeypatch):
+    assert "No content token yet" in page.content()
+    upload_token(page, vpp_sandbox.token, tmp_path)
+    page.wait_for_selector("#token-org")
+    assert page.inner_text("#token-org") == vpp_sandbox.org
+    assert page.inner_text("#token-health-badge") == "Valid"
+
+    page.check("input[name=enabled]")
+    page.check("input[name=mode][value=daily]")
+    page.fill("input[name=time_of_day]", "02:30")
+    page.select_option("select[name=timezone]", "Europe/Berlin")
+    page.click("#schedule-save")
+    page.wait_for_selector("text=Automatic sync saved")
+    assert "(Europe/Berlin)" in page.inner_text("#next-run")
+    assert SyncSchedule.load().enabled
+
+    # A user at Apple who accepted the invitation; the sync must find out.
+    user = User.objects.create(display_name="Ada", login_id="ada", email="ada@example.com")
+    ada = VppUser.objects.create(user=user, status=VppUserStatus.INVITED, apple_email=user.email)
+    apple = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
+    apple.wait_for_event(apple.create_users([vpp.RequestUser(str(ada.client_user_id), email=user.email)])[0],
+                         poll_interval=0.05)
+    [record] = vpp_sandbox.users()
+    vpp_sandbox.accept_invitation(record["inviteCode"])
+
+    # The worker: a thread that waits until the test has seen the running state.
+    release = threading.Event()
+
+    def worker(job_id):
+        try:
+            release.wait(20)
+            full_sync.sync_run(job_id=job_id)
+        finally:
+            connection.close()
+
+    monkeypatch.setattr(full_sync, "_enqueue", lambda job_id: threading.Thread(target=worker, args=(job_id,)).start())
+    page.click("#sync-now")
+    page.wait_for_selector("#sync-running")
+    assert "is queued" in page.inner_text("#sync-running")
+    release.set()
+    page.wait_for_selector("#last-run .result-succeeded")  # htmx polls until the job is done
+    assert page.query_selector("#sync-running") is None
+    assert "Apple users 1" in page.inner_text("#last-counts")
+    ada.refresh_from_db()
+    assert ada.status == VppUserStatus.ASSOCIATED
+
+
+def test_it_screenshots_the_token_states(page, vpp_sandbox, sandbox_url, tmp_path):
+    out = Path(django_settings.VAR_DIR) / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(out / "vpp-setting-no-token.png"), full_page=True)
+    upload_token(page, vpp_sandbox.token, tmp_path)
+    page.wait_for_selector("#token-org")
+    page.screenshot(path=str(out / "vpp-setting-valid.png"), full_page=True)
+
+    vpp_sandbox.expire_token()
+    page.click("text=Check with Apple now")
+    page.wait_for_selector("#token-health-badge:has-text('Expired')")
+    assert "9621" in page.inner_text("#token-health-detail")
+    assert page.query_selector(".console-banner") is None  # this page shows it in the token card instead
+    page.screenshot(path=str(out / "vpp-setting-expired.png"), full_page=True)
+
+    vpp_sandbox.reset()
+    other = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
+    other.update_client_config(mdm_info=vpp.MdmInfo(id="other", name="Other MDM Inc.", metadata="mdm.example"))
+    page.click("text=Check with Apple now")
+    page.wait_for_selector("#takeover-button")
+    page.screenshot(path=str(out / "vpp-setting-other-mdm.png"), full_page=True)
+    page.check("input[name=understood]")
+    page.click("#takeover-button")
+    page.wait_for_selector("text=kmconsole now manages this location")
+    assert page.inner_text("#token-health-badge") == "Valid"
