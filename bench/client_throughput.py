@@ -24,10 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vpp.sandbox.testing import start_sandbox
-
 from vpp.client import RequestUser, VppClient
 from vpp.ratelimit import InProcessRateLimiter, RedisRateLimiter
+from vpp.sandbox.testing import start_sandbox
 
 
 def fill_window(client: VppClient, rps: int) -> None:
