@@ -75,7 +75,7 @@ def change_share(path: Path, share: float) -> int:
 def run_child(env: dict[str, str], *args: str) -> tuple[float, float, str]:
     """(seconds, peak RSS in MB, stdout) of ``bench/sync.py --child ...``."""
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, __file__, "--child", *args], env=env, stdout=subprocess.PIPE,  # noqa: S603
+    process = subprocess.Popen([sys.executable, __file__, "--child", *args], env=env, stdout=subprocess.PIPE,
                                text=True)
     out = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -122,8 +122,9 @@ def _child_setup(ids_path: str, token: str, base_url: str) -> None:
         users = User.objects.bulk_create([User(display_name=f"User {start + i}", login_id=f"user{start + i}",
                                                email=f"user{start + i}@example.com") for i in range(len(chunk))])
         # invite_code left blank: the first full sync writes every row (the worst case).
+        pairs = zip(users, chunk, strict=True)
         VppUser.objects.bulk_create([VppUser(user=u, client_user_id=uuid.UUID(cuid), status=VppUserStatus.INVITED,
-                                             apple_email=u.email) for u, (cuid, _code) in zip(users, chunk)])
+                                             apple_email=u.email) for u, (cuid, _code) in pairs])
     setting = VppServerSetting.load()
     setting.content_token_encrypted = secrets.encrypt(token)
     setting.api_base_url, setting.token_health = base_url, TokenHealth.VALID

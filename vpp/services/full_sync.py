@@ -26,6 +26,7 @@ from users.models import User
 from vpp import client as vpp
 from vpp.audit import audit_record
 from vpp.models import (
+    FINISHED_JOB_STATUSES,
     ItemStatus,
     Job,
     JobAction,
@@ -99,6 +100,10 @@ def sync_start(*, actor=None, trigger: str = "manual", now: dt.datetime | None =
             last_counts={}, last_detail="", last_finished_at=None,
         )
         if won:
+            if running is not None and not running.finished:
+                # Its worker vanished (no heartbeat for STALE_AFTER): close it so lists stay honest.
+                Job.objects.filter(pk=running.pk).exclude(status__in=FINISHED_JOB_STATUSES).update(
+                    status=JobStatus.FAILED, finished_at=now, error="The worker stopped answering; superseded.")
             SyncRun.objects.create(job=job, trigger=trigger)
             audit_record(actor=actor, action="vpp.sync_started", details={"trigger": trigger}, job=job)
             transaction.on_commit(lambda: _enqueue(job.pk))
