@@ -235,7 +235,11 @@ else:
         "data_folder_in": str(CELERY_QUEUE_DIR),
         "data_folder_out": str(CELERY_QUEUE_DIR),
         "processed_folder": str(VAR_DIR / "queue-done"),
+        # Broadcast/control messages; kombu's default is ./control in the working directory.
+        "control_folder": str(VAR_DIR / "queue-control"),
         "store_processed": False,
+        # How often an idle worker looks for new messages (kombu's default is 1 s per queue).
+        "polling_interval": float(env_str("CELERY_FILESYSTEM_POLL_INTERVAL", "0.2")),
     }
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "kmconsole")
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -23,6 +23,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -269,6 +270,7 @@ _EXPIRED_NUMBERS = {9621}
 _REVOKED_NUMBERS = {9625}
 _INVALID_TOKEN_NUMBERS = {9601, 9622, 9722}
 _NOT_PERMITTED_NUMBERS = {9637, 9647}
+_TOO_MANY_NUMBERS = {9701, 9714}  # more users in one request than Apple's current limit
 
 
 class VppError(Exception):
@@ -287,9 +289,10 @@ class VppError(Exception):
         self.error_number = error_number
         self.http_status = http_status
         self.apple_message = apple_message
-        # For batched calls (create/update/retire/revoke): event ids of the batches that Apple
-        # had already accepted before this error, in order. The caller must track them.
+        # For batched calls (create/update/retire/revoke): the event ids Apple accepted, in
+        # batch order, and every batch's outcome. The caller must track the accepted ones.
         self.event_ids: list[str] = []
+        self.batches: list[BatchOutcome] = []
 
     def __str__(self) -> str:
         if self.error_number is not None:
@@ -744,6 +747,20 @@ class UserPage:
     meta: ResponseMeta
 
 
+@dataclass
+class BatchOutcome:
+    """One request of a batched call: its items and what became of it.
+
+    event_id set: Apple queued it. error set: it failed (if ``error.outcome_unknown`` it may
+    still have been queued). Neither: it was not sent because an earlier batch failed.
+    """
+
+    items: list = field(repr=False)
+    keys: list[str]
+    event_id: str | None = None
+    error: VppError | None = None
+
+
 def managed_by_other_mdm(mdm_info: MdmInfo | None, our_id: str) -> bool:
     """True when Apple names another MDM as the manager of this location (§8.4).
 
@@ -778,12 +795,6 @@ def _cached_config(base_url: str) -> ServiceConfig | None:
 def _store_config(base_url: str, config: ServiceConfig) -> None:
     with _config_lock:
         _config_cache[base_url] = (time.monotonic(), config)
-
-
-def _last_known_rate(base_url: str) -> int:
-    with _config_lock:
-        entry = _config_cache.get(base_url)
-    return entry[1].max_request_per_second if entry else FALLBACK_LIMITS["maxRequestPerSecond"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -879,6 +890,7 @@ class VppClient:
         backoff_base: float = 1.0,
         backoff_max: float = 30.0,
         retry_budget: float = 120.0,
+        parallel_requests: int = 5,
     ):
         if not s_token or not s_token.strip():
             raise TokenInvalidError("No content token has been uploaded.")
@@ -895,6 +907,9 @@ class VppClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.retry_budget = retry_budget
+        # Batches in flight at once (Apple: at most five parallel page requests, §2.7; we use
+        # the same cap for batched POSTs).
+        self.parallel_requests = parallel_requests
         self.last_meta = ResponseMeta()  # envelope of the latest successful response
 
     def __repr__(self) -> str:
@@ -1000,35 +1015,89 @@ class VppClient:
 
     def split_users(self, users: Sequence[RequestUser]) -> list[list[RequestUser]]:
         """The request batches create/update would send: de-duplicated, at most maxUsers each."""
+        return _chunks(self._unique_users(users), self.service_config().max_users)
+
+    def create_users(self, users: Sequence[RequestUser]) -> list[str]:
+        """POST /users/create in batches of ≤ maxUsers; the event ids, in batch order (§2.4)."""
+        return self._manage_users("/users/create", users)
+
+    def update_users(self, users: Sequence[RequestUser]) -> list[str]:
+        return self._manage_users("/users/update", users)
+
+    def retire_users(self, client_user_ids: Sequence[str]) -> list[str]:
+        return self._manage_users("/users/retire", [RequestUser(cid) for cid in client_user_ids])
+
+    def _unique_users(self, users: Sequence[RequestUser]) -> list[RequestUser]:
         unique = _dedupe(users, key=lambda u: u.client_user_id)
         for user in unique:
             if not user.client_user_id or not str(user.client_user_id).strip():
                 raise InvalidRequestError("A user without a client user id cannot be sent to Apple.")
-        return _chunks(unique, self.service_config().max_users)
+        return unique
 
-    def create_users(self, users: Sequence[RequestUser]) -> list[str]:
-        """POST /users/create in batches of ≤ maxUsers; the event ids, in batch order (§2.4)."""
-        return self._manage_users("/users/create", self.split_users(users))
+    def _manage_users(self, path: str, users: Sequence[RequestUser]) -> list[str]:
+        return self._post_in_batches(
+            path,
+            self._unique_users(users),
+            "maxUsers",
+            body_for=lambda batch: {"users": [u.to_json() for u in batch]},
+            key=lambda user: user.client_user_id,
+        )
 
-    def update_users(self, users: Sequence[RequestUser]) -> list[str]:
-        return self._manage_users("/users/update", self.split_users(users))
+    def _post_in_batches(self, path: str, items: list, limit_name: str, *, body_for, key) -> list[str]:
+        """POST ITEMS in requests of at most Service Config's LIMIT_NAME; the event ids in batch order.
 
-    def retire_users(self, client_user_ids: Sequence[str]) -> list[str]:
-        return self._manage_users("/users/retire", self.split_users([RequestUser(cid) for cid in client_user_ids]))
+        The first batch goes alone: it proves the token and the limit. A 9714/9701 there means
+        Apple lowered the limit since Service Config was cached (up to 5 min); a synchronous
+        400 queues nothing (§4), so the limits are re-read and the items re-split, once.
+        The other batches go up to ``parallel_requests`` at a time, so that round-trip latency
+        does not hold throughput below maxRequestPerSecond (the limiter still spaces them).
+        Once a batch fails, no new batch starts. The first error (in batch order) is raised
+        with ``.batches`` (a BatchOutcome per batch) and ``.event_ids`` (the accepted ones).
+        """
+        if not items:
+            return []
+        outcomes = self._split_outcomes(items, limit_name, key)
+        self._send_batch(path, outcomes[0], body_for)
+        error = outcomes[0].error
+        if isinstance(error, InvalidRequestError) and error.error_number in _TOO_MANY_NUMBERS:
+            self.service_config(refresh=True)
+            outcomes = self._split_outcomes(items, limit_name, key)
+            self._send_batch(path, outcomes[0], body_for)
+        if outcomes[0].error is None and len(outcomes) > 1:
+            self._send_in_parallel(path, outcomes[1:], body_for)
+        errors = [o.error for o in outcomes if o.error is not None]
+        if errors:
+            errors[0].batches = outcomes
+            errors[0].event_ids = [o.event_id for o in outcomes if o.event_id]
+            raise errors[0]
+        return [o.event_id for o in outcomes]
 
-    def _manage_users(self, path: str, batches: list[list[RequestUser]]) -> list[str]:
-        return self._post_batches(path, [{"users": [u.to_json() for u in batch]} for batch in batches])
+    def _split_outcomes(self, items: list, limit_name: str, key) -> list[BatchOutcome]:
+        size = self.service_config().limit(limit_name)
+        return [BatchOutcome(items=batch, keys=[key(i) for i in batch]) for batch in _chunks(items, size)]
 
-    def _post_batches(self, path: str, bodies: list[dict]) -> list[str]:
-        event_ids: list[str] = []
-        for body in bodies:
-            try:
-                data = self._request("POST", path, json_body=body, idempotent=False)
-                event_ids.append(_event_id(data))
-            except VppError as exc:
-                exc.event_ids = list(event_ids)  # batches Apple already queued: the caller tracks them
-                raise
-        return event_ids
+    def _send_batch(self, path: str, outcome: BatchOutcome, body_for) -> None:
+        try:
+            data = self._request("POST", path, json_body=body_for(outcome.items), idempotent=False)
+            outcome.event_id = _event_id(data)
+        except VppError as exc:
+            outcome.error = exc
+
+    def _send_in_parallel(self, path: str, outcomes: list[BatchOutcome], body_for) -> None:
+        failed = threading.Event()
+
+        def send(outcome: BatchOutcome) -> None:
+            if failed.is_set():
+                return  # stay "not sent": the caller can resend these safely
+            self._send_batch(path, outcome, body_for)
+            if outcome.error is not None:
+                failed.set()
+
+        # One Session shared by the threads: urllib3's connection pool is thread-safe and
+        # these calls keep no per-request state on the session.
+        workers = max(1, min(self.parallel_requests, len(outcomes)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vpp-batch") as pool:
+            list(pool.map(send, outcomes))
 
     # ---- assets -----------------------------------------------------------------------
 
@@ -1041,8 +1110,13 @@ class VppClient:
     def revoke_assets(self, *, client_user_ids: Sequence[str]) -> list[str]:
         """POST /assets/revoke: all revocable licences of these users, ≤ maxRevokeClientUserIds per request."""
         unique = _dedupe([str(c) for c in client_user_ids if str(c).strip()], key=lambda c: c)
-        batches = _chunks(unique, self.service_config().max_revoke_client_user_ids)
-        return self._post_batches("/assets/revoke", [{"clientUserIds": batch} for batch in batches])
+        return self._post_in_batches(
+            "/assets/revoke",
+            unique,
+            "maxRevokeClientUserIds",
+            body_for=lambda batch: {"clientUserIds": batch},
+            key=lambda client_user_id: client_user_id,
+        )
 
     def iter_assignments(
         self, *, client_user_id: str | None = None, adam_id: str | None = None, since_version_id: str | None = None
@@ -1193,21 +1267,35 @@ class VppClient:
         return self._parse(response, idempotent=idempotent)
 
     def _acquire_slot(self, *, auth: bool) -> None:
-        # Service Config is unauthenticated; it still goes through the token's limiter (it
-        # is one more request to the same host, and its rate is the last known one).
-        rate = self.service_config().max_request_per_second if auth else _last_known_rate(self.base_url)
+        """Wait for the token's rate limiter (and any Retry-After pause) before a request.
+
+        Service Config carries no token, so Apple cannot count it against the token's
+        maxRequestPerSecond (and we only learn that rate from it): it takes no slot, but
+        it still honours a pause.
+        """
         try:
-            self.rate_limiter.acquire(self.limiter_key, rate=rate, max_wait=self.retry_budget)
+            if auth:
+                rate = self.service_config().max_request_per_second
+                self.rate_limiter.acquire(self.limiter_key, rate=rate, max_wait=self.retry_budget)
+            else:
+                self._wait_out_pause()
         except ratelimit.RateLimitPaused as exc:
             raise RateLimitedError(
-                "Apple asked kmconsole to pause requests for this content token;"
-                " the action will be retried after the pause.",
+                "Requests for this content token are paused (Apple asked to wait) or queued behind"
+                " Apple's rate limit; the action will be retried later.",
                 retry_after=exc.wait,
             ) from None
         except (RedisError, OSError) as exc:  # the shared limiter is infrastructure: retry later
             raise ServiceUnavailableError(
                 f"The shared rate limiter is unavailable ({type(exc).__name__}); the action will be retried later."
             ) from None
+
+    def _wait_out_pause(self) -> None:
+        pause = self.rate_limiter.paused_for(self.limiter_key)
+        if pause > self.retry_budget:
+            raise ratelimit.RateLimitPaused(pause)
+        if pause > 0:
+            time.sleep(pause)
 
     def _parse(self, response: requests.Response, *, idempotent: bool) -> dict:
         status = response.status_code

@@ -5,28 +5,31 @@ Config, apple-vpp-api.md §2.2, §4), and calling again before a ``Retry-After``
 can extend the block or get the organisation suspended (§4, §8.8). Both rules concern the
 token, not one worker, so:
 
-* ``RedisRateLimiter`` shares a sliding-window log and a "pause until" mark between every
+* ``RedisRateLimiter`` shares the token's schedule and a "pause until" mark between every
   process that uses the same Redis (web, workers, beat, several machines). Both live in
   atomic Lua scripts and use Redis' own clock, so processes with skewed clocks agree.
 * ``InProcessRateLimiter`` does the same inside one process (threads) for the embedded
   single-machine setup without Redis.
 
+Algorithm: requests are *spaced* ``window / rate`` apart (GCRA with no burst): each caller
+reserves the next free slot and sleeps until it. Any one-second window then holds at most
+``rate`` requests, requests never bunch at window edges (a sliding window admits ``rate`` at
+once, then stalls, and latency makes the next window start late), and one atomic call per
+request is enough, with first-come-first-served fairness between processes.
+
 Keys are a hash of the token (``token_key``), never the token itself: Redis keys show up
 in MONITOR output, slow logs and dumps.
 
-The window is slightly longer than one second (``DEFAULT_WINDOW``): a request admitted
-here reaches Apple a few milliseconds later, and uneven network/scheduling delays could
-otherwise put ``rate + 1`` arrivals inside one of Apple's seconds.
+``rate`` requests are spread over slightly more than one second (``DEFAULT_WINDOW``): a
+request admitted here reaches Apple a few milliseconds later, and uneven network/scheduling
+delays could otherwise put ``rate + 1`` arrivals inside one of Apple's seconds.
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
-import random
 import threading
 import time
-import uuid
 from typing import Protocol
 
 DEFAULT_WINDOW = 1.05  # seconds; see the module docstring
@@ -57,47 +60,41 @@ class RateLimiter(Protocol):
         """Seconds left in the current pause (0 when not paused)."""
 
 
-def _small_jitter() -> float:
-    # Spreads waiters that wake for the same freed slot, so they don't all retry at once.
-    return random.uniform(0, 0.005)
-
-
 class InProcessRateLimiter:
-    """Thread-safe sliding-window limiter for one process."""
+    """Thread-safe limiter for one process (same algorithm as RedisRateLimiter)."""
 
     def __init__(self, *, window: float = DEFAULT_WINDOW, clock=time.monotonic, sleep=time.sleep):
         self.window = window
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._sent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self._next_slot: dict[str, float] = {}
         self._pause_until: dict[str, float] = {}
 
-    def _try(self, key: str, rate: int) -> tuple[bool, float, bool]:
-        """(admitted, wait seconds, wait is a pause)."""
+    def _reserve(self, key: str, interval: float, max_wait: float) -> tuple[float, bool]:
+        """Reserve the next slot: (seconds until it, reserved?)."""
         with self._lock:
             now = self._clock()
-            pause = self._pause_until.get(key, 0.0) - now
-            if pause > 0:
-                return False, pause, True
-            sent = self._sent[key]
-            while sent and sent[0] <= now - self.window:
-                sent.popleft()
-            if len(sent) < rate:
-                sent.append(now)
-                return True, 0.0, False
-            return False, sent[0] + self.window - now, False
+            slot = max(self._next_slot.get(key, now), now, self._pause_until.get(key, now))
+            wait = slot - now
+            if wait > max_wait:
+                return wait, False
+            self._next_slot[key] = slot + interval
+            return wait, True
 
     def acquire(self, key: str, *, rate: int, max_wait: float = float("inf")) -> None:
-        rate = max(1, int(rate))
+        interval = self.window / max(1, int(rate))
         deadline = self._clock() + max_wait
         while True:
-            admitted, wait, is_pause = self._try(key, rate)
-            if admitted:
-                return
-            if is_pause and self._clock() + wait > deadline:
+            wait, reserved = self._reserve(key, interval, deadline - self._clock())
+            if not reserved:
                 raise RateLimitPaused(wait)
-            self._sleep(max(wait, 0.001) + _small_jitter())
+            if wait <= 0:
+                return
+            self._sleep(wait)
+            if self.paused_for(key) <= 0:
+                return
+            # A Retry-After arrived while we slept: our slot is void, queue again after the pause.
 
     def pause(self, key: str, seconds: float) -> None:
         with self._lock:
@@ -109,26 +106,25 @@ class InProcessRateLimiter:
             return max(0.0, self._pause_until.get(key, 0.0) - self._clock())
 
 
-# Sliding-window log in a sorted set, scored by Redis' clock in milliseconds. Milliseconds
-# (13 digits) rather than microseconds because Lua 5.1 turns numbers into strings with
-# "%.14g" when passing them to redis.call, which would round 16-digit values.
+# GCRA-style reservation in Redis, on Redis' clock in milliseconds: the key holds the next free
+# slot; each caller atomically takes max(next slot, now, pause end) and moves it on by one
+# interval, then sleeps until its slot. Values stay below 14 significant digits because Lua 5.1
+# formats numbers with "%.14g" when passing them to redis.call.
 _ACQUIRE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local max_wait = tonumber(ARGV[2])
+local next_slot = tonumber(redis.call('GET', KEYS[1]) or '0')
 local pause_until = tonumber(redis.call('GET', KEYS[2]) or '0')
-if pause_until > now then
-  return {0, pause_until - now, 1}
+local slot = math.max(next_slot, now, pause_until)
+local wait = slot - now
+if wait > max_wait then
+  return {0, math.ceil(wait)}
 end
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window * 2)
-  return {1, 0, 0}
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {0, tonumber(oldest[2]) + window - now, 0}
+local new_next = slot + interval
+redis.call('SET', KEYS[1], string.format('%.3f', new_next), 'PX', math.ceil(new_next - now) + 1000)
+return {1, math.ceil(wait)}
 """
 
 _PAUSE_LUA = """
@@ -153,7 +149,7 @@ return 0
 
 
 class RedisRateLimiter:
-    """Sliding-window limiter and pause mark shared through Redis (atomic Lua scripts)."""
+    """Request spacing and pause mark shared through Redis (atomic Lua scripts)."""
 
     def __init__(self, redis_client, *, window: float = DEFAULT_WINDOW, prefix: str = _KEY_PREFIX, sleep=time.sleep):
         self.redis = redis_client
@@ -171,22 +167,23 @@ class RedisRateLimiter:
         return cls(redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5), **kwargs)
 
     def _keys(self, key: str) -> tuple[str, str]:
-        return f"{self.prefix}:rl:{key}", f"{self.prefix}:pause:{key}"
+        return f"{self.prefix}:next:{key}", f"{self.prefix}:pause:{key}"
 
     def acquire(self, key: str, *, rate: int, max_wait: float = float("inf")) -> None:
-        window_ms = int(self.window * 1000)
-        keys = self._keys(key)
+        interval_ms = self.window * 1000 / max(1, int(rate))
         deadline = time.monotonic() + max_wait
         while True:
-            admitted, wait_ms, is_pause = self._acquire(
-                keys=keys, args=[max(1, int(rate)), window_ms, uuid.uuid4().hex]
-            )
-            if admitted:
-                return
-            wait = max(int(wait_ms), 1) / 1000
-            if is_pause and time.monotonic() + wait > deadline:
+            allowed_ms = min(max(0.0, deadline - time.monotonic()) * 1000, 1e12)
+            reserved, wait_ms = self._acquire(keys=self._keys(key), args=[f"{interval_ms:.3f}", f"{allowed_ms:.0f}"])
+            wait = int(wait_ms) / 1000
+            if not reserved:
                 raise RateLimitPaused(wait)
-            self._sleep(wait + _small_jitter())
+            if wait <= 0:
+                return
+            self._sleep(wait)
+            if self.paused_for(key) <= 0:
+                return
+            # A Retry-After arrived while we slept: our slot is void, queue again after the pause.
 
     def pause(self, key: str, seconds: float) -> None:
         ms = max(0, int(seconds * 1000))

@@ -38,6 +38,7 @@ def make_client(**kwargs) -> vc.VppClient:
     kwargs.setdefault("rate_limiter", InProcessRateLimiter())
     kwargs.setdefault("backoff_base", 0.001)
     kwargs.setdefault("backoff_max", 0.002)
+    kwargs.setdefault("parallel_requests", 1)  # deterministic call order; parallel tests set it
     return vc.VppClient(TOKEN, base_url=BASE, **kwargs)
 
 
@@ -271,6 +272,8 @@ def test_a_failing_batch_carries_the_event_ids_already_queued(rsps):
         make_client().create_users([vc.RequestUser(f"c{i}") for i in range(5)])
     assert info.value.event_ids == ["e1"]
     assert info.value.error_number == 9717
+    assert [(o.keys, o.event_id) for o in info.value.batches] == [(["c0", "c1", "c2"], "e1"), (["c3", "c4"], None)]
+    assert info.value.batches[1].error is info.value
 
 
 def test_it_refuses_users_without_an_id(rsps):
@@ -584,3 +587,59 @@ def test_from_setting_decrypts_the_token_and_uses_the_override_url(db, settings)
     setting.api_base_url = ""
     settings.VPP_API_BASE_URL = "http://127.0.0.1:4321/mdm/v2"
     assert vc.VppClient.from_setting(setting, rate_limiter=InProcessRateLimiter()).base_url == settings.VPP_API_BASE_URL
+
+
+def test_a_lowered_limit_rereads_service_config_and_resplits_once(rsps):
+    client = make_client()
+    client.service_config()  # cached: maxUsers 3
+    rsps.replace(responses.GET, f"{BASE}/service/config", json={**SERVICE_CONFIG, "limits": {"maxUsers": 2}})
+    rsps.post(f"{BASE}/users/create", status=400, json={"errorNumber": 9714})
+    rsps.post(f"{BASE}/users/create", json={"eventId": "a"})
+    rsps.post(f"{BASE}/users/create", json={"eventId": "b"})
+    assert client.create_users([vc.RequestUser(f"c{i}") for i in range(4)]) == ["a", "b"]
+    bodies = [json.loads(c.request.body) for c in calls_to(rsps, "/users/create")]
+    assert [len(b["users"]) for b in bodies] == [3, 2, 2]
+
+
+def test_a_second_too_many_error_is_raised(rsps):
+    rsps.post(f"{BASE}/assets/revoke", status=400, json={"errorNumber": 9701})
+    with pytest.raises(vc.InvalidRequestError) as info:
+        make_client().revoke_assets(client_user_ids=["a", "b", "c"])
+    assert info.value.error_number == 9701
+    assert len(calls_to(rsps, "/assets/revoke")) == 2
+
+
+def _event_from_body(request):
+    body = json.loads(request.body)
+    first = (body.get("users") or [{}])[0].get("clientUserId") or body["clientUserIds"][0]
+    if first == "c9":
+        return (500, {}, json.dumps({"errorNumber": 9603}))
+    return (200, {}, json.dumps({"eventId": f"ev-{first}"}))
+
+
+def test_parallel_batches_keep_event_ids_in_batch_order(rsps):
+    rsps.add_callback(responses.POST, f"{BASE}/users/retire", callback=_event_from_body)
+    ids = [f"u{i:02d}" for i in range(30)]
+    events = make_client(parallel_requests=5).retire_users(ids)
+    assert events == [f"ev-u{i:02d}" for i in range(0, 30, 3)]
+    sent = sorted(
+        cid["clientUserId"] for c in calls_to(rsps, "/users/retire") for cid in json.loads(c.request.body)["users"]
+    )
+    assert sent == ids
+
+
+def test_a_failed_parallel_batch_reports_every_batch_outcome(rsps):
+    rsps.add_callback(responses.POST, f"{BASE}/users/create", callback=_event_from_body)
+    users = [vc.RequestUser(f"c{i}") for i in range(30)]  # batches start c0, c3, c6, c9, ...
+    with pytest.raises(vc.ServiceUnavailableError) as info:
+        make_client(parallel_requests=3).create_users(users)
+    outcomes = info.value.batches
+    assert [o.keys[0] for o in outcomes] == [f"c{i}" for i in range(0, 30, 3)]
+    assert outcomes[3].error is info.value and info.value.outcome_unknown
+    assert outcomes[0].event_id == "ev-c0"
+    for outcome in outcomes:
+        assert outcome.event_id is None or outcome.error is None
+        assert outcome.event_id in (None, f"ev-{outcome.keys[0]}")
+    assert info.value.event_ids == [o.event_id for o in outcomes if o.event_id]
+    not_sent = [o for o in outcomes if o.event_id is None and o.error is None]
+    assert len(calls_to(rsps, "/users/create")) == len(outcomes) - len(not_sent)

@@ -1,0 +1,77 @@
+"""The job services against the sandbox over real HTTP, driven in-process (the worker test runs them for real)."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import mail
+
+from tests.vpp.conftest import run_job
+from users.models import User
+from vpp import secrets
+from vpp.client import VppClient
+from vpp.models import ItemStatus, JobAction, JobItem, JobStatus, VppServerSetting, VppUser, VppUserStatus
+from vpp.services.jobs import job_create
+from vpp.services.plan import vpp_plan_build
+
+pytestmark = [pytest.mark.django_db, pytest.mark.sandbox]
+
+
+@pytest.fixture
+def sandbox_setting(vpp_sandbox, settings):
+    settings.VPP_EVENT_POLL_INTERVAL = 1
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    setting = VppServerSetting.load()
+    setting.content_token_encrypted = secrets.encrypt(vpp_sandbox.token)
+    setting.api_base_url = vpp_sandbox.base_url
+    setting.token_org_name = "Sandbox Org"
+    setting.save()
+    return setting
+
+
+def start(action, users, channel="email"):
+    plan = vpp_plan_build(action=action, users=User.objects.filter(pk__in=[u.pk for u in users]), channel=channel)
+    return job_create(plan=plan, actor=None, selection={"ids": [u.pk for u in users]})
+
+
+def client(setting):
+    return VppClient.from_setting(setting)
+
+
+def test_it_invites_accepts_syncs_deletes_and_reinvites(vpp_sandbox, sandbox_setting, user_factory):
+    users = [user_factory() for _ in range(3)]
+    job = run_job(start(JobAction.INVITE, users), client(sandbox_setting))
+    assert (job.status, job.succeeded) == (JobStatus.DONE, 3), list(JobItem.objects.values("status", "reason"))
+    codes = {vu.invite_code for vu in VppUser.objects.all()}
+    assert "" not in codes and len(codes) == 3
+    assert len(mail.outbox) == 3
+    assert all(any(code in m.body for code in codes) for m in mail.outbox)
+
+    first = VppUser.objects.get(user=users[0])
+    vpp_sandbox.accept_invitation(first.invite_code)
+    job = run_job(start(JobAction.SYNC, users), client(sandbox_setting))
+    assert job.succeeded == 3
+    first.refresh_from_db()
+    assert first.status == VppUserStatus.ASSOCIATED and first.id_hash
+
+    job = run_job(start(JobAction.DELETE, users[:2]), client(sandbox_setting))
+    assert job.succeeded == 2, list(JobItem.objects.filter(job=job).values("status", "reason"))
+    assert VppUser.objects.filter(status=VppUserStatus.RETIRED).count() == 2
+    apple = {u["clientUserId"]: u for u in vpp_sandbox.users()}
+    assert apple[str(first.client_user_id)]["status"] == "Retired"
+    assignments = [a for a in vpp_sandbox.state("assignments") if a.get("clientUserId") == str(first.client_user_id)]
+    assert assignments == []
+
+    job = run_job(start(JobAction.INVITE, users), client(sandbox_setting))
+    assert job.succeeded == 3
+    assert set(VppUser.objects.values_list("status", flat=True)) == {VppUserStatus.INVITED}
+    # 3 first creates + 2 retired users created again; the invited one was not created twice
+    assert vpp_sandbox.counters()["users_created"] == 5
+
+
+def test_it_fails_the_job_clearly_when_the_token_is_expired(vpp_sandbox, sandbox_setting, user_factory):
+    users = [user_factory() for _ in range(2)]
+    vpp_sandbox.expire_token()
+    job = run_job(start(JobAction.INVITE, users), client(sandbox_setting))
+    assert job.status == JobStatus.FAILED
+    assert "expired" in job.error.lower()
+    assert set(JobItem.objects.filter(job=job).values_list("status", flat=True)) == {ItemStatus.FAILED}
