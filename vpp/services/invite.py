@@ -215,8 +215,9 @@ def _store_apple_records(job: Job, found: dict) -> None:
     keys = list(found)
     waiting = []
     for start in range(0, len(keys), 500):
+        batch = keys[start : start + 500]
         waiting += VppUser.objects.filter(
-            status=VppUserStatus.PENDING, invite_code="", job_items__job=job, client_user_id__in=keys[start : start + 500]
+            status=VppUserStatus.PENDING, invite_code="", job_items__job=job, client_user_id__in=batch
         ).only("pk", "client_user_id", "status", "invite_code", "apple_email", "id_hash")
     changed = []
     for vpp_user in waiting:
