@@ -1,0 +1,14 @@
+// VPP bulk actions (vpp/bulk_views.py). No inline script anywhere (CSP).
+//  - A 403 (no permission) or 409 (token missing) answer to a request aimed at the shared
+//    modal carries a readable message: show it instead of htmx's default "do nothing".
+(function () {
+  "use strict";
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var detail = event.detail;
+    var status = detail.xhr ? detail.xhr.status : 0;
+    if ((status === 403 || status === 409) && detail.target && detail.target.id === "modal") {
+      detail.shouldSwap = true;
+      detail.isError = false;
+    }
+  });
+})();
