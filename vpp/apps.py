@@ -7,3 +7,7 @@ class VppConfig(AppConfig):
 
     def ready(self) -> None:
         from vpp import checks  # noqa: F401  (registers the system checks)
+        from users.selectors import register_row_annotation
+        from vpp.selectors import users_vpp_row_annotation
+
+        register_row_annotation(users_vpp_row_annotation)  # the VPP status column of the Users page

@@ -14,7 +14,7 @@ from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
 
 from vpp import selectors
 from vpp.models import InvitationChannel, ItemStatus, Job, JobAction, VppServerSetting
@@ -62,7 +62,7 @@ def _selection(request):
     form = UserSelectionForm(request.POST)
     if "pk" in form.errors:
         return None, "The selection was not understood (invalid user ids). Reload the page and try again."
-    if not form.select_all and not form.cleaned_data.get("pk"):
+    if not form.selects_all and not form.cleaned_data.get("pk"):
         return None, "Select at least one user."
     if len(form.cleaned_data.get("pk") or []) > MAX_TICKED_IDS:
         return None, f"Too many users ticked at once (more than {MAX_TICKED_IDS:,}). Use “Select all matching”."
@@ -99,9 +99,9 @@ def bulk_confirm(request, action: str):
             skip_counts=plan.skip_counts(),
             steps=plan.step_counts(),
             preview=[row.label for row in plan.eligible[:PREVIEW_NAMES]],
-            unknown_ids=0 if form.select_all else max(0, len(set(posted)) - len(plan.rows)),
+            unknown_ids=0 if form.selects_all else max(0, len(set(posted)) - len(plan.rows)),
             selection=_hidden_selection(request),
-            select_all=form.select_all,
+            select_all=form.selects_all,
             channel_label=InvitationChannel(setting.invitation_channel).label,
         )
     return render(request, "vpp/bulk/confirm.html", context)
@@ -146,8 +146,9 @@ def job_panel(request, pk: int):
     job = get_object_or_404(Job, pk=pk)
     response = render(request, "vpp/jobs/panel.html", _panel_context(job))
     if job.finished:
-        # 286: htmx swaps this last version in and stops polling.
+        # 286: htmx swaps this last version in and stops polling; the Users table refreshes.
         response.status_code = HttpResponseStopPolling.status_code
+        trigger_client_event(response, "vppJobFinished", {"job": job.pk})
     return response
 
 
@@ -159,7 +160,7 @@ def job_detail(request, pk: int):
     status = status if status in ItemStatus.values else ""
     items = Paginator(selectors.job_items(job, status=status or None), 100).get_page(request.GET.get("page"))
     context = {**_panel_context(job), "items": items, "status_filter": status, "statuses": ItemStatus.choices,
-               "can_retry": request.user.has_perm(PERMISSIONS[job.action])}
+               "can_retry": job.action in PERMISSIONS and request.user.has_perm(PERMISSIONS[job.action])}
     return render(request, "vpp/jobs/detail.html", context)
 
 
@@ -198,6 +199,8 @@ def job_export(request, pk: int):
 @require_POST
 def job_retry(request, pk: int):
     job = get_object_or_404(Job, pk=pk)
+    if job.action not in PERMISSIONS:
+        raise Http404("Only bulk actions can be retried here")
     if not request.user.has_perm(PERMISSIONS[job.action]):
         return _forbidden(request, job.action)
     blocker = action_blocker(VppServerSetting.load())

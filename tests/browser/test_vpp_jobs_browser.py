@@ -69,9 +69,16 @@ def shot(page, name: str) -> None:
 def tick_filtered(page, live_server, query: str, count: int) -> None:
     page.goto(f"{live_server.url}/users/")
     page.fill("#id_q", query)
-    page.wait_for_function(f"document.querySelectorAll('input.row-check').length === {count}")
-    for box in page.query_selector_all("input.row-check"):
-        box.check()
+    page.wait_for_url(f"**/users/?q={query.replace(' ', '+')}")  # the filtered table has been swapped in
+    page.click("h1")  # leave the search box now: its "change" re-renders the table once more
+    from playwright.sync_api import expect
+
+    expect(page.locator("input.row-check")).to_have_count(count)  # CSP: no eval, so no wait_for_function
+    page.wait_for_load_state("networkidle")
+    boxes = page.locator("input.row-check")
+    for index in range(count):
+        boxes.nth(index).check()
+    expect(page.locator("[data-selection-count]")).to_have_text(str(count))
 
 
 def test_it_invites_then_deletes_from_the_users_page(page, live_server, worker):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.contrib.auth.models import User as Admin
@@ -48,8 +50,10 @@ def no_enqueue(monkeypatch):
 
 
 def post(client, action, data, step="confirm", **extra):
+    """As htmx sends it: application/x-www-form-urlencoded."""
     url = (CONFIRM if step == "confirm" else APPLY).format(action)
-    return client.post(url, data, HTTP_HX_REQUEST="true", **extra)
+    body = urlencode(data, doseq=True)
+    return client.post(url, body, content_type="application/x-www-form-urlencoded", HTTP_HX_REQUEST="true", **extra)
 
 
 def test_it_confirms_with_counts_and_skip_reasons(admin_client):

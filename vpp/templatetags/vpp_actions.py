@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 
 from vpp.bulk_views import PERMISSIONS, action_blocker
-from vpp.models import JobAction, VppServerSetting
+from vpp.models import VppServerSetting
 
 register = template.Library()
 
@@ -16,6 +16,6 @@ def vpp_actions(context) -> dict:
     request = context.get("request")
     user = getattr(request, "user", None)
     setting = VppServerSetting.load()
-    allowed = {action.value: bool(user and user.has_perm(PERMISSIONS[action])) for action in JobAction}
+    allowed = {action.value: bool(user and user.has_perm(perm)) for action, perm in PERMISSIONS.items()}
     return {"blocker": action_blocker(setting), "needs_token": setting.user_based and not setting.has_token,
             "allowed": allowed}
