@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import json
 import logging
 import random
@@ -27,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -748,6 +750,26 @@ class UserPage:
 
 
 @dataclass
+class RawPage:
+    """One page of a list other than users (assets, assignments): its JSON and paging fields."""
+
+    data: dict = field(repr=False)
+    current_page_index: int
+    next_page_index: int | None
+    total_pages: int | None
+
+    @classmethod
+    def from_json(cls, data: dict, page_index: int) -> RawPage:
+        next_index, total = data.get("nextPageIndex"), data.get("totalPages")
+        return cls(
+            data=data,
+            current_page_index=_int(data.get("currentPageIndex"), page_index),
+            next_page_index=_int(next_index) if next_index is not None else None,
+            total_pages=_int(total) if total is not None else None,
+        )
+
+
+@dataclass
 class BatchOutcome:
     """One request of a batched call: its items and what became of it.
 
@@ -842,29 +864,15 @@ class UserListing:
         return self._first
 
     def pages(self) -> Iterator[UserPage]:
-        page = self._first_page()
-        seen = {page.current_page_index}
-        while True:
-            yield page
-            next_index = _next_page_index(page)
-            if next_index is None:
-                return
-            if next_index in seen:
-                raise ServiceUnavailableError("Apple's user list repeated a page; the sync will be retried.")
-            seen.add(next_index)
-            try:
-                page = self._client._get_user_page(self._params, next_index)
-            except InvalidRequestError as exc:
-                if exc.error_number == 9650 and page.next_page_index is None:
-                    return  # our totalPages guess overshot (see _next_page_index)
-                raise
+        fetch = partial(self._client._get_user_page, self._params)
+        yield from _iter_pages(self._first_page(), fetch, parallel=self._client.parallel_requests)
 
     def __iter__(self) -> Iterator[VppApiUser]:
         for page in self.pages():
             yield from page.users
 
 
-def _next_page_index(page: UserPage) -> int | None:
+def _next_page_index(page) -> int | None:
     """Follow nextPageIndex (§2.7). If it is absent but totalPages says more pages exist,
     still ask for the next one: the docs conflict on paging (§8.15), and stopping early would
     make a sync believe users are gone from VPP. A 9650 answer then ends the listing."""
@@ -873,6 +881,51 @@ def _next_page_index(page: UserPage) -> int | None:
     if page.total_pages is not None and page.current_page_index + 1 < page.total_pages:
         return page.current_page_index + 1
     return None
+
+
+def _iter_pages(first, fetch, *, parallel: int) -> Iterator:
+    """Yield FIRST and the pages after it, in order, following nextPageIndex (§2.7).
+
+    Pages that the latest totalPages says exist are fetched ahead, up to PARALLEL at once
+    (Apple allows five parallel page requests), so round-trip latency does not cap a sync
+    below the rate limit. Each page is only yielded if it is the one the previous page points
+    to; otherwise the prefetched pages are dropped and the walk goes on one page at a time.
+    """
+    yield first
+    last, seen = first, {first.current_page_index}
+    pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="vpp-page") if parallel > 1 else None
+    ahead: collections.deque = collections.deque()
+    scheduled = first.current_page_index
+    try:
+        while True:
+            while pool and len(ahead) < parallel and last.total_pages and scheduled + 1 < last.total_pages:
+                scheduled += 1
+                ahead.append((scheduled, pool.submit(fetch, scheduled)))
+            next_index = _next_page_index(last)
+            if next_index is None:
+                return
+            if next_index in seen:
+                raise ServiceUnavailableError("Apple's list repeated a page; it will be read again later.")
+            seen.add(next_index)
+            if ahead and ahead[0][0] == next_index:
+                future = ahead.popleft()[1]
+            else:
+                for _, stale in ahead:
+                    stale.cancel()
+                ahead.clear()
+                future = None
+                scheduled = max(scheduled, next_index)
+            try:
+                page = future.result() if future else fetch(next_index)
+            except InvalidRequestError as exc:
+                if exc.error_number == 9650 and last.next_page_index is None:
+                    return  # our totalPages guess overshot (see _next_page_index)
+                raise
+            yield page
+            last = page
+    finally:
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class VppClient:
@@ -1134,20 +1187,17 @@ class VppClient:
                     yield Assignment.from_json(item)
 
     def _paged(self, path: str, params: dict[str, str]) -> Iterator[dict]:
-        """Follow pageIndex/nextPageIndex until nextPageIndex is absent (§2.7)."""
-        index, seen = 0, {0}
-        while True:
-            query = dict(params)
-            if index:
-                query["pageIndex"] = str(index)
-            data = self._request("GET", path, params=query, idempotent=True)
-            yield data
-            if data.get("nextPageIndex") is None:
-                return
-            index = _int(data.get("nextPageIndex"), -1)
-            if index < 0 or index in seen:
-                raise ServiceUnavailableError(f"Apple's list at {path} repeated a page; it will be read again later.")
-            seen.add(index)
+        """GET a paged list (assets, assignments) page by page (§2.7); yields each page's JSON."""
+        fetch = partial(self._get_raw_page, path, params)
+        for page in _iter_pages(fetch(0), fetch, parallel=self.parallel_requests):
+            yield page.data
+
+    def _get_raw_page(self, path: str, params: dict[str, str], page_index: int) -> RawPage:
+        query = dict(params)
+        if page_index:
+            query["pageIndex"] = str(page_index)
+        data = self._request("GET", path, params=query, idempotent=True)
+        return RawPage.from_json(data, page_index)
 
     # ---- events -----------------------------------------------------------------------
 

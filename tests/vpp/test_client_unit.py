@@ -643,3 +643,76 @@ def test_a_failed_parallel_batch_reports_every_batch_outcome(rsps):
     assert info.value.event_ids == [o.event_id for o in outcomes if o.event_id]
     not_sent = [o for o in outcomes if o.event_id is None and o.error is None]
     assert len(calls_to(rsps, "/users/create")) == len(outcomes) - len(not_sent)
+
+
+def _register_pages(rsps, pages):
+    for index, body in enumerate(pages):
+        query = {"pageIndex": str(index)} if index else {}
+        rsps.get(f"{BASE}/users", json=body, match=[matchers.query_param_matcher(query)])
+
+
+def _user(cid):
+    return {"clientUserId": cid, "status": "Registered"}
+
+
+def test_pages_are_fetched_ahead_in_parallel_and_yielded_in_order(rsps):
+    pages = [_users_page(i, [_user(f"p{i}a"), _user(f"p{i}b")], i + 1 if i < 5 else None, total=6) for i in range(6)]
+    _register_pages(rsps, pages)
+    listing = make_client(parallel_requests=3).iter_users()
+    assert [u.client_user_id for u in listing] == [f"p{i}{x}" for i in range(6) for x in "ab"]
+    requested = sorted(c.request.url for c in calls_to(rsps, "/users"))
+    assert len(requested) == len(set(requested)) == 6  # each page once
+
+
+def test_prefetched_pages_beyond_a_shrunken_list_are_dropped(rsps):
+    pages = [
+        _users_page(0, [_user("a")], 1, total=4),
+        _users_page(1, [_user("b")], None, total=2),  # the list shrank while we read it
+        _users_page(2, [_user("stale-c")], 3, total=4),
+        _users_page(3, [_user("stale-d")], None, total=4),
+    ]
+    _register_pages(rsps, pages)
+    assert [u.client_user_id for u in make_client(parallel_requests=4).iter_users()] == ["a", "b"]
+
+
+def test_a_prefetched_out_of_range_page_ends_the_listing_when_nothing_points_to_it(rsps):
+    rsps.get(
+        f"{BASE}/users", json=_users_page(0, [_user("a")], None, total=3), match=[matchers.query_param_matcher({})]
+    )
+    for index in (1, 2):
+        rsps.get(
+            f"{BASE}/users",
+            status=400,
+            json={"errorNumber": 9650},
+            match=[matchers.query_param_matcher({"pageIndex": str(index)})],
+        )
+    assert [u.client_user_id for u in make_client(parallel_requests=3).iter_users()] == ["a"]
+
+
+def test_assignments_follow_pages_in_parallel_too(rsps):
+    for index in range(3):
+        body = {
+            "assignments": [{"adamId": str(index), "clientUserId": "c"}],
+            "currentPageIndex": index,
+            "totalPages": 3,
+        }
+        if index < 2:
+            body["nextPageIndex"] = index + 1
+        query = {"includeUserState": "true", **({"pageIndex": str(index)} if index else {})}
+        rsps.get(f"{BASE}/assignments", json=body, match=[matchers.query_param_matcher(query)])
+    assert [a.adam_id for a in make_client(parallel_requests=2).iter_assignments()] == ["0", "1", "2"]
+
+
+def test_posting_to_a_closed_port_is_retried_since_nothing_was_sent():
+    client = vc.VppClient(
+        TOKEN,
+        base_url="http://127.0.0.1:9/mdm/v2",
+        rate_limiter=InProcessRateLimiter(),
+        max_retries=1,
+        backoff_base=0.001,
+        timeout=(0.5, 0.5),
+    )
+    vc._store_config(client.base_url, vc.ServiceConfig.from_json(SERVICE_CONFIG))
+    with pytest.raises(vc.ServiceUnavailableError) as info:
+        client.retire_users(["c1"])
+    assert not info.value.outcome_unknown
