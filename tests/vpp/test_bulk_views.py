@@ -105,7 +105,7 @@ def test_it_ignores_unknown_ids_and_refuses_tampered_ones(admin_client, no_enque
 
 def test_it_accepts_more_ids_than_djangos_field_limit(admin_client, no_enqueue):
     user = make_user()
-    ids = [user.pk] + list(range(10_000_000, 10_001_500))
+    ids = [user.pk, *range(10_000_000, 10_001_500)]
     response = post(admin_client, "invite", {"pk": ids})
     assert response.status_code == 200
     assert "1 user</strong>" in response.content.decode()
@@ -215,3 +215,25 @@ def test_the_job_page_lists_results_exports_csv_and_retries_failed_only(admin_cl
     assert list(JobItem.objects.filter(job=retry).values_list("user_id", flat=True)) == [bad.pk]
     assert retry.retry_of == job
     assert User.objects.count() == 2
+
+
+def test_the_users_page_shows_and_filters_by_vpp_status(admin_client):
+    invited = make_user(name="Invited One")
+    make_user(name="Never Invited")
+    VppUser.objects.create(user=invited, status=VppUserStatus.INVITED, invite_code="c")
+    html = admin_client.get("/users/").content.decode()
+    assert "Send VPP invitation" in html and 'name="vpp_status"' in html
+    assert ">Invited</span>" in html and "Not a VPP user</span>" in html
+    html = admin_client.get("/users/?vpp_status=invited").content.decode()
+    assert "Invited One" in html and "Never Invited" not in html
+    html = admin_client.get("/users/?vpp_status=none").content.decode()
+    assert "Invited One" not in html and "Never Invited" in html
+
+
+def test_the_toolbar_says_why_actions_are_off(client, token_setting):
+    client.force_login(admin_with())
+    html = client.get("/users/").content.decode()
+    assert "You do not have permission to send VPP invitations." in html
+    VppServerSetting.objects.filter(pk=1).update(assignment_method=AssignmentMethod.DEVICE)
+    html = client.get("/users/").content.decode()
+    assert "device-based assignment" in html
