@@ -74,6 +74,9 @@ def seed(n: int) -> None:
          for u in users],
         batch_size=2000,
     )
+    from users.services import user_device_summary_refresh
+
+    user_device_summary_refresh()  # bulk writes skip the signals that keep the summary columns
     Admin.objects.create_superuser("bench", "bench@example.com", "bench-password-1")
 
 
