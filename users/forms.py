@@ -9,9 +9,9 @@ from users.models import Platform, User
 from users.selectors import DEFAULT_PAGE_SIZE, DEFAULT_SORT, PAGE_SIZES, SORTS, UserFilters, user_list
 
 ACTIVATED_CHOICES = [
-    ("", "Any activation"),
-    ("yes", "Has an activated iOS/macOS device"),
-    ("no", "No activated iOS/macOS device"),
+    ("", "Activated iOS/macOS: any"),
+    ("yes", "Activated iOS/macOS: yes"),
+    ("no", "Activated iOS/macOS: no"),
 ]
 
 
