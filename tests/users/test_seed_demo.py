@@ -13,7 +13,15 @@ from users.services import user_device_summary_refresh
 
 pytestmark = pytest.mark.django_db
 
-SUMMARY = ("last_seen_at", "has_activated_apple_device", "has_ios", "has_ipados", "has_macos", "has_android", "has_windows")
+SUMMARY = (
+    "last_seen_at",
+    "has_activated_apple_device",
+    "has_ios",
+    "has_ipados",
+    "has_macos",
+    "has_android",
+    "has_windows",
+)
 
 
 def seed(*args) -> str:
