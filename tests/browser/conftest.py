@@ -1,6 +1,8 @@
 """Reusable Playwright fixtures for browser tests (marker ``browser``).
 
-    browser          a headless Debian Chromium (/usr/bin/chromium), one per test session
+    browser          a headless Debian Chromium (/usr/bin/chromium), one per test (a
+                     Playwright sync session must not outlive the test: another test's
+                     own sync_playwright() would refuse to start inside its event loop)
     page             a fresh browser context + tab per test (1280x900), 15 s default timeout
     logged_in_page   ``page`` logged in through the real login form as a superuser
                      (BROWSER_ADMIN / BROWSER_PASSWORD), left on the Users page
@@ -37,7 +39,7 @@ def chromium_path() -> str | None:
     return shutil.which("chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser():
     path = chromium_path()
     if not path:
