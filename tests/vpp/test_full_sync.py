@@ -208,3 +208,20 @@ def test_it_fails_the_sync_at_once_when_the_broker_is_down(apple, monkeypatch, d
     assert job.status == JobStatus.FAILED and "task queue" in job.error
     schedule = SyncSchedule.load()
     assert schedule.running_job_id is None and schedule.last_result == SyncResult.FAILED
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("page_size", [1, 500])
+def test_it_keeps_a_reinvited_user_active_despite_the_retired_history_row(
+    apple, vpp_sandbox, django_capture_on_commit_callbacks, page_size
+):
+    again = make_user(apple, "Gil")
+    cid = str(again.client_user_id)
+    apple.wait_for_event(apple.retire_users([cid])[0], poll_interval=0.05)
+    apple.wait_for_event(apple.create_users([vpp.RequestUser(cid, email="gil@example.com")])[0], poll_interval=0.05)
+    assert sorted(r["status"] for r in vpp_sandbox.users()) == ["Registered", "Retired"]
+    vpp_sandbox.control(page_size=page_size)
+    run_sync(django_capture_on_commit_callbacks)
+    again.refresh_from_db()
+    assert again.status == VppUserStatus.INVITED
+    assert again.invite_code == apple_record(vpp_sandbox, again)["inviteCode"]
