@@ -35,10 +35,11 @@ class UserFilters:
     q: str = ""
     platform: str = ""  # a Platform value
     activated: bool | None = None  # has an activated iOS/iPadOS/macOS device
+    vpp_status: str = ""  # a VppUserStatus value, or "none" (not a VPP user)
 
     def as_params(self) -> dict[str, str]:
         """The query-string form (also stored as a bulk job's filter snapshot)."""
-        params = {"q": self.q, "platform": self.platform}
+        params = {"q": self.q, "platform": self.platform, "vpp_status": self.vpp_status}
         params["activated"] = "" if self.activated is None else ("yes" if self.activated else "no")
         return {key: value for key, value in params.items() if value}
 
@@ -56,6 +57,10 @@ def user_list(*, filters: UserFilters) -> QuerySet[User]:
         queryset = queryset.filter(**{PLATFORM_FLAGS[filters.platform]: True})
     if filters.activated is not None:
         queryset = queryset.filter(has_activated_apple_device=filters.activated)
+    if filters.vpp_status == "none":
+        queryset = queryset.filter(vpp_user__isnull=True)
+    elif filters.vpp_status:
+        queryset = queryset.filter(vpp_user__status=filters.vpp_status)
     return queryset
 
 
