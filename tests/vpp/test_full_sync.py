@@ -225,3 +225,22 @@ def test_it_keeps_a_reinvited_user_active_despite_the_retired_history_row(
     again.refresh_from_db()
     assert again.status == VppUserStatus.INVITED
     assert again.invite_code == apple_record(vpp_sandbox, again)["inviteCode"]
+
+
+@pytest.mark.django_db
+def test_it_lists_orphans_on_the_sync_job_page(apple, client, admin_user, django_capture_on_commit_callbacks):
+    from django.urls import reverse
+
+    moved = make_user(apple, "Hal")
+    User.objects.filter(pk=moved.user_id).update(email="hal.new@example.com")
+    orphan_id = str(uuid.uuid4())
+    apple.wait_for_event(apple.create_users([vpp.RequestUser(client_user_id=orphan_id, email="x@example.com")])[0],
+                         poll_interval=0.05)
+    job = run_sync(django_capture_on_commit_callbacks)
+    client.force_login(admin_user)
+    html = client.get(reverse("jobs:detail", args=[job.pk])).content.decode()
+    assert "Full sync" in html and orphan_id in html and "x@example.com" in html
+    assert "Hal (hal)" in html  # the per-user result of the email pushed to Apple
+    assert (job.total, job.succeeded) == (1, 1)
+    settings_page = client.get(reverse("vpp:server-setting")).content.decode()
+    assert "1 Apple user match" in settings_page and reverse("jobs:detail", args=[job.pk]) in settings_page
