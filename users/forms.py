@@ -10,9 +10,9 @@ from users.selectors import DEFAULT_PAGE_SIZE, DEFAULT_SORT, PAGE_SIZES, SORTS, 
 from vpp.models import VppUserStatus
 
 ACTIVATED_CHOICES = [
-    ("", "Any activation"),
-    ("yes", "Has an activated iOS/macOS device"),
-    ("no", "No activated iOS/macOS device"),
+    ("", "Activated iOS/macOS: any"),
+    ("yes", "Activated iOS/macOS: yes"),
+    ("no", "Activated iOS/macOS: no"),
 ]
 
 VPP_STATUS_CHOICES = [("", "Any VPP status"), ("none", "Not a VPP user"), *VppUserStatus.choices]

@@ -147,7 +147,8 @@ def test_it_answers_htmx_with_the_table_fragment_and_pushes_a_clean_url(admin_cl
     assert "<html" not in html and 'id="user-table"' in html
     assert names(response) == ["Anna Berg"]
     assert response["HX-Push-Url"] == "/users/?q=anna"
-    assert 'id="filter-state" hx-swap-oob="true"' in html
+    assert 'id="filter-state" class="filter-state" hx-swap-oob="true"' in html
+    assert 'Clear filters' in html.split('id="filter-state"')[1].split('</span>')[0]
     assert "HX-Request" in response["Vary"]
 
 
