@@ -38,11 +38,7 @@ def _client_ip(request) -> str | None:
 
 def action_blocker(setting: VppServerSetting) -> str:
     """Why no VPP user action can run now ("" when they can)."""
-    if not setting.user_based:
-        return "Licences are assigned to devices (device-based assignment), so VPP user actions are off."
-    if not setting.has_token:
-        return "Upload a content token in Setting › iOS/macOS › VPP Server Setting."
-    return ""
+    return selectors.vpp_actions_disabled_reason(setting) or ""
 
 
 def _forbidden(request, action: str) -> HttpResponse:

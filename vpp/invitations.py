@@ -47,6 +47,9 @@ class DeliveryResult:
 class Channel(Protocol):
     name: str  # "email" or "push"
 
+    def available(self) -> bool:
+        """Whether the channel is configured on this installation (e.g. APNs credentials set)."""
+
     def can_reach(self, user) -> bool:
         """Whether this user has what the channel needs (an email, a push token)."""
 
@@ -66,9 +69,9 @@ def get_channel(name: str) -> Channel | None:
 
 
 def channels_for(choice: str) -> list[Channel]:
-    """The channels a setting value means ("both" = email and push), registered ones only."""
-    names = ["push", "email"] if choice == InvitationChannel.BOTH else [choice]
-    return [_registry[name] for name in names if name in _registry]
+    """The usable channels a setting value means ("both" = email and push): registered and configured."""
+    channels = (_registry.get(name) for name in channel_names_for(choice))
+    return [channel for channel in channels if channel is not None and channel.available()]
 
 
 def channel_names_for(choice: str) -> list[str]:
@@ -123,6 +126,9 @@ class EmailChannel:
 
     name = "email"
 
+    def available(self) -> bool:
+        return True  # Django's email backend is always configured (SMTP, or the file outbox)
+
     def can_reach(self, user) -> bool:
         return bool(getattr(user, "email", ""))
 
@@ -162,6 +168,15 @@ class PushChannel:
 
     name = "push"
     body = "Tap to join and receive apps and books from {organisation}."
+
+    def available(self) -> bool:
+        from vpp.push import ApnsConfig, ApnsNotConfiguredError
+
+        try:
+            ApnsConfig.from_settings()
+        except ApnsNotConfiguredError:
+            return False
+        return True
 
     def can_reach(self, user) -> bool:
         from vpp.invitations_push import push_devices

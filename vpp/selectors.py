@@ -99,14 +99,17 @@ BLOCKING_HEALTH = {TokenHealth.MISSING, TokenHealth.EXPIRED, TokenHealth.REVOKED
 def vpp_actions_disabled_reason(setting: VppServerSetting | None = None) -> str | None:
     """Why VPP user actions (invite, delete from VPP, sync) are not offered, or None.
 
-    For the Users page and the bulk-action services: show the sentence next to the disabled
-    buttons and refuse the action server-side with the same sentence.
+    The one rule for the Users page toolbar, the bulk-action endpoints and the settings page:
+    show the sentence next to the disabled buttons and refuse server-side with the same one.
+    A stored token whose health was not checked yet does not block (the job reports Apple's answer).
     """
     setting = setting or VppServerSetting.load()
     if setting.assignment_method == AssignmentMethod.DEVICE:
         return ("Licences are assigned to devices (device-based assignment is chosen in "
                 "Setting › iOS/macOS › VPP Server Setting), so VPP user actions are off.")
-    if setting.token_health in BLOCKING_HEALTH:
+    if not setting.has_token:
+        return "Upload a content token in Setting › iOS/macOS › VPP Server Setting."
+    if setting.token_health in BLOCKING_HEALTH - {TokenHealth.MISSING}:
         return token_problem(setting)
     return None
 

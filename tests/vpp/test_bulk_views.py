@@ -165,6 +165,19 @@ def test_it_disables_user_actions_with_device_based_assignment(admin_client, tok
     assert "device-based assignment" in html
 
 
+@pytest.mark.parametrize(
+    ("health", "says"),
+    [("revoked", "revoked (Apple error 9625)"), ("expired", "expired (Apple error 9621)"), ("other_mdm", "managed by")],
+)
+def test_it_refuses_actions_while_the_token_is_unusable(admin_client, no_enqueue, health, says):
+    VppServerSetting.objects.filter(pk=1).update(token_health=health)
+    user = make_user()
+    html = post(admin_client, "invite", {"pk": [user.pk]}).content.decode()
+    assert says in html
+    post(admin_client, "invite", {"pk": [user.pk]}, step="apply")
+    assert not Job.objects.exists()
+
+
 def test_a_broker_outage_keeps_the_job_and_says_so(admin_client, monkeypatch, django_capture_on_commit_callbacks):
     def down(*args, **kwargs):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")

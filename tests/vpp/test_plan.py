@@ -53,7 +53,13 @@ def test_it_explains_every_invite_skip():
     }
 
 
-def test_it_checks_the_push_token_for_the_push_and_both_channels():
+@pytest.fixture
+def apns_configured(settings):
+    settings.APNS_KEY, settings.APNS_KEY_ID, settings.APNS_TEAM_ID = "pem", "ABCDE12345", "TEAM123456"
+    settings.APNS_TOPIC = "com.example.agent"
+
+
+def test_it_checks_the_push_token_for_the_push_and_both_channels(apns_configured):
     make_user(name="email only")
     make_user(name="push only", email="", push_token="ab" * 32)
     make_user(name="neither", email="")
@@ -61,6 +67,15 @@ def test_it_checks_the_push_token_for_the_push_and_both_channels():
         "email only": "no_push", "push only": STEP_CREATE, "neither": "no_push"}
     assert reasons(JobAction.INVITE, InvitationChannel.BOTH) == {
         "email only": STEP_CREATE, "push only": STEP_CREATE, "neither": "no_contact"}
+
+
+def test_it_skips_push_only_invitations_while_apns_is_not_configured(settings):
+    settings.APNS_KEY = ""
+    make_user(name="push only", email="", push_token="ab" * 32)
+    make_user(name="email too", push_token="cd" * 32)
+    assert reasons(JobAction.INVITE, InvitationChannel.PUSH) == {"push only": "no_channel", "email too": "no_channel"}
+    # "both" falls back to email alone
+    assert reasons(JobAction.INVITE, InvitationChannel.BOTH) == {"push only": "no_contact", "email too": STEP_CREATE}
 
 
 def test_it_skips_everyone_when_the_channel_is_not_registered(monkeypatch):

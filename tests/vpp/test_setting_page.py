@@ -10,6 +10,7 @@ from django.contrib.auth.models import Permission
 from django.core import mail
 from django.urls import reverse
 
+from vpp import secrets
 from vpp.models import AssignmentMethod, AuditEvent, SyncSchedule, TokenHealth, VppServerSetting
 from vpp.selectors import vpp_actions_disabled_reason
 
@@ -49,7 +50,9 @@ def test_it_shows_a_read_only_page_without_the_permission(client, viewer):
 
 def test_it_switches_to_device_assignment_and_disables_vpp_actions(client, admin):
     VppServerSetting.load()
-    VppServerSetting.objects.filter(pk=1).update(token_health=TokenHealth.VALID)
+    VppServerSetting.objects.filter(pk=1).update(
+        token_health=TokenHealth.VALID, content_token_encrypted=secrets.encrypt("s-token")
+    )
     assert vpp_actions_disabled_reason() is None
     response = client.post(URL, {"section": "assignment", "assignment_method": "device"})
     assert response.status_code == 302

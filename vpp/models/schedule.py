@@ -11,6 +11,8 @@ import datetime as dt
 
 from django.db import models
 
+from vpp.models.singleton import SingletonRow
+
 
 class ScheduleMode(models.TextChoices):
     INTERVAL = "interval", "Every N hours"
@@ -26,7 +28,7 @@ class SyncResult(models.TextChoices):
     SKIPPED = "skipped", "Skipped"
 
 
-class SyncSchedule(models.Model):
+class SyncSchedule(SingletonRow, models.Model):
     """Singleton (pk=1)."""
 
     enabled = models.BooleanField(default=False)
@@ -60,12 +62,3 @@ class SyncSchedule(models.Model):
     def __str__(self) -> str:
         return "VPP sync schedule"
 
-    @classmethod
-    def load(cls) -> SyncSchedule:
-        obj = cls.objects.filter(pk=1).first()
-        if obj is None:
-            # INSERT ... ON CONFLICT DO NOTHING: concurrent first callers neither fail nor
-            # break an enclosing transaction (get_or_create's IntegrityError would).
-            cls.objects.bulk_create([cls(pk=1)], ignore_conflicts=True)
-            obj = cls.objects.get(pk=1)
-        return obj

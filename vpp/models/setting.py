@@ -6,6 +6,8 @@ import uuid
 
 from django.db import models
 
+from vpp.models.singleton import SingletonRow
+
 
 class AssignmentMethod(models.TextChoices):
     USER = "user", "User-based (licences assigned to VPP users)"
@@ -28,7 +30,7 @@ class TokenHealth(models.TextChoices):
     OTHER_MDM = "other_mdm", "Managed by another MDM"
 
 
-class VppServerSetting(models.Model):
+class VppServerSetting(SingletonRow, models.Model):
     """Singleton (pk=1). Secrets are stored encrypted (see vpp/secrets.py), never shown again."""
 
     # Content token (.vpptoken), MultiFernet-encrypted.
@@ -85,10 +87,6 @@ class VppServerSetting(models.Model):
     def __str__(self) -> str:
         return "VPP server setting"
 
-    @classmethod
-    def load(cls) -> VppServerSetting:
-        obj, _ = cls.objects.get_or_create(pk=1)
-        return obj
 
     @property
     def has_token(self) -> bool:

@@ -60,6 +60,24 @@ def demo_connect(
     return True
 
 
+def demo_claim(*, api_base_url: str) -> None:
+    """Once the sandbox answers: claim the demo location with our mdmInfo and record the token's health.
+
+    Does nothing when the console is not pointed at this sandbox (a real token was left alone).
+    """
+    from vpp.client import VppError
+    from vpp.models import VppServerSetting
+    from vpp.services.setting import token_claim
+
+    setting = VppServerSetting.load()
+    if not setting.has_token or setting.api_base_url != api_base_url:
+        return
+    try:
+        token_claim()
+    except VppError as exc:
+        log.warning("could not check the demo token with the sandbox: %s", exc.message)
+
+
 @dataclass(frozen=True)
 class DemoSandbox:
     """The sandbox child of ``make run`` and what the console processes need to use it."""

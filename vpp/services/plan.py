@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import QuerySet
 
-from vpp.invitations import channel_names_for, get_channel
+from vpp.invitations import channels_for
 from vpp.models import InvitationChannel, JobAction, VppUserStatus
 from vpp.selectors import users_with_vpp_facts
 
@@ -84,7 +84,7 @@ def _invite_skip(facts: dict, channel: str) -> str:
         return "associated"
     if facts["in_open_job"]:
         return "pending" if status == VppUserStatus.PENDING else "busy"
-    names = [name for name in channel_names_for(channel) if get_channel(name) is not None]
+    names = [usable.name for usable in channels_for(channel)]
     if not names:
         return "no_channel"
     reachable = {"email": bool(facts["email"]), "push": bool(facts["has_push_token"])}

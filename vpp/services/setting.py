@@ -142,13 +142,28 @@ def token_upload(*, data: str | bytes, actor, now: dt.datetime | None = None) ->
     setting.token_expires_at = parsed.expires_at
     setting.token_uploaded_at = now
     setting.users_version_id = ""  # a (possibly different) location: the next sync is a full one
-    _apply_config(setting, config)
-    if not vpp.managed_by_other_mdm(config.mdm_info, str(setting.mdm_id)):
-        config = _claim(client, setting, now) if _needs_claim(config, setting) else config
-    _store_check(setting, _health_from_config(config, setting, now), now)
+    _claim_unless_held(client, setting, config, now)
     audit_record(actor=actor, action="vpp.token_replaced" if replaced else "vpp.token_uploaded",
                  details={"org_name": setting.token_org_name, "location": setting.location_name,
                           "expires_at": setting.token_expires_at.isoformat(), "health": setting.token_health})
+    return setting
+
+
+def _claim_unless_held(client: vpp.VppClient, setting: VppServerSetting, config: vpp.ClientConfig,
+                       now: dt.datetime) -> None:
+    """Record the location and claim it with our mdmInfo, unless another MDM holds it; store the health."""
+    _apply_config(setting, config)
+    if not vpp.managed_by_other_mdm(config.mdm_info, str(setting.mdm_id)) and _needs_claim(config, setting):
+        config = _claim(client, setting, now)
+    _store_check(setting, _health_from_config(config, setting, now), now)
+
+
+def token_claim(*, now: dt.datetime | None = None) -> VppServerSetting:
+    """Check the stored token at Apple and claim its location as an upload does (the demo set-up)."""
+    now = now or timezone.now()
+    setting = VppServerSetting.load()
+    client = setting_client(setting)
+    _claim_unless_held(client, setting, client.client_config(), now)
     return setting
 
 

@@ -26,7 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 from kmconsole.celery import ensure_queue_dirs
 from users.demo import demo_users_create
 from users.models import User
-from vpp.sandbox.demo import DemoSandbox, demo_connect, demo_sandbox_plan
+from vpp.sandbox.demo import DemoSandbox, demo_claim, demo_connect, demo_sandbox_plan
 
 ADMIN_USERNAME = "admin"
 STOP_TIMEOUT = 20  # seconds a child gets to finish after SIGTERM (a worker finishes its task)
@@ -72,7 +72,7 @@ class Command(BaseCommand):
         if sandbox:
             children.insert(0, Child("sandbox", sandbox.argv))
         exit_code = Supervisor(children, self.stdout).run(
-            on_ready=lambda: self._banner(host, port, password, sandbox), ready_url=f"http://{host}:{port}/healthz"
+            on_ready=lambda: self._on_ready(host, port, password, sandbox), ready_url=f"http://{host}:{port}/healthz"
         )
         if exit_code:
             raise CommandError(f"stopped: a child process exited with status {exit_code}", returncode=exit_code)
@@ -103,6 +103,12 @@ class Command(BaseCommand):
                 "A real VPP content token is configured: the sandbox runs, but the console stays on Apple."
             )
         return plan
+
+    def _on_ready(self, host: str, port: int, password: str, sandbox: DemoSandbox | None) -> None:
+        if sandbox:
+            # The sandbox started first, so it answers by the time the web server does.
+            demo_claim(api_base_url=sandbox.api_base_url)
+        self._banner(host, port, password, sandbox)
 
     def _banner(self, host: str, port: int, password: str, sandbox: DemoSandbox | None = None) -> None:
         line = "-" * 60

@@ -7,7 +7,7 @@ import requests
 
 from vpp import secrets
 from vpp.models import VppServerSetting
-from vpp.sandbox.demo import demo_connect
+from vpp.sandbox.demo import demo_claim, demo_connect
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.django_db]
 
@@ -85,3 +85,25 @@ def test_it_runs_the_sandbox_in_docker_compose_only_under_the_demo_profile():
     assert 'profiles: ["demo"]' in block
     assert '"vpp.sandbox"' in block and "/app/var/sandbox.json" in block
     assert "sandbox-data:/app/var" in block
+
+
+def test_it_claims_the_demo_location_and_records_the_health(vpp_sandbox):
+    demo_connect(api_base_url=vpp_sandbox.base_url)
+    demo_claim(api_base_url=vpp_sandbox.base_url)
+    setting = VppServerSetting.load()
+    assert setting.token_health == "valid"
+    assert setting.mdm_claimed_at is not None
+    assert setting.location_name  # read back from the sandbox's client config
+    token = secrets.decrypt(setting.content_token_encrypted)
+    config = requests.get(
+        vpp_sandbox.base_url + "/client/config", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ).json()
+    assert config["mdmInfo"]["id"] == str(setting.mdm_id)
+
+
+def test_it_does_not_claim_when_the_console_is_not_on_that_sandbox(vpp_sandbox):
+    setting = VppServerSetting.load()
+    setting.content_token_encrypted = secrets.encrypt("real-token")
+    setting.save()
+    demo_claim(api_base_url=vpp_sandbox.base_url)
+    assert VppServerSetting.load().mdm_claimed_at is None
