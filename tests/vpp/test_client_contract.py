@@ -9,18 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.vpp.redis_helpers import delete_prefix, redis_or_skip, redis_url, unique_prefix
+from tests.vpp.vpp_helpers import max_in_any_window
 from vpp import client as vc
 from vpp.ratelimit import InProcessRateLimiter
 
 pytestmark = pytest.mark.sandbox
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_config_cache():
-    vc.clear_service_config_cache()
-    yield
-    vc.clear_service_config_cache()
 
 
 @pytest.fixture
@@ -232,16 +226,6 @@ def test_429_with_retry_after_header(vpp_sandbox, client_for):
     assert statuses[-1] == 200 and 429 in statuses
 
 
-def _max_in_any_window(stamps: list[float], window: float = 1.0) -> int:
-    stamps = sorted(stamps)
-    best, start = 0, 0
-    for end, t in enumerate(stamps):
-        while t - stamps[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 def test_the_rate_limit_holds_across_two_processes_sharing_redis(vpp_sandbox):
     redis_client = redis_or_skip()
     prefix = unique_prefix()
@@ -262,4 +246,14 @@ def test_the_rate_limit_holds_across_two_processes_sharing_redis(vpp_sandbox):
     # Apple's limit is per token; Service Config carries none (location None) and is not counted.
     stamps = [r["t"] for r in log if r["location"]]
     assert sum(1 for r in log if r["path"] == "/mdm/v2/client/config" and r["status"] == 200) == 2 * per_process
-    assert _max_in_any_window(stamps) <= rate
+    assert max_in_any_window(stamps, 1.0) <= rate
+
+
+def test_a_pending_event_times_out_as_a_transient_error(vpp_sandbox, client):
+    vpp_sandbox.control(pending_seconds=60)
+    [event] = client.create_users([vc.RequestUser("grace")])
+    with pytest.raises(vc.EventTimeoutError) as info:
+        client.wait_for_event(event, poll_interval=0.05, timeout=0.2)
+    assert info.value.last_status.status == "PENDING" and info.value.last_status.event_type == "CREATE"
+    vpp_sandbox.advance()
+    assert client.wait_for_event(event, poll_interval=0.05, timeout=5).status == "COMPLETE"

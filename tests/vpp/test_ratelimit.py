@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.vpp.redis_helpers import delete_prefix, redis_or_skip, unique_prefix
+from tests.vpp.vpp_helpers import max_in_any_window
 from vpp.ratelimit import InProcessRateLimiter, RateLimitPaused, RedisRateLimiter, token_key
 
 
@@ -73,16 +74,6 @@ def test_it_raises_when_a_pause_is_longer_than_the_caller_may_wait():
     assert clock.sleeps == []
 
 
-def _max_in_any_window(stamps: list[float], window: float) -> int:
-    stamps = sorted(stamps)
-    best, start = 0, 0
-    for end, t in enumerate(stamps):
-        while t - stamps[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 def test_it_holds_the_rate_across_threads_in_process():
     limiter = InProcessRateLimiter(window=0.2)  # 4 per 0.2 s: one every 50 ms
     stamps: list[float] = []
@@ -101,7 +92,7 @@ def test_it_holds_the_rate_across_threads_in_process():
         t.join()
     assert len(stamps) == 18
     # Perfect spacing puts 3 in any 0.15 s; the 4th allowed is slack for thread wake-up jitter.
-    assert _max_in_any_window(stamps, 0.15) <= 4
+    assert max_in_any_window(stamps, 0.15) <= 4
 
 
 @pytest.fixture
