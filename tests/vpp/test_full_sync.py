@@ -179,3 +179,16 @@ def test_it_starts_one_sync_when_two_requests_race(apple, monkeypatch):
     assert sorted(r.started for r in results) == [False, False, True]
     assert len({r.job.pk for r in results}) == 1
     assert Job.objects.filter(action=JobAction.SYNC_ALL).count() == 1
+
+
+@pytest.mark.django_db
+def test_it_replaces_a_sync_whose_worker_vanished(apple, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        first = sync_service.sync_start(actor=None)
+    Job.objects.filter(pk=first.job.pk).update(status=JobStatus.RUNNING,
+                                               heartbeat_at=first.job.created_at - sync_service.STALE_AFTER)
+    with django_capture_on_commit_callbacks(execute=False):
+        second = sync_service.sync_start(actor=None)
+    assert second.started and second.job.pk != first.job.pk
+    assert Job.objects.get(pk=first.job.pk).status == JobStatus.FAILED
+    assert SyncSchedule.load().running_job_id == second.job.pk
