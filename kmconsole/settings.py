@@ -277,6 +277,10 @@ CELERY_BEAT_SCHEDULE: dict = {
 VPP_API_BASE_URL = env_url("VPP_API_BASE_URL", "https://vpp.itunes.apple.com/mdm/v2", schemes=("https", "http"))
 # Apple asks for >= 30 s between status polls of a PENDING event; the sandbox allows less.
 VPP_EVENT_POLL_INTERVAL = env_int("VPP_EVENT_POLL_INTERVAL", 30, minimum=1)
+# `make run` starts the VPP sandbox (vpp/sandbox/) on these loopback ports; VPP_SANDBOX=0 leaves it out.
+VPP_SANDBOX = env_bool("VPP_SANDBOX", True)
+VPP_SANDBOX_PORT = env_int("VPP_SANDBOX_PORT", 8089, minimum=0, maximum=65535)
+VPP_SANDBOX_APNS_PORT = env_int("VPP_SANDBOX_APNS_PORT", 8090, minimum=0, maximum=65535)
 # Bulk jobs: users per chunk task, attempts per user, and how long a silent job may stay
 # silent before the sweeper hands its work to another worker (keep above the poll interval).
 VPP_JOB_CHUNK_SIZE = env_int("VPP_JOB_CHUNK_SIZE", 1000, minimum=1)

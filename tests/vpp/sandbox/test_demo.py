@@ -41,3 +41,37 @@ def test_it_never_replaces_a_real_token_unless_forced():
     assert secrets.decrypt(VppServerSetting.load().content_token_encrypted) == "real-token"
     assert demo_connect(api_base_url="http://127.0.0.1:1/mdm/v2", force=True)
     assert VppServerSetting.load().api_base_url == "http://127.0.0.1:1/mdm/v2"
+
+
+def test_it_plans_the_sandbox_child_for_make_run(settings, tmp_path):
+    from vpp.sandbox.demo import demo_sandbox_plan, port_or_free
+
+    settings.VAR_DIR = tmp_path
+    settings.VPP_SANDBOX_PORT = port_or_free(0)
+    settings.VPP_SANDBOX_APNS_PORT = 0
+    plan = demo_sandbox_plan(environ={})
+    assert plan.api_base_url == f"http://127.0.0.1:{settings.VPP_SANDBOX_PORT}/mdm/v2"
+    assert plan.argv[2:5] == ["vpp_sandbox", "--host", "127.0.0.1"]
+    assert str(tmp_path / "sandbox.json") in plan.argv
+    assert plan.env["APNS_HOST"] == plan.apns_url
+    assert plan.env["VPP_EVENT_POLL_INTERVAL"] == "1"
+    assert demo_sandbox_plan(environ={"APNS_HOST": "https://api.push.apple.com"}).env.get("APNS_HOST") is None
+
+
+def test_it_moves_to_a_free_port_when_the_fixed_one_is_taken():
+    import socket
+
+    from vpp.sandbox.demo import port_or_free
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        assert port_or_free(taken) != taken
+
+
+def test_it_leaves_the_sandbox_out_when_turned_off(settings):
+    from vpp.sandbox.demo import demo_sandbox_plan
+
+    settings.VPP_SANDBOX = False
+    assert demo_sandbox_plan() is None
