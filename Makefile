@@ -25,8 +25,9 @@ browser:
 	      || echo "warning: could not install chromium; browser tests will be skipped"; \
 	  else echo "note: chromium not installed; browser tests will be skipped"; fi; }
 
+# The embedded default is a development setup: DEBUG=1 unless the caller says otherwise.
 run: install
-	$(PY) manage.py run_console
+	DEBUG=$${DEBUG:-1} $(PY) manage.py run_console
 
 test: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -24,19 +24,29 @@ def healthz(request):
 @never_cache
 @require_GET
 def readyz(request):
-    """Readiness: the database and the Celery broker are reachable."""
-    checks = {"database": _database_ok(), "broker": broker_status().ok}
-    ready = all(checks.values())
+    """Readiness: the database and the Celery broker are reachable.
+
+    503 with a readable reason per check, e.g.
+    {"status": "unavailable", "checks": {"database": {"ok": true}, "broker": {"ok": false,
+    "detail": "Redis is unreachable (ConnectionError)"}}}
+    """
+    broker = broker_status()
+    checks = {
+        "database": _database_check(),
+        "broker": {"ok": broker.ok, **({"detail": broker.detail} if broker.detail else {})},
+    }
+    ready = all(check["ok"] for check in checks.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
 
 
-def _database_ok() -> bool:
+def _database_check() -> dict:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "not ready"
-        return False
+        return {"ok": True}
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+        # The class name only: messages may carry host names or credentials.
+        return {"ok": False, "detail": f"database is unreachable ({exc.__class__.__name__})"}
 
 
 class LoginView(auth_views.LoginView):

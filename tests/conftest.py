@@ -28,3 +28,9 @@ def _no_network():
     socket.socket.connect = _loopback_only
     yield
     socket.socket.connect = _real_connect
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    # PBKDF2 costs ~0.5 s per login on a shared CI core; tests only need a working hash.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

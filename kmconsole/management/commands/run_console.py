@@ -1,0 +1,170 @@
+"""manage.py run_console: the embedded default (`make run`) in one command, one Ctrl-C.
+
+Migrates, seeds demo data into an empty database, creates or refreshes the demo admin,
+then runs the web server, a Celery worker and Celery beat as child processes. Ctrl-C
+(SIGINT) or SIGTERM stops them all; if one child dies, the others are stopped and the
+command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from kmconsole.celery import ensure_queue_dirs
+from users.demo import demo_users_create
+from users.models import User
+
+ADMIN_USERNAME = "admin"
+STOP_TIMEOUT = 20  # seconds a child gets to finish after SIGTERM (a worker finishes its task)
+
+
+@dataclass(frozen=True)
+class Child:
+    name: str
+    argv: list[str]
+
+
+def console_children(*, host: str, port: int) -> list[Child]:
+    """The processes of the embedded console. Other parts append theirs here (e.g. the sandbox)."""
+    python = sys.executable
+    manage = str(Path(settings.BASE_DIR) / "manage.py")
+    return [
+        Child("web", [python, manage, "runserver", "--noreload", f"{host}:{port}"]),
+        Child("worker", [python, "-m", "celery", "-A", "kmconsole", "worker", "-n", "worker@%h",
+                         "--concurrency", "2", "--loglevel", "INFO"]),
+        Child("beat", [python, "-m", "celery", "-A", "kmconsole", "beat", "--loglevel", "INFO",
+                       "--schedule", str(Path(settings.VAR_DIR) / "celerybeat-schedule")]),
+    ]  # fmt: skip
+
+
+class Command(BaseCommand):
+    help = "Run the whole console (web, Celery worker, Celery beat) on this machine."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--demo-users", type=int, default=500, help="demo users to create in an empty database")
+
+    def handle(self, *args, host: str, port: int, demo_users: int, **options):
+        Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
+        call_command("migrate", interactive=False, verbosity=0)
+        ensure_queue_dirs()
+        if demo_users and not User.objects.exists():
+            result = demo_users_create(count=demo_users)
+            self.stdout.write(f"Seeded {result.users} demo device users with {result.devices} devices.")
+        password = self._demo_admin()
+        children = console_children(host=host, port=port)
+        exit_code = Supervisor(children, self.stdout).run(
+            on_ready=lambda: self._banner(host, port, password), ready_url=f"http://{host}:{port}/healthz"
+        )
+        if exit_code:
+            raise CommandError(f"stopped: a child process exited with status {exit_code}", returncode=exit_code)
+
+    def _demo_admin(self) -> str:
+        """Create or refresh the demo admin; the password lives in var/ (mode 600) across runs."""
+        path = Path(settings.VAR_DIR) / "admin-password"
+        if path.exists():
+            password = path.read_text().strip()
+        else:
+            password = secrets.token_urlsafe(12)
+            path.write_text(password + "\n")
+            path.chmod(0o600)
+        admin, _ = get_user_model().objects.get_or_create(username=ADMIN_USERNAME)
+        admin.is_staff = admin.is_superuser = admin.is_active = True
+        admin.set_password(password)
+        admin.save()
+        return password
+
+    def _banner(self, host: str, port: int, password: str) -> None:
+        line = "-" * 60
+        lines = [
+            "",
+            line,
+            " kmconsole is running",
+            "",
+            f"   URL       http://{host}:{port}/",
+            f"   username  {ADMIN_USERNAME}",
+            f"   password  {password}   (kept in {settings.VAR_DIR}/admin-password)",
+            "",
+            " Ctrl-C stops everything.",
+            line,
+        ]
+        self.stdout.write(self.style.SUCCESS("\n".join(lines)))
+
+
+class Supervisor:
+    """Start children, stop them all on SIGINT/SIGTERM or when one of them exits."""
+
+    def __init__(self, children: list[Child], stdout):
+        self.children = children
+        self.stdout = stdout
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.stopping = False
+
+    def run(self, *, on_ready=None, ready_url: str | None = None) -> int:
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for child in self.children:
+                # Own session: a terminal Ctrl-C reaches only us, and we stop children in order.
+                process = subprocess.Popen(child.argv, start_new_session=True)  # noqa: S603
+                self.processes[child.name] = process
+                self.stdout.write(f"started {child.name} (pid {process.pid})")
+            announced = False
+            started = time.monotonic()
+            while not self.stopping:
+                for name, process in self.processes.items():
+                    if process.poll() is not None:
+                        self.stdout.write(f"{name} exited with status {process.returncode}; stopping the others")
+                        self.stop()
+                        return process.returncode or 1
+                if not announced and (ready_url is None or _answers(ready_url)):
+                    announced = True
+                    if on_ready:
+                        on_ready()
+                elif not announced and time.monotonic() - started > 60:
+                    announced = True
+                    self.stdout.write(f"warning: {ready_url} does not answer yet")
+                time.sleep(0.3)
+            self.stop()
+            return 0
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum, frame):
+        self.stopping = True
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for name, process in self.processes.items():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.stdout.write(f"{name} did not stop in {STOP_TIMEOUT} s; killing it")
+                process.kill()
+                process.wait()
+        self.stdout.write("all processes stopped")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own http://host:port
+            return response.status == 200
+    except OSError:
+        return False

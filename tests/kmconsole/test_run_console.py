@@ -1,0 +1,112 @@
+"""manage.py run_console starts web, worker and beat, and stops them all together."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.worker
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+class Console:
+    """run_console as a subprocess on a free port with its own var/ (SQLite, file broker)."""
+
+    def __init__(self, tmp_path: Path):
+        self.port = _free_port()
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
+        env.update(KMCONSOLE_VAR_DIR=str(tmp_path / "var"), DEBUG="1", PYTHONUNBUFFERED="1", PORT=str(self.port))
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "run_console", "--demo-users", "5"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.output.append(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def children(self) -> dict[str, int]:
+        return {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", self.text)}
+
+    def wait_until_ready(self, timeout=90):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.text
+            if "kmconsole is running" in self.text:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"run_console did not come up:\n{self.text}")
+
+    def get(self, path: str) -> tuple[int, str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.kill()
+        for pid in self.children().values():
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def console(tmp_path):
+    console = Console(tmp_path)
+    yield console
+    console.stop()
+
+
+def test_it_runs_web_worker_and_beat_and_stops_all_on_one_ctrl_c(console, tmp_path):
+    console.wait_until_ready()
+    assert set(console.children()) >= {"web", "worker", "beat"}
+    assert console.get("/healthz") == (200, '{"status": "ok"}')
+    password = (tmp_path / "var" / "admin-password").read_text().strip()
+    assert f"password  {password}" in console.text
+    assert f"http://127.0.0.1:{console.port}/" in console.text
+
+    console.process.send_signal(signal.SIGINT)
+    assert console.process.wait(timeout=60) == 0, console.text
+    assert not [name for name, pid in console.children().items() if _alive(pid)]
+
+
+def test_it_stops_everything_and_fails_when_a_child_dies(console):
+    console.wait_until_ready()
+    children = console.children()
+    os.kill(children["beat"], signal.SIGKILL)
+    assert console.process.wait(timeout=60) != 0
+    assert "beat exited" in console.text
+    assert not [name for name, pid in children.items() if _alive(pid)]

@@ -1,0 +1,247 @@
+"""Reads for device users: the one place where Users-page filtering, sorting and paging live.
+
+``user_list(filters=...)`` is also what a bulk action's "select all N matching" re-runs on the
+server (see ``users.forms.UserSelectionForm``), so the page and the action agree on "all".
+
+Performance notes (100,000 users; see bench/users_page.py):
+- Device filters read the summary columns User.has_<platform> / has_activated_apple_device
+  (kept current from the devices, users.services), each with a partial index on
+  (display_name, id): filtered pages and their counts walk only the matching rows. A join or
+  EXISTS over the devices table cost 50–800 ms per COUNT at this size.
+- Search is one LIKE on the lower-cased User.search_text (a trigram index on Postgres).
+- A page is fetched in two steps: the ids of the page (an index-only walk of the sort index,
+  cheap even at a deep OFFSET), then only those rows with the columns the table shows.
+- Devices come in one extra query for the whole page (Prefetch with only the shown columns).
+- The total is not counted when the first page is not full (the rows *are* the total).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.db.models import F, Prefetch, Q, QuerySet
+
+from users.models import APPLE_PLATFORMS, PLATFORM_FLAGS, ActivationState, Device, Platform, User
+
+PAGE_SIZES = (25, 50, 100, 200)
+DEFAULT_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class UserFilters:
+    """What the Users page filters on. Empty values mean "no filter"."""
+
+    q: str = ""
+    platform: str = ""  # a Platform value
+    activated: bool | None = None  # has an activated iOS/iPadOS/macOS device
+
+    def as_params(self) -> dict[str, str]:
+        """The query-string form (also stored as a bulk job's filter snapshot)."""
+        params = {"q": self.q, "platform": self.platform}
+        params["activated"] = "" if self.activated is None else ("yes" if self.activated else "no")
+        return {key: value for key, value in params.items() if value}
+
+    @property
+    def active(self) -> bool:
+        return bool(self.as_params())
+
+
+def user_list(*, filters: UserFilters) -> QuerySet[User]:
+    """Device users matching ``filters``, unordered and without extra columns."""
+    queryset = User.objects.all()
+    if filters.q:
+        queryset = queryset.filter(_search_q(filters.q))
+    if filters.platform in PLATFORM_FLAGS:
+        queryset = queryset.filter(**{PLATFORM_FLAGS[filters.platform]: True})
+    if filters.activated is not None:
+        queryset = queryset.filter(has_activated_apple_device=filters.activated)
+    return queryset
+
+
+def _search_q(text: str) -> Q:
+    """Every word must occur in the name, login ID or email (case-insensitive)."""
+    query = Q()
+    for term in text.lower().split()[:5]:
+        # contains, not icontains: search_text is stored lower-case, and a plain LIKE can
+        # use the trigram index on Postgres where UPPER(...) LIKE could not.
+        query &= Q(search_text__contains=term)
+    return query
+
+
+# --- sorting -----------------------------------------------------------------------------
+# Whitelisted sort keys -> ordering. Every ordering ends with the primary key so pages are
+# stable, and each one has a matching index (users/models.py).
+SORTS: dict[str, tuple] = {
+    "name": (F("display_name").asc(), F("id").asc()),
+    "-name": (F("display_name").desc(), F("id").desc()),
+    "login": (F("login_id").asc(),),
+    "-login": (F("login_id").desc(),),
+    "email": (F("email").asc(), F("id").asc()),
+    "-email": (F("email").desc(), F("id").desc()),
+    # Never-seen users sort as the oldest (SQLite's native NULL order; indexed on Postgres too).
+    "last_seen": (F("last_seen_at").asc(nulls_first=True), F("id").asc()),
+    "-last_seen": (F("last_seen_at").desc(nulls_last=True), F("id").desc()),
+}
+DEFAULT_SORT = "name"
+
+
+# --- extension hook for the VPP part -------------------------------------------------------
+# Functions that add what other apps show per row (e.g. the VPP status) to the page's row
+# queryset. Each takes and returns a QuerySet[User]; it runs on the *page* rows only (at most
+# 200), so a select_related / annotate here never touches the whole table. The vpp app
+# registers its own in its AppConfig.ready() via ``register_row_annotation``; the template
+# shows it through the "vpp_status_cell" partial in templates/users/list.html.
+ROW_ANNOTATIONS: list[Callable[[QuerySet[User]], QuerySet[User]]] = []
+
+
+def register_row_annotation(func: Callable[[QuerySet[User]], QuerySet[User]]) -> Callable:
+    if func not in ROW_ANNOTATIONS:
+        ROW_ANNOTATIONS.append(func)
+    return func
+
+
+# --- the page -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeviceBadge:
+    platform: str  # label, e.g. "iOS"
+    state: str  # ActivationState value of the best device of that platform
+    count: int
+    apple: bool
+
+    @property
+    def tone(self) -> str:
+        """Badge colour class: ok (activated), warn (pending), muted (deactivated)."""
+        return {ActivationState.ACTIVATED: "ok", ActivationState.PENDING: "warn"}.get(self.state, "muted")
+
+    @property
+    def label(self) -> str:
+        return self.platform if self.count == 1 else f"{self.platform} ×{self.count}"
+
+    @property
+    def title(self) -> str:
+        devices = "device" if self.count == 1 else "devices"
+        return f"{self.count} {self.platform} {devices} · {ActivationState(self.state).label}"
+
+
+@dataclass
+class UserPage:
+    rows: list[User]
+    number: int
+    size: int
+    total: int
+    sort: str
+    filters: UserFilters = field(default_factory=UserFilters)
+
+    @property
+    def num_pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+    @property
+    def start_index(self) -> int:
+        return (self.number - 1) * self.size + 1 if self.rows else 0
+
+    @property
+    def end_index(self) -> int:
+        return (self.number - 1) * self.size + len(self.rows)
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.num_pages
+
+    def page_links(self) -> list[int | None]:
+        """Page numbers to link, None for a gap: 1 … 4 5 [6] 7 8 … 20."""
+        last, current = self.num_pages, self.number
+        wanted = {1, 2, last - 1, last, *range(current - 2, current + 3)}
+        numbers = sorted(n for n in wanted if 1 <= n <= last)
+        links: list[int | None] = []
+        for n in numbers:
+            if links and n - links[-1] > 1:
+                links.append(None)
+            links.append(n)
+        return links
+
+
+_DEVICE_COLUMNS = ("id", "user_id", "platform", "activation_state")
+_ROW_COLUMNS = ("id", "display_name", "login_id", "email", "department", "last_seen_at")
+
+
+def user_page(
+    *, filters: UserFilters, sort: str = DEFAULT_SORT, page: int = 1, size: int = DEFAULT_PAGE_SIZE
+) -> UserPage:
+    """One page of the Users table: a bounded number of queries whatever the size and total."""
+    sort = sort if sort in SORTS else DEFAULT_SORT
+    size = size if size in PAGE_SIZES else DEFAULT_PAGE_SIZE
+    matching = user_list(filters=filters)
+    total = None
+    if filters.q:
+        matching, total = _narrow_search(matching)
+    if total is None and page > 1:
+        total = matching.count()
+    if total is not None:
+        page = min(page, max(1, -(-total // size)))
+    offset = (max(page, 1) - 1) * size
+    # Step 1: only the ids, walking the sort index (cheap even at a deep OFFSET).
+    ids = list(matching.order_by(*SORTS[sort]).values_list("id", flat=True)[offset : offset + size])
+    if total is None:
+        # First page: if it is not full, the rows are the whole result and need no COUNT.
+        total = len(ids) if len(ids) < size else matching.count()
+    rows = _page_rows(ids, sort)
+    return UserPage(rows=rows, number=max(page, 1), size=size, total=total, sort=sort, filters=filters)
+
+
+# A search usually matches a handful of people. Their ids come from one index-only scan;
+# the page is then sorted from those ids (rowid lookups) instead of walking a whole sort
+# index and testing every row, which is what a rare term costs otherwise (~300 ms).
+SEARCH_MATERIALISE_LIMIT = 2000
+
+
+def _narrow_search(matching: QuerySet[User]) -> tuple[QuerySet[User], int | None]:
+    ids = list(matching.order_by().values_list("id", flat=True)[: SEARCH_MATERIALISE_LIMIT + 1])
+    if len(ids) > SEARCH_MATERIALISE_LIMIT:
+        return matching, None  # a broad term: the sort index finds a page of matches quickly
+    return User.objects.filter(pk__in=ids), len(ids)
+
+
+def _page_rows(ids: list[int], sort: str) -> list[User]:
+    if not ids:
+        return []
+    devices = Device.objects.only(*_DEVICE_COLUMNS).order_by("platform", "id")
+    queryset = User.objects.filter(pk__in=ids).only(*_ROW_COLUMNS).prefetch_related(
+        Prefetch("devices", queryset=devices, to_attr="device_list")
+    )
+    for annotate in ROW_ANNOTATIONS:
+        queryset = annotate(queryset)
+    by_id = {user.pk: user for user in queryset.order_by()}
+    rows = [by_id[pk] for pk in ids if pk in by_id]
+    for user in rows:
+        user.device_badges = device_badges(user.device_list)
+    return rows
+
+
+_PLATFORM_ORDER = [p.value for p in Platform]
+_STATE_RANK = {ActivationState.ACTIVATED: 0, ActivationState.PENDING: 1, ActivationState.DEACTIVATED: 2}
+
+
+def device_badges(devices: list[Device]) -> list[DeviceBadge]:
+    """One badge per platform, coloured by the best activation state among its devices."""
+    grouped: dict[str, list[Device]] = {}
+    for device in devices:
+        grouped.setdefault(device.platform, []).append(device)
+    badges = []
+    for platform in sorted(grouped, key=_PLATFORM_ORDER.index):
+        group = grouped[platform]
+        best = min((d.activation_state for d in group), key=lambda s: _STATE_RANK.get(s, 9))
+        badges.append(
+            DeviceBadge(
+                platform=Platform(platform).label,
+                state=best,
+                count=len(group),
+                apple=platform in APPLE_PLATFORMS,
+            )
+        )
+    return badges
