@@ -192,3 +192,19 @@ def test_it_replaces_a_sync_whose_worker_vanished(apple, django_capture_on_commi
     assert second.started and second.job.pk != first.job.pk
     assert Job.objects.get(pk=first.job.pk).status == JobStatus.FAILED
     assert SyncSchedule.load().running_job_id == second.job.pk
+
+
+@pytest.mark.django_db
+def test_it_fails_the_sync_at_once_when_the_broker_is_down(apple, monkeypatch, django_capture_on_commit_callbacks):
+    from vpp import tasks
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(tasks.sync_run_task, "delay", refuse)
+    with django_capture_on_commit_callbacks(execute=True):
+        started = sync_service.sync_start(actor=None)
+    job = Job.objects.get(pk=started.job.pk)
+    assert job.status == JobStatus.FAILED and "task queue" in job.error
+    schedule = SyncSchedule.load()
+    assert schedule.running_job_id is None and schedule.last_result == SyncResult.FAILED

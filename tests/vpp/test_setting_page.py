@@ -153,3 +153,21 @@ def test_it_shows_no_banner_for_a_healthy_token(client, admin):
     VppServerSetting.load()
     VppServerSetting.objects.filter(pk=1).update(token_health=TokenHealth.VALID)
     assert "console-banner" not in client.get(reverse("users:list")).content.decode()
+
+
+def test_it_wants_https_for_a_public_notification_address(client, admin):
+    response = client.post(URL, {"section": "notifications", "public_url": "http://console.example.com"})
+    assert response.status_code == 422
+    assert "only delivers notifications to HTTPS" in response.content.decode()
+
+
+def test_it_needs_a_token_before_configuring_notifications(client, admin):
+    response = client.post(URL, {"section": "notifications", "public_url": "https://console.example.com"})
+    assert response.status_code == 422
+    assert "Upload a content token first" in response.content.decode()
+    assert VppServerSetting.load().notification_url == ""
+
+
+def test_it_refuses_sync_now_without_a_usable_token(client, admin):
+    response = client.post(URL, {"section": "sync_now"}, follow=True)
+    assert "Sync not started: No content token" in response.content.decode()

@@ -4,8 +4,8 @@
    to maxUsers), and VPP users whose device user was deleted or deactivated here (their
    licences revoked, then retired at Apple).
 2. **Read** Apple's users: the first run in full, later runs as a delta from the stored
-   ``users_version_id``; pages are streamed and written with ``bulk_update`` per page, so
-   memory stays flat whatever the size of the library.
+   ``users_version_id``; pages are streamed, and each page is one SELECT ... IN and one
+   executemany UPDATE, so memory stays flat whatever the size of the library.
 
 Only one sync runs per token: ``SyncSchedule.running_job_id`` is claimed with a conditional
 UPDATE in the transaction that creates the Job; a second request gets the running job.
@@ -118,7 +118,14 @@ def sync_start(*, actor=None, trigger: str = "manual", now: dt.datetime | None =
 def _enqueue(job_id: int) -> None:
     from vpp.tasks import sync_run_task
 
-    sync_run_task.delay(job_id)
+    try:
+        sync_run_task.delay(job_id)
+    except Exception as exc:  # the broker is down: say so now rather than hold the lock for 30 min
+        logger.exception("could not enqueue VPP sync job %s", job_id)
+        job = Job.objects.get(pk=job_id)
+        Job.objects.filter(pk=job_id).update(enqueue_error=str(exc)[:300])
+        _finish(job, SyncRun.objects.get(job=job), Counter(), SyncResult.FAILED,
+                "The task queue could not be reached; try again when the worker and broker are up.")
 
 
 # --- the run ------------------------------------------------------------------------
