@@ -54,10 +54,19 @@ class LoginView(auth_views.LoginView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context["session_minutes"] = settings.SESSION_COOKIE_AGE // 60
+        context["session_idle"] = _duration(settings.SESSION_COOKIE_AGE)
         # Set by HtmxLoginRedirectMiddleware: the admin was working when the session ran out.
         context["expired"] = self.request.GET.get("expired") == "1"
         return context
+
+
+def _duration(seconds: int) -> str:
+    """'8 hours', '90 minutes': how the idle timeout reads on the login page."""
+    if seconds % 3600 == 0:
+        hours = seconds // 3600
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    minutes = max(1, seconds // 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def page_not_found(request, exception=None):

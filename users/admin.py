@@ -18,11 +18,22 @@ class DeviceInline(admin.TabularInline):
 @admin.register(User)
 class UserAdmin(admin.ModelAdmin):
     list_display = ("display_name", "login_id", "email", "department", "is_active", "last_seen_at")
-    list_filter = ("is_active", "devices__platform", "devices__activation_state", "department")
+    # The summary columns filter without a join over devices (users.services).
+    list_filter = ("is_active", "has_activated_apple_device", "has_ios", "has_ipados", "has_macos", "department")
     search_fields = ("display_name", "login_id", "email")
     ordering = ("display_name", "id")
     list_per_page = 50
-    readonly_fields = ("created_at", "updated_at", "last_seen_at")
+    readonly_fields = (
+        "created_at",
+        "updated_at",
+        "last_seen_at",
+        "has_activated_apple_device",
+        "has_ios",
+        "has_ipados",
+        "has_macos",
+        "has_android",
+        "has_windows",
+    )
     inlines = [DeviceInline]
 
 

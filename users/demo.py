@@ -244,21 +244,27 @@ def demo_users_create(*, count: int, seed: int = 1, now: datetime | None = None)
 
 
 def _insert(cursor, model, rows: list[dict], now: datetime) -> None:
-    """INSERT rows (dicts keyed by column) in one executemany; created/updated_at = now."""
+    """INSERT rows (dicts keyed by column) in bulk; created_at/updated_at = now.
+
+    Postgres gets COPY (several times faster than INSERT for 100,000 rows); SQLite one
+    executemany inside the surrounding transaction.
+    """
     if not rows:
         return
     columns = [*rows[0], "created_at", "updated_at"]
+    quote = connection.ops.quote_name
+    table, names = quote(model._meta.db_table), ", ".join(quote(c) for c in columns)
+    if connection.vendor == "postgresql":
+        with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([*row.values(), now, now])
+        return
     stamp = connection.ops.adapt_datetimefield_value(now)
     datetime_columns = {f.column for f in model._meta.concrete_fields if f.get_internal_type() == "DateTimeField"}
     adapt = connection.ops.adapt_datetimefield_value
-    values = [
-        [adapt(row[c]) if c in datetime_columns else row[c] for c in columns[:-2]] + [stamp, stamp] for row in rows
-    ]
-    quote = connection.ops.quote_name
+    values = [[adapt(v) if c in datetime_columns else v for c, v in row.items()] + [stamp, stamp] for row in rows]
     # Only identifiers from the model's own metadata go into the SQL; values are parameters.
-    sql = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608
-        quote(model._meta.db_table), ", ".join(quote(c) for c in columns), ", ".join(["%s"] * len(columns))
-    )
+    sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"  # noqa: S608
     cursor.executemany(sql, values)
 
 

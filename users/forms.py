@@ -7,12 +7,15 @@ from django.db.models import QuerySet
 
 from users.models import Platform, User
 from users.selectors import DEFAULT_PAGE_SIZE, DEFAULT_SORT, PAGE_SIZES, SORTS, UserFilters, user_list
+from vpp.models import VppUserStatus
 
 ACTIVATED_CHOICES = [
-    ("", "Any activation"),
-    ("yes", "Has an activated iOS/macOS device"),
-    ("no", "No activated iOS/macOS device"),
+    ("", "Activated iOS/macOS: any"),
+    ("yes", "Activated iOS/macOS: yes"),
+    ("no", "Activated iOS/macOS: no"),
 ]
+
+VPP_STATUS_CHOICES = [("", "Any VPP status"), ("none", "Not a VPP user"), *VppUserStatus.choices]
 
 
 class UserFilterForm(forms.Form):
@@ -22,6 +25,7 @@ class UserFilterForm(forms.Form):
     q = forms.CharField(required=False, max_length=200, strip=True)
     platform = forms.ChoiceField(required=False, choices=[("", "All platforms"), *Platform.choices])
     activated = forms.ChoiceField(required=False, choices=ACTIVATED_CHOICES)
+    vpp_status = forms.ChoiceField(required=False, choices=VPP_STATUS_CHOICES)
     sort = forms.ChoiceField(required=False, choices=[(key, key) for key in SORTS])
     page = forms.IntegerField(required=False, min_value=1)
     size = forms.TypedChoiceField(required=False, coerce=int, choices=[(n, n) for n in PAGE_SIZES])
@@ -40,6 +44,7 @@ class UserFilterForm(forms.Form):
             q=self._value("q", ""),
             platform=self._value("platform", ""),
             activated=None if not activated else activated == "yes",
+            vpp_status=self._value("vpp_status", ""),
         )
 
     @property

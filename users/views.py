@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import push_url
 
-from users.forms import ACTIVATED_CHOICES, UserFilterForm
+from users.forms import ACTIVATED_CHOICES, VPP_STATUS_CHOICES, UserFilterForm
 from users.selectors import DEFAULT_PAGE_SIZE, DEFAULT_SORT, PAGE_SIZES, UserPage, user_page
 
 TABLE_ID = "user-table"
@@ -33,6 +33,7 @@ def user_list(request):
         "platform_choices": form.fields["platform"].choices,
         "activated_choices": ACTIVATED_CHOICES,
         "activated_value": page.filters.as_params().get("activated", ""),
+        "vpp_status_choices": VPP_STATUS_CHOICES,
     }
     # Only the table when htmx asks for it; a history restore needs the whole page.
     if request.htmx and request.htmx.target == TABLE_ID and not request.htmx.history_restore_request:

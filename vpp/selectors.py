@@ -146,3 +146,10 @@ def sync_orphans(job_id: int | None, *, limit: int = 25) -> tuple[list, int]:
         return [], 0
     orphans = SyncOrphan.objects.filter(run__job_id=job_id).order_by("id")
     return list(orphans[:limit]), orphans.count()
+
+
+def users_vpp_row_annotation(queryset: QuerySet) -> QuerySet:
+    """Users page rows: the VPP status column (registered with users.selectors.register_row_annotation)."""
+    from django.db.models import F
+
+    return queryset.annotate(vpp_status=F("vpp_user__status"), vpp_error=F("vpp_user__last_error_message"))

@@ -40,6 +40,7 @@ class Console:
         self.port = _free_port()
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
         env.update(KMCONSOLE_VAR_DIR=str(tmp_path / "var"), DEBUG="1", PYTHONUNBUFFERED="1", PORT=str(self.port))
+        env.update(VPP_SANDBOX_PORT="0", VPP_SANDBOX_APNS_PORT="0")  # the sandbox on free ports, never 8089
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "run_console", "--demo-users", "5"],
             cwd=ROOT,
@@ -83,6 +84,27 @@ class Console:
                 os.kill(pid, signal.SIGKILL)
 
 
+def _assert_console_points_at_its_sandbox(console, tmp_path):
+    import json
+    import sqlite3
+
+    assert "sandbox" in console.children()
+    (api_base_url,) = re.findall(r"VPP sandbox\s+(\S+/mdm/v2)", console.text)
+    deadline = time.monotonic() + 30  # the banner waits for the web only; the sandbox may be a moment later
+    while True:
+        try:
+            with urllib.request.urlopen(api_base_url + "/service/config", timeout=5) as response:
+                config = json.load(response)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, console.text
+            time.sleep(0.2)
+    assert config["urls"]["getUsers"] == api_base_url + "/users"
+    with sqlite3.connect(tmp_path / "var" / "kmconsole.sqlite3") as db:
+        (stored,) = db.execute("select api_base_url from vpp_vppserversetting").fetchone()
+    assert stored == api_base_url
+
+
 @pytest.fixture
 def console(tmp_path):
     console = Console(tmp_path)
@@ -97,6 +119,7 @@ def test_it_runs_web_worker_and_beat_and_stops_all_on_one_ctrl_c(console, tmp_pa
     password = (tmp_path / "var" / "admin-password").read_text().strip()
     assert f"password  {password}" in console.text
     assert f"http://127.0.0.1:{console.port}/" in console.text
+    _assert_console_points_at_its_sandbox(console, tmp_path)
 
     console.process.send_signal(signal.SIGINT)
     assert console.process.wait(timeout=60) == 0, console.text

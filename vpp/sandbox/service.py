@@ -390,7 +390,8 @@ class Sandbox:
             successes, failures = self._run_asset_event(loc, kind, event["request"])
             self._notify_assets(loc, event, successes, failures)
         event["numCompleted"] = event["numRequested"] - sum(len(ids) for ids in failures.values())
-        event["failures"] = [error_body(number, **{"clientUserIds": ids}) for number, ids in failures.items()]
+        serials = set(event["request"].get("serialNumbers", []))
+        event["failures"] = [failure_body(number, ids, serials) for number, ids in failures.items()]
         event["eventStatus"] = "FAILED" if failures else "COMPLETE"
         event["finishedAt"] = time.time()
         self.store.mark_dirty()
@@ -670,9 +671,10 @@ class Sandbox:
         shaped = [{k: v for k, v in a.items() if k != "versionId"} for a in successes]
         for chunk in chunks(shaped):
             self._notify(loc, "ASSET_MANAGEMENT", {**base, "result": "SUCCESS", "assignments": chunk})
+        serials = set(event["request"].get("serialNumbers", []))
         for number, ids in failures.items():
             for chunk in chunks(ids):
-                error = error_body(number, clientUserIds=chunk)
+                error = failure_body(number, chunk, serials)
                 self._notify(loc, "ASSET_MANAGEMENT", {**base, "result": "FAILURE", "assignments": [], "error": error})
 
     def change_asset_count(self, *, location: str, adam_id: str, delta: int) -> dict[str, Any]:
@@ -721,6 +723,16 @@ class Sandbox:
                 elif what == "locations":
                     rows.append({k: loc[k] for k in ("token", "orgName", "uId", "versionId", "clientConfig")})
             return rows
+
+
+def failure_body(number: int, ids: list[str], serials: set[str]) -> dict[str, Any]:
+    """An async failure naming its users and devices once each (an id may fail for several assets)."""
+    unique = list(dict.fromkeys(ids))
+    return error_body(
+        number,
+        clientUserIds=[i for i in unique if i not in serials],
+        serialNumbers=[i for i in unique if i in serials],
+    )
 
 
 # --- validation helpers ----------------------------------------------------------------------

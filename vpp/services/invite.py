@@ -24,6 +24,7 @@ from vpp.services.apple_io import (
     users_listing,
     users_version_now,
 )
+from vpp.services.rows import rows_update
 
 
 def _cuid(item: JobItem) -> str:
@@ -61,21 +62,50 @@ def job_capture_version(*, job: Job, client: VppClient) -> None:
 # --------------------------------------------------------------------------- create
 
 
-def invite_create_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+def invite_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+    """One chunk: create at Apple → read the invite codes back → deliver, each step recorded on the item."""
+    since = job.apple_version_id
+    creating = [item for item in items if item.step == "create"]
+    if creating:
+        # The read-back below is a delta from just before this chunk's creates (a few pages).
+        since = users_version_now(client) or since
+        _create(job=job, items=creating, client=client, token=token)
+    reading = [item for item in items if item.step == "readback" and item.status == ItemStatus.IN_FLIGHT]
+    if reading:
+        _read_back(job=job, items=reading, client=client, since=since)
+    delivering = [item for item in items if item.step == "deliver" and item.status == ItemStatus.IN_FLIGHT]
+    if delivering:
+        _deliver(job=job, items=delivering, client=client)
+
+
+def _set_step(items: list[JobItem], step: str) -> None:
+    """Record progress inside a claimed chunk (the items stay in flight)."""
+    JobItem.objects.filter(pk__in=[item.pk for item in items], status=ItemStatus.IN_FLIGHT).update(step=step)
+    for item in items:
+        item.step = step
+
+
+def _fail(items: list[JobItem], reason: str, error_number: int | None = None) -> None:
+    item_fail(items, reason, error_number)
+    for item in items:
+        item.status = ItemStatus.FAILED
+
+
+def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
     config = client.service_config()
     waiting: dict[str, list[JobItem]] = {}
     to_create: list[JobItem] = []
     created: list[JobItem] = []
     for item in items:
         if item.vpp_user is None:
-            item_fail([item], "The VPP user record is gone.")
+            _fail([item], "The VPP user record is gone.")
         elif item.apple_event_id:
             waiting.setdefault(item.apple_event_id, []).append(item)
         elif item.request_sent_at:
             (created if _exists_at_apple(client, item) else to_create).append(item)
         else:
             to_create.append(item)
-    _move(created, "readback")
+    _set_step(created, "readback")
 
     for batch in batches(to_create, config.max_users):
         event_id = _send_create(client, batch)
@@ -99,8 +129,10 @@ def _send_create(client: VppClient, batch: list[JobItem]) -> str | None:
     ids = [item.pk for item in batch]
     # Committed before the request: if we die before the answer is stored, we ask Apple first.
     JobItem.objects.filter(pk__in=ids).update(request_sent_at=timezone.now())
-    users = [RequestUser(client_user_id=_cuid(item), email=(item.user.email if item.user else None) or None)
-             for item in batch]
+    users = [
+        RequestUser(client_user_id=_cuid(item), email=(item.user.email if item.user else None) or None)
+        for item in batch
+    ]
     try:
         event_ids = client.create_users(users)
     except TransientVppError as exc:
@@ -109,10 +141,12 @@ def _send_create(client: VppClient, batch: list[JobItem]) -> str | None:
         raise
     except InvalidRequestError as exc:
         JobItem.objects.filter(pk__in=ids).update(request_sent_at=None)
-        item_fail(batch, exc.message, exc.error_number)
+        _fail(batch, exc.message, exc.error_number)
         return None
     event_id = event_ids[0]
     JobItem.objects.filter(pk__in=ids).update(apple_event_id=event_id)
+    for item in batch:
+        item.apple_event_id = event_id
     return event_id
 
 
@@ -128,58 +162,82 @@ def _record_create_events(waiting: dict[str, list[JobItem]], finished: dict, unk
             if failure is None or failure[0] == USER_EXISTS:
                 created.append(item)
             else:
-                item_fail([item], failure[1], failure[0])
-    _move(created, "readback")
+                _fail([item], failure[1], failure[0])
+    _set_step(created, "readback")
 
 
 # --------------------------------------------------------------------------- read back
 
 
-def invite_readback_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
-    """Read the new users' invite codes in bulk: a delta listing since the job's versionId."""
-    wanted = {_cuid(item).lower(): item for item in items if item.vpp_user}
-    found = {}
-    if job.apple_version_id:
+def _read_back(*, job: Job, items: list[JobItem], client: VppClient, since: str) -> None:
+    """Learn the invite codes in bulk: a delta listing (shared with the job's other chunks)."""
+    _refresh_vpp_users(items)
+    unknown = [item for item in items if not _known(item)]
+    if unknown and since:
         try:
-            found, _ = users_listing(client, since_version_id=job.apple_version_id)
+            found, _ = users_listing(client, since_version_id=since)
         except InvalidRequestError:
             found = {}  # 9721 invalid versionId: fall back to one read per user
-    for key in wanted.keys() - found.keys():
-        user = client.get_user(key)
-        if user is not None:
-            found[key] = user
+        # Store every code the listing brought for this job, so other chunks need not list again.
+        _store_apple_records(job, found)
+        _refresh_vpp_users(items)
+        unknown = [item for item in items if not _known(item)]
+    for item in unknown:
+        apple = client.get_user(_cuid(item))
+        if apple is not None:
+            _store_apple_records(job, {_cuid(item).lower(): apple})
+    _refresh_vpp_users(items)
+    associated = [item for item in items if item.vpp_user.status == VppUserStatus.ASSOCIATED]
+    ready = [item for item in items if item.vpp_user.status != VppUserStatus.ASSOCIATED and item.vpp_user.invite_code]
+    missing = [item for item in items if not _known(item)]
+    item_succeed(associated, "Already associated at Apple; no invitation needed.")
+    for item in associated:
+        item.status = ItemStatus.SUCCEEDED
+    _fail(missing, "Apple did not return an invitation code for this user.")
+    _set_step(ready, "deliver")
+
+
+def _known(item: JobItem) -> bool:
+    return bool(item.vpp_user.invite_code) or item.vpp_user.status == VppUserStatus.ASSOCIATED
+
+
+def _refresh_vpp_users(items: list[JobItem]) -> None:
+    fresh = VppUser.objects.in_bulk([item.vpp_user_id for item in items])
+    for item in items:
+        item.vpp_user = fresh.get(item.vpp_user_id, item.vpp_user)
+
+
+def _store_apple_records(job: Job, found: dict) -> None:
+    """Copy Apple's records onto this job's users still waiting for their code."""
+    if not found:
+        return
     now = timezone.now()
-    ready, associated, missing, vpp_users = [], [], [], []
-    for key, item in wanted.items():
-        apple = found.get(key)
-        vpp_user = item.vpp_user
+    keys = list(found)
+    waiting = []
+    for start in range(0, len(keys), 500):
+        batch = keys[start : start + 500]
+        waiting += VppUser.objects.filter(
+            status=VppUserStatus.PENDING, invite_code="", job_items__job=job, client_user_id__in=batch
+        ).only("pk", "client_user_id", "status", "invite_code", "apple_email", "id_hash")
+    changed = []
+    for vpp_user in waiting:
+        apple = found.get(str(vpp_user.client_user_id).lower())
         if apple is None or apple.status not in ACTIVE_STATUSES:
-            missing.append(item)
             continue
         vpp_user.apple_email = apple.email or ""
-        vpp_user.invite_code = apple.invite_code or vpp_user.invite_code
-        vpp_user.id_hash = apple.id_hash or vpp_user.id_hash
+        vpp_user.invite_code = apple.invite_code or ""
+        vpp_user.id_hash = apple.id_hash or ""
         vpp_user.last_synced_at = now
         if apple.status == "Associated":
             vpp_user.status = VppUserStatus.ASSOCIATED
-            associated.append(item)
-        elif vpp_user.invite_code:
-            ready.append(item)
-        else:
-            missing.append(item)
-        vpp_users.append(vpp_user)
-    VppUser.objects.bulk_update(
-        vpp_users, ["apple_email", "invite_code", "id_hash", "status", "last_synced_at"], batch_size=500
-    )
-    _move(ready, "deliver")
-    item_succeed(associated, "Already associated at Apple; no invitation needed.")
-    item_fail(missing, "Apple did not return an invitation code for this user.")
+        changed.append(vpp_user)
+    rows_update(changed, ["apple_email", "invite_code", "id_hash", "status", "last_synced_at"])
 
 
 # --------------------------------------------------------------------------- deliver
 
 
-def invite_deliver_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+def _deliver(*, job: Job, items: list[JobItem], client: VppClient) -> None:
     config = client.service_config()
     setting = VppServerSetting.load()
     organisation = setting.token_org_name or setting.location_name or "Your organisation"

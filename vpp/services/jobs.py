@@ -47,18 +47,32 @@ from vpp.models import (
     VppUserStatus,
 )
 from vpp.services.plan import STEP_CREATE, Plan
+from vpp.services.rows import rows_update
 
 logger = logging.getLogger(__name__)
 
-# Phases per action, in order. Items carry the phase they wait for in ``step``.
+# Phases per action, in order, and the item steps each phase takes. An invite chunk carries
+# its users through create → read back → deliver in one task, so email for early chunks
+# overlaps Apple's rate-limited calls for later ones.
 PHASES: dict[str, list[str]] = {
-    JobAction.INVITE: ["create", "readback", "deliver"],
+    JobAction.INVITE: ["invite"],
     JobAction.DELETE: ["delete"],
     JobAction.SYNC: ["update", "read"],
 }
+PHASE_STEPS: dict[str, tuple[str, ...]] = {
+    "invite": ("create", "readback", "deliver"),
+    "delete": ("delete",),
+    "update": ("update",),
+    "read": ("read",),
+}
 # Phases that read Apple's listing once for all items run as a single task.
-SINGLE_TASK_PHASES = {"readback", "read"}
+SINGLE_TASK_PHASES = {"read"}
 ALL_CHUNKS = -1
+
+
+def engine_jobs():
+    """Jobs this module runs (the scheduled full sync of vpp/services/full_sync.py runs itself)."""
+    return Job.objects.filter(sync_run__isnull=True)
 
 
 class JobDeferred(Exception):
@@ -208,7 +222,7 @@ def _open_items(job: Job):
 
 def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[str, int]]:
     """Start or resume a job: returns the (phase, chunk) pairs to enqueue."""
-    job = Job.objects.filter(pk=job_id).first()
+    job = engine_jobs().filter(pk=job_id).first()
     if job is None or job.finished:
         return []
     now = timezone.now()
@@ -220,11 +234,12 @@ def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[
         _finish(job)
         return []
     Job.objects.filter(pk=job.pk).update(phase=phase, heartbeat_at=now)
-    if phase == "create" and not job.apple_version_id and not _capture_version(job, client):
+    if phase == "invite" and not job.apple_version_id and not _capture_version(job, client):
         return []
     if phase in SINGLE_TASK_PHASES:
         return [(phase, ALL_CHUNKS)]
-    chunks = _open_items(job).filter(step=phase).values_list("chunk", flat=True).distinct().order_by("chunk")
+    open_items = _open_items(job).filter(step__in=PHASE_STEPS[phase])
+    chunks = open_items.values_list("chunk", flat=True).distinct().order_by("chunk")
     return [(phase, chunk) for chunk in chunks]
 
 
@@ -248,12 +263,12 @@ def _capture_version(job: Job, client: VppClient | None) -> bool:
 
 def _current_phase(job: Job) -> str | None:
     steps = set(_open_items(job).values_list("step", flat=True).distinct())
-    return next((phase for phase in PHASES[job.action] if phase in steps), None)
+    return next((phase for phase in PHASES[job.action] if steps & set(PHASE_STEPS[phase])), None)
 
 
 def job_advance(*, job: Job, phase: str) -> bool:
     """After a chunk: move to the next phase when this one has no open items. True = re-dispatch."""
-    if _open_items(job).filter(step=phase).exists():
+    if _open_items(job).filter(step__in=PHASE_STEPS[phase]).exists():
         return False
     next_phase = _current_phase(job)
     if next_phase is None:
@@ -309,7 +324,7 @@ def _settle_failed_vpp_users(job: Job) -> None:
                 continue
             # else: Apple may have it; it stays pending until a sync or the next invite settles it.
         changed.append(vpp_user)
-    VppUser.objects.bulk_update(changed, ["status", "last_error_number", "last_error_message"], batch_size=500)
+    rows_update(changed, ["status", "last_error_number", "last_error_message"])
 
 
 def job_fail(*, job: Job, message: str, error_number: int | None = None) -> None:
@@ -333,7 +348,7 @@ def _claim(job: Job, phase: str, chunk: int) -> tuple[str, list[JobItem]]:
     limits = job_limits()
     now = timezone.now()
     stale = now - timedelta(seconds=limits.stale_seconds)
-    items = JobItem.objects.filter(job=job, step=phase)
+    items = JobItem.objects.filter(job=job, step__in=PHASE_STEPS[phase])
     if chunk != ALL_CHUNKS:
         items = items.filter(chunk=chunk)
     claimable = Q(status=ItemStatus.PENDING) | Q(status=ItemStatus.IN_FLIGHT, claimed_at__lt=stale)
@@ -373,9 +388,7 @@ def _handler(phase: str):
     from vpp.services import delete, invite, sync
 
     return {
-        "create": invite.invite_create_phase,
-        "readback": invite.invite_readback_phase,
-        "deliver": invite.invite_deliver_phase,
+        "invite": invite.invite_phase,
         "delete": delete.delete_phase,
         "update": sync.sync_update_phase,
         "read": sync.sync_read_phase,
@@ -387,7 +400,7 @@ def job_process_chunk(*, job_id: int, phase: str, chunk: int, client: VppClient 
 
     Raises JobDeferred when the chunk must run again later.
     """
-    job = Job.objects.filter(pk=job_id).first()
+    job = engine_jobs().filter(pk=job_id).first()
     if job is None or job.finished or job.phase != phase:
         return False  # redelivered or stale message: nothing to do
     now = timezone.now()

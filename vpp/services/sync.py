@@ -5,9 +5,10 @@ from __future__ import annotations
 from django.utils import timezone
 
 from vpp.client import RequestUser, VppApiUser, VppClient
-from vpp.models import Job, JobItem, VppUser, VppUserStatus
+from vpp.models import Job, JobItem, VppUserStatus
 from vpp.services.apple_io import ACTIVE_STATUSES, batches, events_wait, failures_by_user, prefer, users_listing
 from vpp.services.invite import _move, item_fail, item_succeed
+from vpp.services.rows import rows_update
 
 # Up to this many users, one filtered listing per user is cheaper than a full listing.
 PER_USER_READ_LIMIT = 50
@@ -79,9 +80,7 @@ def sync_read_phase(*, job: Job, items: list[JobItem], client: VppClient, token:
                 notes[item.pk] = f"In step with Apple ({apple.status})."
         vpp_user.last_synced_at = now
         vpp_users.append(vpp_user)
-    VppUser.objects.bulk_update(
-        vpp_users, ["status", "apple_email", "id_hash", "invite_code", "last_synced_at"], batch_size=500
-    )
+    rows_update(vpp_users, ["status", "apple_email", "id_hash", "invite_code", "last_synced_at"])
     by_note: dict[str, list[JobItem]] = {}
     for item in wanted.values():
         by_note.setdefault(notes[item.pk], []).append(item)

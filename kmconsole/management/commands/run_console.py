@@ -26,6 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 from kmconsole.celery import ensure_queue_dirs
 from users.demo import demo_users_create
 from users.models import User
+from vpp.sandbox.demo import DemoSandbox, demo_connect, demo_sandbox_plan
 
 ADMIN_USERNAME = "admin"
 STOP_TIMEOUT = 20  # seconds a child gets to finish after SIGTERM (a worker finishes its task)
@@ -66,9 +67,12 @@ class Command(BaseCommand):
             result = demo_users_create(count=demo_users)
             self.stdout.write(f"Seeded {result.users} demo device users with {result.devices} devices.")
         password = self._demo_admin()
+        sandbox = self._demo_sandbox()
         children = console_children(host=host, port=port)
+        if sandbox:
+            children.insert(0, Child("sandbox", sandbox.argv))
         exit_code = Supervisor(children, self.stdout).run(
-            on_ready=lambda: self._banner(host, port, password), ready_url=f"http://{host}:{port}/healthz"
+            on_ready=lambda: self._banner(host, port, password, sandbox), ready_url=f"http://{host}:{port}/healthz"
         )
         if exit_code:
             raise CommandError(f"stopped: a child process exited with status {exit_code}", returncode=exit_code)
@@ -88,7 +92,19 @@ class Command(BaseCommand):
         admin.save()
         return password
 
-    def _banner(self, host: str, port: int, password: str) -> None:
+    def _demo_sandbox(self) -> DemoSandbox | None:
+        """The VPP sandbox as a child, and the console pointed at it (never over a real token)."""
+        plan = demo_sandbox_plan()
+        if plan is None:
+            return None
+        os.environ.update(plan.env)  # web, worker and beat inherit APNS_* (the fake) and the poll interval
+        if not demo_connect(api_base_url=plan.api_base_url):
+            self.stdout.write(
+                "A real VPP content token is configured: the sandbox runs, but the console stays on Apple."
+            )
+        return plan
+
+    def _banner(self, host: str, port: int, password: str, sandbox: DemoSandbox | None = None) -> None:
         line = "-" * 60
         lines = [
             "",
@@ -99,6 +115,15 @@ class Command(BaseCommand):
             f"   username  {ADMIN_USERNAME}",
             f"   password  {password}   (kept in {settings.VAR_DIR}/admin-password)",
             "",
+        ]
+        if sandbox:
+            root = sandbox.api_base_url.removesuffix("/mdm/v2")
+            lines += [
+                f"   VPP sandbox  {sandbox.api_base_url}   (controls: {root}/_sandbox/)",
+                f"   fake APNs    {sandbox.apns_url}/_apns/   (pushes, with their invitation links)",
+                "",
+            ]
+        lines += [
             " Ctrl-C stops everything.",
             line,
         ]

@@ -179,3 +179,11 @@ def test_it_simulates_a_purchase_with_an_asset_count_notification(api, vpp_sandb
     assert asset(api, OUTLOOK)["totalCount"] == total + 5
     ((_headers, body),) = vpp_sandbox.wait_for(lambda: receiver.of_type("ASSET_COUNT"))
     assert body["notification"] == {"adamId": OUTLOOK, "pricingParam": "STDQ", "countDelta": 5}
+
+
+def test_it_names_failed_devices_as_serial_numbers(api, vpp_sandbox):
+    vpp_sandbox.control(async_failure_share=1.0)
+    status = associate(api, [PAGES, NUMBERS], serials=["SER1"])
+    (failure,) = status["failures"]
+    assert failure["errorInfo"] == {"serialNumbers": ["SER1"]}
+    assert (status["numRequested"], status["numCompleted"]) == (2, 0)

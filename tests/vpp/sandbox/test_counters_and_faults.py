@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from email.utils import parsedate_to_datetime
 
@@ -103,16 +101,19 @@ def test_it_lists_its_control_routes(vpp_sandbox):
 
 
 def test_it_mints_tokens_from_the_command_line():
+    from io import StringIO
+
+    from django.core.management import call_command
+
     from vpp.sandbox.tokens import decode_token
 
-    out = subprocess.run(
-        [sys.executable, "manage.py", "vpp_sandbox_token", "--org", "Acme", "--location", "loc9", "--expired"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    token = decode_token(out.strip())
+    out = StringIO()
+    call_command("vpp_sandbox_token", "--org", "Acme", "--location", "loc9", "--expired", stdout=out)
+    token = decode_token(out.getvalue().strip())
     assert (token.org_name, token.location, token.expired()) == ("Acme", "loc9", True)
+    out = StringIO()
+    call_command("vpp_sandbox_token", "--expires-in-days", "3", stdout=out)
+    assert not decode_token(out.getvalue().strip()).expired()
 
 
 def test_it_leaves_out_or_filters_the_request_log(api, vpp_sandbox):

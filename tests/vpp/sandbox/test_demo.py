@@ -75,3 +75,13 @@ def test_it_leaves_the_sandbox_out_when_turned_off(settings):
 
     settings.VPP_SANDBOX = False
     assert demo_sandbox_plan() is None
+
+
+def test_it_runs_the_sandbox_in_docker_compose_only_under_the_demo_profile():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[3] / "docker-compose.yml").read_text()
+    block = text.split("\n  sandbox:\n", 1)[1].split("\n\n", 1)[0]
+    assert 'profiles: ["demo"]' in block
+    assert '"vpp.sandbox"' in block and "/app/var/sandbox.json" in block
+    assert "sandbox-data:/app/var" in block

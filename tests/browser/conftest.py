@@ -1,0 +1,82 @@
+"""Reusable Playwright fixtures for browser tests (marker ``browser``).
+
+    browser          a headless Debian Chromium (/usr/bin/chromium), one per test (a
+                     Playwright sync session must not outlive the test: another test's
+                     own sync_playwright() would refuse to start inside its event loop)
+    page             a fresh browser context + tab per test (1280x900), 15 s default timeout
+    logged_in_page   ``page`` logged in through the real login form as a superuser
+                     (BROWSER_ADMIN / BROWSER_PASSWORD), left on the Users page
+    console_url      live_server.url
+
+Tests using them need the database with transactions (the live server is another thread):
+``pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]``.
+Without Chromium the tests are skipped with a reason (``make browser`` installs it).
+Never ``playwright install``: it downloads a browser build, which fails offline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+BROWSER_ADMIN = "browser-admin"
+BROWSER_PASSWORD = "browser-test-password-1"
+
+
+def chromium_path() -> str | None:
+    if os.path.exists(CHROMIUM):
+        return CHROMIUM
+    return shutil.which("chromium")
+
+
+@pytest.fixture
+def browser():
+    path = chromium_path()
+    if not path:
+        pytest.skip("Chromium is not installed at /usr/bin/chromium (run `make browser`)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def console_url(live_server) -> str:
+    return live_server.url
+
+
+@pytest.fixture
+def page(browser, console_url):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    errors: list[str] = []
+    # A CSP violation or a JS error is a bug: collect them so tests can assert none happened.
+    tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.console_errors = errors
+    yield tab
+    context.close()
+
+
+@pytest.fixture
+def logged_in_page(page, console_url, django_user_model):
+    django_user_model.objects.create_superuser(BROWSER_ADMIN, "admin@example.com", BROWSER_PASSWORD)
+    page.goto(f"{console_url}/login/")
+    page.fill("input[name=username]", BROWSER_ADMIN)
+    page.fill("input[name=password]", BROWSER_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/users/**")
+    return page

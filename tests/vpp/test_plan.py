@@ -1,0 +1,80 @@
+"""Eligibility: every skip reason, per action and channel."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.vpp.conftest import make_user
+from users.models import ActivationState, Platform, User
+from vpp import invitations
+from vpp.models import InvitationChannel, Job, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
+from vpp.services.plan import STEP_CREATE, STEP_DELIVER, vpp_plan_build
+
+pytestmark = pytest.mark.django_db
+
+
+def reasons(action, channel="email"):
+    plan = vpp_plan_build(action=action, users=User.objects.all(), channel=channel)
+    return {row.label.split(" (")[0]: row.skip_reason or row.step for row in plan.rows}
+
+
+def vpp(user, status, **kw):
+    return VppUser.objects.create(user=user, status=status, **kw)
+
+
+def test_it_explains_every_invite_skip():
+    make_user(name="ok")
+    make_user(name="inactive", active=False)
+    make_user(name="no device", device=False)
+    make_user(name="android only", platform=Platform.ANDROID)
+    make_user(name="not activated", state=ActivationState.PENDING)
+    vpp(make_user(name="associated"), VppUserStatus.ASSOCIATED)
+    vpp(make_user(name="reinvite"), VppUserStatus.INVITED, invite_code="abc")
+    vpp(make_user(name="retired"), VppUserStatus.RETIRED)
+    make_user(name="no email", email="")
+    busy = make_user(name="busy")
+    pending = make_user(name="pending")
+    vpp(pending, VppUserStatus.PENDING)
+    job = Job.objects.create(action=JobAction.SYNC, status=JobStatus.RUNNING)
+    JobItem.objects.create(job=job, user=busy)
+    JobItem.objects.create(job=job, user=pending)
+    assert reasons(JobAction.INVITE) == {
+        "ok": STEP_CREATE,
+        "inactive": "inactive",
+        "no device": "no_device",
+        "android only": "no_device",
+        "not activated": "no_device",
+        "associated": "associated",
+        "reinvite": STEP_DELIVER,
+        "retired": STEP_CREATE,
+        "no email": "no_email",
+        "busy": "busy",
+        "pending": "pending",
+    }
+
+
+def test_it_checks_the_push_token_for_the_push_and_both_channels():
+    make_user(name="email only")
+    make_user(name="push only", email="", push_token="ab" * 32)
+    make_user(name="neither", email="")
+    assert reasons(JobAction.INVITE, InvitationChannel.PUSH) == {
+        "email only": "no_push", "push only": STEP_CREATE, "neither": "no_push"}
+    assert reasons(JobAction.INVITE, InvitationChannel.BOTH) == {
+        "email only": STEP_CREATE, "push only": STEP_CREATE, "neither": "no_contact"}
+
+
+def test_it_skips_everyone_when_the_channel_is_not_registered(monkeypatch):
+    make_user(name="ok")
+    monkeypatch.setattr(invitations, "_registry", {})
+    assert reasons(JobAction.INVITE) == {"ok": "no_channel"}
+
+
+def test_it_explains_delete_and_sync_skips():
+    make_user(name="never")
+    vpp(make_user(name="retired"), VppUserStatus.RETIRED)
+    vpp(make_user(name="invited", active=False), VppUserStatus.INVITED)
+    vpp(make_user(name="stale pending"), VppUserStatus.PENDING)
+    assert reasons(JobAction.DELETE) == {
+        "never": "not_vpp", "retired": "retired", "invited": "delete", "stale pending": "delete"}
+    assert reasons(JobAction.SYNC) == {
+        "never": "not_vpp", "retired": "update", "invited": "update", "stale pending": "update"}

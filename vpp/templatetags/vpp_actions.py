@@ -1,0 +1,21 @@
+"""Template helpers for the VPP actions on the Users page."""
+
+from __future__ import annotations
+
+from django import template
+
+from vpp.bulk_views import PERMISSIONS, action_blocker
+from vpp.models import VppServerSetting
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def vpp_actions(context) -> dict:
+    """What the toolbar needs: why actions are off (if they are) and which ones this admin may run."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    setting = VppServerSetting.load()
+    allowed = {action.value: bool(user and user.has_perm(perm)) for action, perm in PERMISSIONS.items()}
+    return {"blocker": action_blocker(setting), "needs_token": setting.user_based and not setting.has_token,
+            "allowed": allowed}
