@@ -74,6 +74,9 @@ def seed(n: int) -> None:
          for u in users],
         batch_size=2000,
     )
+    from users.services import user_device_summary_refresh
+
+    user_device_summary_refresh()  # bulk writes skip the signals that keep the summary columns
     Admin.objects.create_superuser("bench", "bench@example.com", "bench-password-1")
 
 
@@ -131,6 +134,20 @@ def wait_ready(app, port: int, timeout: float = 60) -> None:
             pass
         time.sleep(0.3)
     raise SystemExit("worker or web server did not start")
+
+
+def cpu_seconds(pgid: int, *, pid: int | None = None) -> float:
+    """User+system CPU of every live process in a process group, or of one pid (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if (int(stat.parent.name) == pid) if pid else (int(fields[2]) == pgid):  # fields: state ppid pgrp ...
+            total += int(fields[11]) + int(fields[12])  # utime stime
+    return total / ticks
 
 
 def pct(values: list[float], q: float) -> float:
@@ -203,6 +220,8 @@ def main() -> None:
         prober.join(timeout=10)
         job.refresh_from_db()
         counters = sandbox.counters()
+        cpu = {"worker": cpu_seconds(procs[0].pid), "web": cpu_seconds(procs[1].pid),
+               "sandbox": cpu_seconds(0, pid=sandbox.process.pid)}
 
         batches = math.ceil(args.users / MAX_USERS)
         pages = math.ceil(args.users / PAGE_SIZE)
@@ -228,6 +247,8 @@ def main() -> None:
                 print(f"{name:<16} p50 {statistics.median(times) * 1000:6.1f} ms   p95 {pct(times, .95):6.1f} ms   "
                       f"({len(times)} requests during the job)")
         print(f"web errors       {prober.errors}")
+        print(f"CPU used         worker {cpu['worker']:.1f} s, web {cpu['web']:.1f} s, sandbox {cpu['sandbox']:.1f} s "
+              f"on {os.cpu_count()} cores (load average now {os.getloadavg()[0]:.1f})")
     finally:
         for proc in procs:
             stop(proc)

@@ -36,7 +36,7 @@ def worker(tmp_path, vpp_sandbox):
     (tmp_path / "outbox").mkdir()
     process = Worker(outbox=tmp_path / "outbox").start()
     yield process
-    process.stop()
+    process.kill()
 
 
 @pytest.fixture

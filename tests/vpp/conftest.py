@@ -5,7 +5,8 @@ import itertools
 import pytest
 
 from tests.vpp.fake_apple import FakeApple
-from users.models import ActivationState, Device, Platform, User
+from users.models import ActivationState, Device, Platform, User, user_search_text
+from users.services import user_device_summary_refresh
 from vpp import secrets
 from vpp.models import Job, VppServerSetting
 
@@ -25,6 +26,25 @@ def make_user(*, email="auto", active=True, platform=Platform.IOS, state=Activat
         Device.objects.create(user=user, platform=platform, activation_state=state, push_token=push_token,
                               serial_number=f"SN{n}")
     return user
+
+
+def make_users(count: int, *, prefix: str = "Bulk") -> list[User]:
+    """Many eligible users (activated iPhone, email) in two INSERTs."""
+    start = next(_seq)
+    for _ in range(count):
+        next(_seq)
+    users = User.objects.bulk_create(
+        [User(display_name=f"{prefix} {start + i:05d}", login_id=f"{prefix.lower()}{start + i}",
+              email=f"{prefix.lower()}{start + i}@example.com",
+              search_text=user_search_text(f"{prefix} {start + i:05d}", f"{prefix.lower()}{start + i}", ""))
+         for i in range(count)]
+    )
+    Device.objects.bulk_create(
+        [Device(user=user, platform=Platform.IOS, activation_state=ActivationState.ACTIVATED,
+                serial_number=f"SN{user.pk}") for user in users]
+    )
+    user_device_summary_refresh(user_ids=[user.pk for user in users])  # bulk writes skip the signals
+    return users
 
 
 @pytest.fixture

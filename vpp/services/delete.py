@@ -20,17 +20,23 @@ def delete_phase(*, job: Job, items: list[JobItem], client: VppClient, token: st
     config = client.service_config()
     items = [item for item in items if _has_vpp_user(item)]
 
+    refused: dict[int, tuple] = {}  # whole batches Apple refused at once
     revoke_events = _send(items, config.max_revoke_client_user_ids,
-                          lambda ids: client.revoke_assets(client_user_ids=ids))
+                          lambda ids: client.revoke_assets(client_user_ids=ids), refused)
     failed, unknown = _outcomes(job, token, client, revoke_events)
+    failed.update(refused)
     survivors = [item for item in items if item.pk not in failed]
-    retire_events = _send(survivors, config.max_users, client.retire_users)
+    retire_events = _send(survivors, config.max_users, client.retire_users, refused)
     failed2, unknown2 = _outcomes(job, token, client, retire_events)
     failed.update(failed2)
+    failed.update(refused)
     unknown |= unknown2
+    unknown |= {pk for pk, (number, _) in failed.items() if number == USER_NOT_FOUND}
+    failed = {pk: failure for pk, failure in failed.items() if failure[0] != USER_NOT_FOUND}
 
+    by_pk = {item.pk: item for item in items}
     for item_pk, (number, message) in failed.items():
-        item_fail([i for i in items if i.pk == item_pk], message, number)
+        item_fail([by_pk[item_pk]], message, number)
     done = [item for item in items if item.pk not in failed]
     VppUser.objects.filter(pk__in=[item.vpp_user_id for item in done]).update(
         status=VppUserStatus.RETIRED, invite_code="", last_synced_at=timezone.now(),
@@ -47,15 +53,14 @@ def _has_vpp_user(item: JobItem) -> bool:
     return True
 
 
-def _send(items: list[JobItem], size: int, call) -> dict[str, list[JobItem]]:
+def _send(items: list[JobItem], size: int, call, refused: dict[int, tuple]) -> dict[str, list[JobItem]]:
     events: dict[str, list[JobItem]] = {}
     for batch in batches(items, size):
         try:
             event_ids = call([str(item.vpp_user.client_user_id) for item in batch])
         except InvalidRequestError as exc:
-            if exc.error_number == USER_NOT_FOUND:
-                continue  # nobody in the batch is known; reported below as not at Apple
-            item_fail(batch, exc.message, exc.error_number)
+            # (9609 for the batch: nobody in it is known; reported as not at Apple below)
+            refused.update({item.pk: (exc.error_number, exc.message) for item in batch})
             continue
         for event_id in event_ids:
             events.setdefault(event_id, []).extend(batch)

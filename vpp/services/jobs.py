@@ -25,6 +25,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from vpp.client import (
+    NotPermittedError,
     PermanentVppError,
     TokenExpiredError,
     TokenInvalidError,
@@ -414,7 +415,7 @@ def job_process_chunk(*, job_id: int, phase: str, chunk: int, client: VppClient 
         except NoTokenError as exc:
             job_fail(job=job, message=str(exc))
             return False
-        except (TokenExpiredError, TokenRevokedError, TokenInvalidError) as exc:
+        except (TokenExpiredError, TokenRevokedError, TokenInvalidError, NotPermittedError) as exc:
             _token_broken(exc)
             job_fail(job=job, message=f"{exc.message} The job stopped.", error_number=exc.error_number)
             return False
@@ -431,6 +432,7 @@ def job_process_chunk(*, job_id: int, phase: str, chunk: int, client: VppClient 
         except Exception:
             logger.exception("job %s phase %s chunk %s failed", job.pk, phase, chunk)
             _fail_claimed(token, "Internal error while processing this user (see the worker log).", None)
+        job_release(token=token)  # safety net: nothing stays in flight after its task (attempts are capped)
     Job.objects.filter(pk=job.pk, retry_after_until__lte=timezone.now()).update(retry_after_until=None)
     job_heartbeat(job=job)
     return job_advance(job=job, phase=phase)
@@ -450,6 +452,8 @@ def _transient_wait(exc: TransientVppError, items: list[JobItem]) -> float:
 
 
 def _token_broken(exc: PermanentVppError) -> None:
+    if isinstance(exc, NotPermittedError):
+        return  # the token is fine; this account may not do this (shown on the job)
     health = {
         TokenExpiredError: TokenHealth.EXPIRED,
         TokenRevokedError: TokenHealth.REVOKED,
