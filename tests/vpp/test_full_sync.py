@@ -208,3 +208,39 @@ def test_it_fails_the_sync_at_once_when_the_broker_is_down(apple, monkeypatch, d
     assert job.status == JobStatus.FAILED and "task queue" in job.error
     schedule = SyncSchedule.load()
     assert schedule.running_job_id is None and schedule.last_result == SyncResult.FAILED
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("page_size", [1, 500])
+def test_it_keeps_a_reinvited_user_active_despite_the_retired_history_row(
+    apple, vpp_sandbox, django_capture_on_commit_callbacks, page_size
+):
+    again = make_user(apple, "Gil")
+    cid = str(again.client_user_id)
+    apple.wait_for_event(apple.retire_users([cid])[0], poll_interval=0.05)
+    apple.wait_for_event(apple.create_users([vpp.RequestUser(cid, email="gil@example.com")])[0], poll_interval=0.05)
+    assert sorted(r["status"] for r in vpp_sandbox.users()) == ["Registered", "Retired"]
+    vpp_sandbox.control(page_size=page_size)
+    run_sync(django_capture_on_commit_callbacks)
+    again.refresh_from_db()
+    assert again.status == VppUserStatus.INVITED
+    assert again.invite_code == apple_record(vpp_sandbox, again)["inviteCode"]
+
+
+@pytest.mark.django_db
+def test_it_lists_orphans_on_the_sync_job_page(apple, client, admin_user, django_capture_on_commit_callbacks):
+    from django.urls import reverse
+
+    moved = make_user(apple, "Hal")
+    User.objects.filter(pk=moved.user_id).update(email="hal.new@example.com")
+    orphan_id = str(uuid.uuid4())
+    apple.wait_for_event(apple.create_users([vpp.RequestUser(client_user_id=orphan_id, email="x@example.com")])[0],
+                         poll_interval=0.05)
+    job = run_sync(django_capture_on_commit_callbacks)
+    client.force_login(admin_user)
+    html = client.get(reverse("jobs:detail", args=[job.pk])).content.decode()
+    assert "Full sync" in html and orphan_id in html and "x@example.com" in html
+    assert "Hal (hal)" in html  # the per-user result of the email pushed to Apple
+    assert (job.total, job.succeeded) == (1, 1)
+    settings_page = client.get(reverse("vpp:server-setting")).content.decode()
+    assert "1 Apple user match" in settings_page and reverse("jobs:detail", args=[job.pk]) in settings_page

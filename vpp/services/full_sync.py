@@ -162,8 +162,8 @@ def _record_token_state(exc: vpp.VppError) -> None:
 
 def _beat(job: Job, phase: str, counts: Counter) -> None:
     now = timezone.now()
-    Job.objects.filter(pk=job.pk).update(phase=phase, heartbeat_at=now, total=counts["apple_users"]
-                                         + counts["items"], succeeded=counts["succeeded"], failed=counts["failed"])
+    Job.objects.filter(pk=job.pk).update(phase=phase, heartbeat_at=now, total=counts["items"],
+                                         succeeded=counts["succeeded"], failed=counts["failed"])
     SyncSchedule.objects.filter(pk=1, running_job_id=job.pk).update(last_counts=dict(counts))
 
 
@@ -174,7 +174,7 @@ def _finish(job: Job, run: SyncRun, counts: Counter, result: str, detail: str) -
     run.save(update_fields=["counts"])
     Job.objects.filter(pk=job.pk).update(status=status, phase="done", finished_at=now, heartbeat_at=now,
                                          error=detail[:500], succeeded=counts["succeeded"], failed=counts["failed"],
-                                         total=counts["apple_users"] + counts["items"])
+                                         total=counts["items"])
     SyncSchedule.objects.filter(pk=1, last_job_id=job.pk).update(
         last_result=result, last_counts=dict(counts), last_detail=detail[:500], last_finished_at=now)
     SyncSchedule.objects.filter(pk=1, running_job_id=job.pk).update(running_job_id=None)
@@ -336,6 +336,7 @@ def _apply_page(job, run, apple_users: list[vpp.VppApiUser], seen_active: set[st
                 moved.append((row, before))
     _write_rows(changed)
     _status_items(job, moved)
+    _count_items(counts, len(moved), 0)
     SyncOrphan.objects.bulk_create(orphans, batch_size=WRITE_BATCH, ignore_conflicts=True)
     counts["updated"] += len(changed)
     counts["status_changed"] += len(moved)
