@@ -9,9 +9,12 @@ Performance notes (100,000 users; see bench/users_page.py):
   (display_name, id): filtered pages and their counts walk only the matching rows. A join or
   EXISTS over the devices table cost 50–800 ms per COUNT at this size.
 - Search is one LIKE on the lower-cased User.search_text (a trigram index on Postgres).
+- A search first collects the matching ids when there are at most 2,000 of them, so a rare
+  term does not walk a whole sort index testing every row.
 - A page is fetched in two steps: the ids of the page (an index-only walk of the sort index,
-  cheap even at a deep OFFSET), then only those rows with the columns the table shows.
-- Devices come in one extra query for the whole page (Prefetch with only the shown columns).
+  cheap even at a deep OFFSET), then only those rows with the columns the table shows, as
+  dicts (rendering model instances was the page's largest cost).
+- Devices come in one extra query for the whole page (three columns).
 - The total is not counted when the first page is not full (the rows *are* the total).
 """
 

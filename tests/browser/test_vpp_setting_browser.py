@@ -5,14 +5,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth.models import Permission
 from django.db import connection
 
 from users.models import User
@@ -21,31 +18,13 @@ from vpp.models import SyncSchedule, VppServerSetting, VppUser, VppUserStatus
 from vpp.services import full_sync
 
 pytestmark = [pytest.mark.browser, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]
 
 
 @pytest.fixture
-def page(live_server, django_user_model):
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        pytest.skip("Chromium is not installed (make browser installs it)")
-    from playwright.sync_api import sync_playwright
-
-    admin = django_user_model.objects.create_user("admin", email="admin@example.com", password="pw-for-browser-1")
-    admin.user_permissions.add(Permission.objects.get(codename="change_vppserversetting"))
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        tab = browser.new_page(viewport={"width": 1280, "height": 900})
-        tab.set_default_timeout(15_000)
-        tab.goto(f"{live_server.url}/login/")
-        tab.fill("input[name=username]", "admin")
-        tab.fill("input[name=password]", "pw-for-browser-1")
-        tab.click("button[type=submit]")
-        tab.wait_for_url("**/users/**")
-        tab.goto(f"{live_server.url}/setting/ios-macos/vpp-server/")
-        yield tab
-        browser.close()
+def setting_page(logged_in_page, console_url):
+    """The shared logged-in tab (tests/browser/conftest.py), on Setting › iOS/macOS › VPP Server Setting."""
+    logged_in_page.goto(f"{console_url}/setting/ios-macos/vpp-server/")
+    return logged_in_page
 
 
 @pytest.fixture
@@ -64,12 +43,16 @@ def upload_token(page, token: str, tmp_path: Path):
     page.click("#token-upload")
 
 
-def test_it_uploads_a_token_changes_the_schedule_and_syncs(page, vpp_sandbox, sandbox_url, tmp_path, monkeypatch):
+def test_it_uploads_a_token_changes_the_schedule_and_syncs(
+    setting_page, vpp_sandbox, sandbox_url, tmp_path, monkeypatch
+):
+    page = setting_page
     assert "No content token yet" in page.content()
     upload_token(page, vpp_sandbox.token, tmp_path)
     page.wait_for_selector("#token-org")
     assert page.inner_text("#token-org") == vpp_sandbox.org
     assert page.inner_text("#token-health-badge") == "Valid"
+    assert page.console_errors == []
 
     page.check("input[name=enabled]")
     page.check("input[name=mode][value=daily]")
@@ -109,9 +92,11 @@ def test_it_uploads_a_token_changes_the_schedule_and_syncs(page, vpp_sandbox, sa
     assert "Apple users 1" in page.inner_text("#last-counts")
     ada.refresh_from_db()
     assert ada.status == VppUserStatus.ASSOCIATED
+    assert page.console_errors == []  # no CSP violation, no script error
 
 
-def test_it_screenshots_the_token_states(page, vpp_sandbox, sandbox_url, tmp_path):
+def test_it_screenshots_the_token_states(setting_page, vpp_sandbox, sandbox_url, tmp_path):
+    page = setting_page
     out = Path(django_settings.VAR_DIR) / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(out / "vpp-setting-no-token.png"), full_page=True)
@@ -136,3 +121,4 @@ def test_it_screenshots_the_token_states(page, vpp_sandbox, sandbox_url, tmp_pat
     page.click("#takeover-button")
     page.wait_for_selector("text=kmconsole now manages this location")
     assert page.inner_text("#token-health-badge") == "Valid"
+    assert page.console_errors == []

@@ -315,7 +315,7 @@ class Sandbox:
                 r
                 for r in loc["users"]
                 if (not active_only or r["status"] in ACTIVE)
-                and (not retired_only or r["status"] == "Retired")
+                and (not retired_only or r["status"] not in ACTIVE)  # Retired and (legacy) Deleted
                 and (client_user_id is None or r["clientUserId"] == client_user_id)
                 and (since is None or r["versionId"] > since)
             ]
@@ -451,7 +451,23 @@ class Sandbox:
         record["versionId"] = self.store.bump(loc)
         loc["users"].append(record)
         self.counters.users_created += 1
+        self._supersede(loc, record)
         return record, None
+
+    def _supersede(self, loc, record) -> None:
+        """Apple's Deleted state: a retired row whose Apple Account is now on a newer row of the
+        same clientUserId never changes again (reference §3)."""
+        if record["status"] != "Associated":
+            return
+        for old in loc["users"]:
+            if (
+                old is not record
+                and old["clientUserId"] == record["clientUserId"]
+                and old["status"] == "Retired"
+                and old.get("idHash") == record["idHash"]
+            ):
+                old["status"] = "Deleted"
+                old["versionId"] = self.store.bump(loc)
 
     def _update_user(self, loc, user) -> tuple[dict | None, int | None]:
         record = self._active(loc, user["clientUserId"])
@@ -465,6 +481,7 @@ class Sandbox:
                 return None, 9641
             record.update(status="Associated", idHash=account_hash, managedAppleId=user["managedAppleId"])
         record["versionId"] = self.store.bump(loc)
+        self._supersede(loc, record)
         return record, None
 
     def _retire_user(self, loc, user) -> tuple[dict | None, int | None]:
@@ -514,6 +531,7 @@ class Sandbox:
                 return "taken", record
             record.update(status="Associated", idHash=account_hash)
             record["versionId"] = self.store.bump(loc)
+            self._supersede(loc, record)
             self._notify(loc, "USER_ASSOCIATED", {"associatedUsers": [response_user(record)]})
             self._auto_associate(loc, record["clientUserId"])
             return "accepted", record

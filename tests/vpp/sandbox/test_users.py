@@ -164,3 +164,15 @@ def test_it_answers_a_bad_version_id_with_9721(api, version):
 
 def test_it_rejects_a_bad_boolean_filter(api):
     api.error(api.get("/users", params={"activeOnly": "maybe"}), 9602, 400)
+
+
+def test_it_marks_a_retired_row_deleted_when_its_apple_account_joins_a_new_row(api, vpp_sandbox):
+    api.finished(api.create({"clientUserId": "u1"}))
+    vpp_sandbox.accept_invitation(users_of(api)[0]["inviteCode"], "same@icloud.com")
+    api.finished(api.create({"clientUserId": "u1"}, path="/users/retire"))
+    api.finished(api.create({"clientUserId": "u1"}))
+    new_code = users_of(api, activeOnly="true")[0]["inviteCode"]
+    assert [u["status"] for u in users_of(api)] == ["Retired", "Registered"]
+    vpp_sandbox.accept_invitation(new_code, "same@icloud.com")
+    assert [u["status"] for u in users_of(api)] == ["Deleted", "Associated"]
+    assert [u["status"] for u in users_of(api, retiredOnly="true")] == ["Deleted"]
