@@ -287,6 +287,9 @@ VPP_SANDBOX_APNS_PORT = env_int("VPP_SANDBOX_APNS_PORT", 8090, minimum=0, maximu
 VPP_JOB_CHUNK_SIZE = env_int("VPP_JOB_CHUNK_SIZE", 1000, minimum=1)
 VPP_JOB_MAX_ATTEMPTS = env_int("VPP_JOB_MAX_ATTEMPTS", 8, minimum=1)
 VPP_JOB_STALE_SECONDS = env_int("VPP_JOB_STALE_SECONDS", 300, minimum=1)
+# A create whose answer was lost (worker died) is sent again only if Apple still shows no such
+# user this long after it was sent (Apple: retry a request still PENDING after 10 minutes).
+VPP_CREATE_RECHECK_SECONDS = env_int("VPP_CREATE_RECHECK_SECONDS", 600, minimum=1)
 
 # --- Apple Push Notification service (invitations to our agent app; vpp/push.py) ----------
 # APNS_HOST: https://api.push.apple.com (production apps), https://api.sandbox.push.apple.com

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core import mail
 
@@ -232,3 +234,22 @@ def test_it_retries_failed_items_only(apple, token_setting, user_factory):
     assert list(JobItem.objects.filter(job=retry).values_list("user_id", flat=True)) == [bad.pk]
     retry = run_job(retry, apple)
     assert retry.succeeded == 1
+
+
+def test_it_waits_before_resending_a_create_apple_may_still_be_working_on(apple, token_setting, user_factory,
+                                                                          settings):
+    from django.utils import timezone
+
+    user = user_factory()
+    job = start(JobAction.INVITE, [user])
+    # The create went out, the worker died before the answer was stored, Apple has not processed it yet.
+    JobItem.objects.filter(job=job).update(request_sent_at=timezone.now())
+    settings.VPP_CREATE_RECHECK_SECONDS = 600
+    job = run_job(job, apple, max_rounds=4)
+    assert job.status == JobStatus.RUNNING
+    assert apple.count("create_users") == 0 and apple.count("get_user") >= 1
+    settings.VPP_CREATE_RECHECK_SECONDS = 1
+    JobItem.objects.filter(job=job).update(request_sent_at=timezone.now() - timedelta(seconds=5))
+    job = run_job(job, apple)
+    assert (job.status, job.succeeded) == (JobStatus.DONE, 1)
+    assert apple.count("create_users") == 1

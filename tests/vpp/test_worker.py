@@ -142,7 +142,7 @@ def test_it_survives_a_worker_killed_mid_job_without_creating_anyone_twice(
     # Slow Apple down so the kill lands while creates and event polls are in flight.
     vpp_sandbox.control(pending_seconds=1.5, latency=0.05)
     users = make_users(300)
-    env = {"VPP_JOB_CHUNK_SIZE": 50, "VPP_JOB_STALE_SECONDS": 3}
+    env = {"VPP_JOB_CHUNK_SIZE": 50, "VPP_JOB_STALE_SECONDS": 3, "VPP_CREATE_RECHECK_SECONDS": 8}
     w = worker(**env)
     job = start_job(JobAction.INVITE, users)
     wait_until(lambda: vpp_sandbox.counters()["create_calls"] >= 2, timeout=60, message="creates at Apple")

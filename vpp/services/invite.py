@@ -7,6 +7,9 @@ is checked at Apple first (its event, or the user itself) before any new create;
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -21,9 +24,11 @@ from vpp.services.apple_io import (
     batches,
     events_wait,
     failures_by_user,
+    poll_interval,
     users_listing,
     users_version_now,
 )
+from vpp.services.jobs import JobDeferred
 from vpp.services.rows import rows_update
 
 
@@ -96,13 +101,20 @@ def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) ->
     waiting: dict[str, list[JobItem]] = {}
     to_create: list[JobItem] = []
     created: list[JobItem] = []
+    undecided: list[JobItem] = []
     for item in items:
         if item.vpp_user is None:
             _fail([item], "The VPP user record is gone.")
         elif item.apple_event_id:
             waiting.setdefault(item.apple_event_id, []).append(item)
         elif item.request_sent_at:
-            (created if _exists_at_apple(client, item) else to_create).append(item)
+            # A create may have reached Apple without us learning its event id (the worker died).
+            if _exists_at_apple(client, item):
+                created.append(item)
+            elif timezone.now() - item.request_sent_at < _recheck_after():
+                undecided.append(item)  # Apple may still be working on it: look again later
+            else:
+                to_create.append(item)  # Apple's rule: still nothing after that long, send it again
         else:
             to_create.append(item)
     _set_step(created, "readback")
@@ -118,6 +130,16 @@ def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) ->
         _record_create_events(waiting, pending.finished, pending.unknown)
         raise
     _record_create_events(waiting, finished, unknown)
+    if undecided:
+        raise JobDeferred(poll_interval())
+
+
+def _recheck_after() -> timedelta:
+    """How long an unconfirmed create must stay invisible at Apple before it is sent again.
+
+    Apple: if an event is still PENDING after 10 minutes, retry the original request (§5).
+    """
+    return timedelta(seconds=getattr(settings, "VPP_CREATE_RECHECK_SECONDS", 600))
 
 
 def _exists_at_apple(client: VppClient, item: JobItem) -> bool:
