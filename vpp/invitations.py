@@ -14,6 +14,7 @@ Sending is at most once per (VPP user, channel, job): see InvitationDelivery.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -102,6 +103,21 @@ def render_template(template: str, invitation: Invitation, *, html: bool = False
     return template.format_map(_SafeDict(values))
 
 
+class _InvitationEmail(EmailMultiAlternatives):
+    """Text + HTML with its MIME boundary chosen up front.
+
+    Without one, the stdlib generator picks a random boundary and compiles a fresh regex for
+    every message to check it is absent from the body (~0.5 ms each, a third of the cost of an
+    invitation). A uuid4 boundary needs no such check.
+    """
+
+    def _create_alternatives(self, msg):
+        msg = super()._create_alternatives(msg)
+        if msg.is_multipart() and not msg.get_boundary():
+            msg.set_boundary(f"=_kmconsole_{uuid.uuid4().hex}")
+        return msg
+
+
 class EmailChannel:
     """Invitations through Django's email framework: text + HTML, one connection per batch."""
 
@@ -119,7 +135,7 @@ class EmailChannel:
             html = linebreaks(escape(text)).replace(
                 escape(invitation.link), f'<a href="{escape(invitation.link)}">{escape(invitation.link)}</a>'
             )
-        message = EmailMultiAlternatives(
+        message = _InvitationEmail(
             subject=subject,
             body=text,
             from_email=setting.invitation_sender or None,
