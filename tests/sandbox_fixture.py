@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pytest
 
+from vpp.client import clear_service_config_cache
 from vpp.sandbox.testing import TEST_OPTIONS, SandboxHandle, start_process_sandbox, start_thread_sandbox
 
 
@@ -30,6 +31,9 @@ def _vpp_sandbox_session():
 @pytest.fixture
 def vpp_sandbox(_vpp_sandbox_session) -> SandboxHandle:
     _vpp_sandbox_session.reset()
+    # VppClient caches Service Config per base URL for 5 minutes; this sandbox keeps its URL for
+    # the whole session while tests change its limits, so every test starts with a fresh read.
+    clear_service_config_cache()
     return _vpp_sandbox_session
 
 

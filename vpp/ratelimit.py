@@ -60,7 +60,36 @@ class RateLimiter(Protocol):
         """Seconds left in the current pause (0 when not paused)."""
 
 
-class InProcessRateLimiter:
+class _SlotLimiter:
+    """The waiting loop shared by both limiters; subclasses reserve slots and keep pauses."""
+
+    window: float
+    _clock = staticmethod(time.monotonic)
+    _sleep = staticmethod(time.sleep)
+
+    def _reserve(self, key: str, interval: float, max_wait: float) -> tuple[float, bool]:
+        """Reserve the next slot unless it is more than MAX_WAIT away: (seconds until it, reserved?)."""
+        raise NotImplementedError
+
+    def paused_for(self, key: str) -> float:
+        raise NotImplementedError
+
+    def acquire(self, key: str, *, rate: int, max_wait: float = float("inf")) -> None:
+        interval = self.window / max(1, int(rate))
+        deadline = self._clock() + max_wait
+        while True:
+            wait, reserved = self._reserve(key, interval, max(0.0, deadline - self._clock()))
+            if not reserved:
+                raise RateLimitPaused(wait)
+            if wait <= 0:
+                return
+            self._sleep(wait)
+            if self.paused_for(key) <= 0:
+                return
+            # A Retry-After arrived while we slept: our slot is void, queue again after the pause.
+
+
+class InProcessRateLimiter(_SlotLimiter):
     """Thread-safe limiter for one process (same algorithm as RedisRateLimiter)."""
 
     def __init__(self, *, window: float = DEFAULT_WINDOW, clock=time.monotonic, sleep=time.sleep):
@@ -72,7 +101,6 @@ class InProcessRateLimiter:
         self._pause_until: dict[str, float] = {}
 
     def _reserve(self, key: str, interval: float, max_wait: float) -> tuple[float, bool]:
-        """Reserve the next slot: (seconds until it, reserved?)."""
         with self._lock:
             now = self._clock()
             slot = max(self._next_slot.get(key, now), now, self._pause_until.get(key, now))
@@ -81,20 +109,6 @@ class InProcessRateLimiter:
                 return wait, False
             self._next_slot[key] = slot + interval
             return wait, True
-
-    def acquire(self, key: str, *, rate: int, max_wait: float = float("inf")) -> None:
-        interval = self.window / max(1, int(rate))
-        deadline = self._clock() + max_wait
-        while True:
-            wait, reserved = self._reserve(key, interval, deadline - self._clock())
-            if not reserved:
-                raise RateLimitPaused(wait)
-            if wait <= 0:
-                return
-            self._sleep(wait)
-            if self.paused_for(key) <= 0:
-                return
-            # A Retry-After arrived while we slept: our slot is void, queue again after the pause.
 
     def pause(self, key: str, seconds: float) -> None:
         with self._lock:
@@ -148,7 +162,7 @@ return 0
 """
 
 
-class RedisRateLimiter:
+class RedisRateLimiter(_SlotLimiter):
     """Request spacing and pause mark shared through Redis (atomic Lua scripts)."""
 
     def __init__(self, redis_client, *, window: float = DEFAULT_WINDOW, prefix: str = _KEY_PREFIX, sleep=time.sleep):
@@ -169,21 +183,10 @@ class RedisRateLimiter:
     def _keys(self, key: str) -> tuple[str, str]:
         return f"{self.prefix}:next:{key}", f"{self.prefix}:pause:{key}"
 
-    def acquire(self, key: str, *, rate: int, max_wait: float = float("inf")) -> None:
-        interval_ms = self.window * 1000 / max(1, int(rate))
-        deadline = time.monotonic() + max_wait
-        while True:
-            allowed_ms = min(max(0.0, deadline - time.monotonic()) * 1000, 1e12)
-            reserved, wait_ms = self._acquire(keys=self._keys(key), args=[f"{interval_ms:.3f}", f"{allowed_ms:.0f}"])
-            wait = int(wait_ms) / 1000
-            if not reserved:
-                raise RateLimitPaused(wait)
-            if wait <= 0:
-                return
-            self._sleep(wait)
-            if self.paused_for(key) <= 0:
-                return
-            # A Retry-After arrived while we slept: our slot is void, queue again after the pause.
+    def _reserve(self, key: str, interval: float, max_wait: float) -> tuple[float, bool]:
+        allowed_ms = min(max_wait * 1000, 1e12)
+        reserved, wait_ms = self._acquire(keys=self._keys(key), args=[f"{interval * 1000:.3f}", f"{allowed_ms:.0f}"])
+        return int(wait_ms) / 1000, bool(reserved)
 
     def pause(self, key: str, seconds: float) -> None:
         ms = max(0, int(seconds * 1000))

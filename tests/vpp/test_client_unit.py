@@ -538,8 +538,8 @@ def test_reads_are_retried_after_timeouts_and_connection_errors(rsps):
 def test_the_retry_budget_bounds_total_time(rsps):
     rsps.get(f"{BASE}/client/config", status=503, json={"errorNumber": 9729})
     with pytest.raises(vc.ServiceUnavailableError):
-        make_client(max_retries=50, backoff_base=0.05, backoff_max=0.05, retry_budget=0.12).client_config()
-    assert 1 < len(calls_to(rsps, "/client/config")) <= 4
+        make_client(max_retries=50, backoff_base=0.05, backoff_max=0.05, retry_budget=0.3).client_config()
+    assert 2 <= len(calls_to(rsps, "/client/config")) <= 13  # delays of 25-50 ms within 0.3 s, far below 50 tries
 
 
 def test_connection_refused_becomes_a_transient_error():

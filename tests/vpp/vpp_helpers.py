@@ -29,3 +29,14 @@ SERVICE_CONFIG = {
         "getUsers": "https://vpp.example/mdm/v2/users",
     },
 }
+
+
+def max_in_any_window(stamps: list[float], window: float) -> int:
+    """The most timestamps inside any half-open interval [t, t + window)."""
+    stamps = sorted(stamps)
+    best, start = 0, 0
+    for end, t in enumerate(stamps):
+        while t - stamps[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
