@@ -75,3 +75,14 @@ def test_it_fails_the_job_clearly_when_the_token_is_expired(vpp_sandbox, sandbox
     assert job.status == JobStatus.FAILED
     assert "expired" in job.error.lower()
     assert set(JobItem.objects.filter(job=job).values_list("status", flat=True)) == {ItemStatus.FAILED}
+
+
+def test_it_keeps_every_event_when_apple_lowers_max_users_mid_job(vpp_sandbox, sandbox_setting, user_factory):
+    users = [user_factory() for _ in range(5)]
+    apple = client(sandbox_setting)
+    apple.service_config()  # cached with maxUsers 100: the job batches all five together
+    vpp_sandbox.control(limits={"maxUsers": 2})  # Apple answers 9714; the client re-reads and splits 2+2+1
+    job = run_job(start(JobAction.INVITE, users), apple)
+    assert (job.status, job.succeeded) == (JobStatus.DONE, 5), list(JobItem.objects.values("status", "reason"))
+    assert len(set(JobItem.objects.values_list("apple_event_id", flat=True))) == 3
+    assert len(vpp_sandbox.users()) == 5

@@ -7,6 +7,7 @@ is checked at Apple first (its event, or the user itself) before any new create;
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -30,6 +31,8 @@ from vpp.services.apple_io import (
 )
 from vpp.services.jobs import JobDeferred
 from vpp.services.rows import rows_update
+
+logger = logging.getLogger(__name__)
 
 
 def _cuid(item: JobItem) -> str:
@@ -120,9 +123,7 @@ def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) ->
     _set_step(created, "readback")
 
     for batch in batches(to_create, config.max_users):
-        event_id = _send_create(client, batch)
-        if event_id:
-            waiting[event_id] = batch
+        waiting.update(_send_create(client, batch))
 
     try:
         finished, unknown = events_wait(job=job, token=token, client=client, event_ids=waiting)
@@ -147,7 +148,8 @@ def _exists_at_apple(client: VppClient, item: JobItem) -> bool:
     return user is not None and user.status in ACTIVE_STATUSES
 
 
-def _send_create(client: VppClient, batch: list[JobItem]) -> str | None:
+def _send_create(client: VppClient, batch: list[JobItem]) -> dict[str, list[JobItem]]:
+    """Create the batch at Apple; {event id: its items} (several when Apple lowered maxUsers meanwhile)."""
     ids = [item.pk for item in batch]
     # Committed before the request: if we die before the answer is stored, we ask Apple first.
     JobItem.objects.filter(pk__in=ids).update(request_sent_at=timezone.now())
@@ -164,12 +166,33 @@ def _send_create(client: VppClient, batch: list[JobItem]) -> str | None:
     except InvalidRequestError as exc:
         JobItem.objects.filter(pk__in=ids).update(request_sent_at=None)
         _fail(batch, exc.message, exc.error_number)
-        return None
-    event_id = event_ids[0]
-    JobItem.objects.filter(pk__in=ids).update(apple_event_id=event_id)
-    for item in batch:
-        item.apple_event_id = event_id
-    return event_id
+        return {}
+    groups = _event_groups(client, batch, event_ids)
+    for event_id, group in groups.items():
+        JobItem.objects.filter(pk__in=[item.pk for item in group]).update(apple_event_id=event_id)
+        for item in group:
+            item.apple_event_id = event_id
+    return groups
+
+
+def _event_groups(client: VppClient, batch: list[JobItem], event_ids: list[str]) -> dict[str, list[JobItem]]:
+    """Which items each event covers. The client splits by the current maxUsers, in order.
+
+    If the split cannot be matched (the limits changed twice during the call), no event id is
+    stored: request_sent_at stays set, so the items are looked up at Apple before any resend.
+    """
+    if len(event_ids) == 1:
+        return {event_ids[0]: batch}
+    sizes = [len(part) for part in client.split_users([RequestUser(_cuid(item)) for item in batch])]
+    if len(sizes) != len(event_ids):
+        logger.warning("create for %d users returned %d events; confirming with Apple instead", len(batch),
+                       len(event_ids))
+        return {}
+    groups, start = {}, 0
+    for event_id, size in zip(event_ids, sizes, strict=True):
+        groups[event_id] = batch[start:start + size]
+        start += size
+    return groups
 
 
 def _record_create_events(waiting: dict[str, list[JobItem]], finished: dict, unknown: set) -> None:
