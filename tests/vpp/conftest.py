@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from django.contrib.auth.models import Permission
 
 from tests.vpp.fake_apple import FakeApple
 from users.models import ActivationState, Device, Platform, User, user_search_text
@@ -86,3 +87,12 @@ def run_job(job: Job, client, *, max_rounds: int = 200) -> Job:
             queue.append(("chunk", phase, chunk))
     job.refresh_from_db()
     return job
+
+
+@pytest.fixture
+def admin(client, django_user_model):
+    """A console admin who may change the VPP Server Setting, logged in."""
+    user = django_user_model.objects.create_user("admin", email="admin@example.com", password=None)
+    user.user_permissions.add(Permission.objects.get(codename="change_vppserversetting"))
+    client.force_login(user)
+    return user

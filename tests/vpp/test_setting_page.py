@@ -6,7 +6,6 @@ import datetime as dt
 
 import pytest
 import time_machine
-from django.contrib.auth.models import Permission
 from django.core import mail
 from django.urls import reverse
 
@@ -16,14 +15,6 @@ from vpp.selectors import vpp_actions_disabled_reason
 
 pytestmark = pytest.mark.django_db
 URL = reverse("vpp:server-setting")
-
-
-@pytest.fixture
-def admin(client, django_user_model):
-    user = django_user_model.objects.create_user("admin", email="admin@example.com", password=None)
-    user.user_permissions.add(Permission.objects.get(codename="change_vppserversetting"))
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import base64
 import logging
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
@@ -17,14 +16,6 @@ from vpp.services import setting as setting_service
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sandbox]
 URL = reverse("vpp:server-setting")
-
-
-@pytest.fixture
-def admin(client, django_user_model):
-    user = django_user_model.objects.create_user("admin", email="admin@example.com", password=None)
-    user.user_permissions.add(Permission.objects.get(codename="change_vppserversetting"))
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture
