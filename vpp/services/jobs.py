@@ -48,7 +48,7 @@ from vpp.models import (
     VppUserStatus,
 )
 from vpp.services.plan import STEP_CREATE, Plan
-from vpp.services.rows import rows_update
+from vpp.services.rows import rows_insert, rows_update
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +117,7 @@ def _ensure_vpp_users(plan: Plan) -> dict[int, int]:
     """VppUser ids by device user id for invite rows; new rows get their clientUserId now."""
     rows = [row for row in plan.eligible if row.step == STEP_CREATE]
     missing = [row.user_id for row in rows if row.vpp_user_id is None]
-    VppUser.objects.bulk_create(
-        [VppUser(user_id=user_id, status=VppUserStatus.PENDING) for user_id in missing], batch_size=1000
-    )
+    rows_insert([VppUser(user_id=user_id, status=VppUserStatus.PENDING) for user_id in missing])
     # Shown as "pending" at once, so a second invite of the same users is skipped.
     mapping = dict(
         VppUser.objects.filter(user_id__in=[row.user_id for row in rows]).values_list("user_id", "pk")
@@ -167,7 +165,7 @@ def job_create(*, plan: Plan, actor, selection: dict, ip: str | None = None, ret
                     reason=_skip_text(row.skip_reason),
                 )
             )
-        JobItem.objects.bulk_create(items, batch_size=1000)
+        rows_insert(items)
         AuditEvent.objects.create(
             actor=job.started_by,
             actor_name=getattr(actor, "username", "") or "schedule",
