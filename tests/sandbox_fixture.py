@@ -50,3 +50,16 @@ def vpp_sandbox_factory():
     yield start
     for handle in started:
         handle.stop()
+
+
+def store_sandbox_token(sandbox: SandboxHandle, *, org: str = "Sandbox Org"):
+    """Point the console at the sandbox with its token stored directly (no Apple check, no claim)."""
+    from vpp import secrets
+    from vpp.models import VppServerSetting
+
+    setting = VppServerSetting.load()
+    setting.content_token_encrypted = secrets.encrypt(sandbox.token)
+    setting.api_base_url = sandbox.base_url
+    setting.token_org_name = org
+    setting.save()
+    return setting

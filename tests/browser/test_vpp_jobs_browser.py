@@ -12,10 +12,10 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Permission
 
+from tests.sandbox_fixture import store_sandbox_token
 from tests.vpp.conftest import make_user
 from tests.vpp.worker import Worker, purge_queue
-from vpp import secrets
-from vpp.models import Job, JobStatus, VppServerSetting, VppUser, VppUserStatus
+from vpp.models import Job, JobStatus, VppUser, VppUserStatus
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 CHROMIUM = "/usr/bin/chromium"
@@ -27,11 +27,7 @@ SHOTS = Path(django_settings.VAR_DIR) / "screenshots"
 @pytest.fixture
 def worker(tmp_path, vpp_sandbox):
     vpp_sandbox.control(pending_seconds=0.1)
-    setting = VppServerSetting.load()
-    setting.content_token_encrypted = secrets.encrypt(vpp_sandbox.token)
-    setting.api_base_url = vpp_sandbox.base_url
-    setting.token_org_name = "Sandbox Org"
-    setting.save()
+    store_sandbox_token(vpp_sandbox)
     purge_queue()
     (tmp_path / "outbox").mkdir()
     process = Worker(outbox=tmp_path / "outbox").start()

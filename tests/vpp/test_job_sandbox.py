@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from django.core import mail
 
+from tests.sandbox_fixture import store_sandbox_token
 from tests.vpp.conftest import run_job
 from users.models import User
-from vpp import secrets
 from vpp.client import VppClient
-from vpp.models import ItemStatus, JobAction, JobItem, JobStatus, VppServerSetting, VppUser, VppUserStatus
+from vpp.models import ItemStatus, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
 from vpp.services.jobs import job_create
 from vpp.services.plan import vpp_plan_build
 
@@ -20,12 +20,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.sandbox]
 def sandbox_setting(vpp_sandbox, settings):
     settings.VPP_EVENT_POLL_INTERVAL = 1
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    setting = VppServerSetting.load()
-    setting.content_token_encrypted = secrets.encrypt(vpp_sandbox.token)
-    setting.api_base_url = vpp_sandbox.base_url
-    setting.token_org_name = "Sandbox Org"
-    setting.save()
-    return setting
+    return store_sandbox_token(vpp_sandbox)
 
 
 def start(action, users, channel="email"):

@@ -11,11 +11,11 @@ from collections import Counter
 
 import pytest
 
+from tests.sandbox_fixture import store_sandbox_token
 from tests.vpp.conftest import make_users
 from tests.vpp.worker import Worker, purge_queue, read_outbox, wait_until
 from users.models import User
-from vpp import secrets
-from vpp.models import ItemStatus, Job, JobAction, JobItem, JobStatus, VppServerSetting, VppUser, VppUserStatus
+from vpp.models import ItemStatus, Job, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
 from vpp.services.jobs import job_create
 from vpp.services.plan import vpp_plan_build
 
@@ -25,12 +25,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.sandbox, pytest.mark.django_db(tra
 @pytest.fixture
 def sandbox_token(vpp_sandbox):
     vpp_sandbox.control(pending_seconds=0.1)
-    setting = VppServerSetting.load()
-    setting.content_token_encrypted = secrets.encrypt(vpp_sandbox.token)
-    setting.api_base_url = vpp_sandbox.base_url
-    setting.token_org_name = "Sandbox Org"
-    setting.save()
-    return setting
+    return store_sandbox_token(vpp_sandbox)
 
 
 @pytest.fixture
