@@ -1,7 +1,8 @@
-"""htmx-aware glue: login redirects and messages for fragment responses."""
+"""Request glue: the session idle timeout, and htmx-aware login redirects and messages."""
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -9,6 +10,30 @@ from django.contrib import messages
 from django.shortcuts import resolve_url
 from django.template.loader import render_to_string
 from django_htmx.http import HttpResponseClientRedirect
+
+
+class SessionIdleRefreshMiddleware:
+    """Make SESSION_COOKIE_AGE an idle timeout without a database write on every request.
+
+    SESSION_SAVE_EVERY_REQUEST would do the same with an UPDATE (and, on SQLite, a write
+    lock) per request, job-panel polls included. Here a signed-in session is saved again
+    only when its last refresh is SESSION_REFRESH_SECONDS old, so it expires after
+    SESSION_COOKIE_AGE of idleness, give or take that interval.
+    """
+
+    KEY = "_refreshed_at"
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        session = request.session
+        if session.session_key:  # never start a session for an anonymous visitor
+            now = int(time.time())
+            last = session.get(self.KEY)
+            if not isinstance(last, int) or now - last >= settings.SESSION_REFRESH_SECONDS:
+                session[self.KEY] = now  # modified: SessionMiddleware saves it and renews the cookie
+        return self.get_response(request)
 
 
 class HtmxLoginRedirectMiddleware:

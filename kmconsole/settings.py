@@ -77,6 +77,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "kmconsole.middleware.SessionIdleRefreshMiddleware",
     "django.middleware.common.CommonMiddleware",
     "vpp.middleware.BulkSelectionMiddleware",  # before CSRF: it is the first to read request.POST
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -146,7 +147,9 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "users:list"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)
-SESSION_SAVE_EVERY_REQUEST = True  # idle timeout: each request extends the session
+# Idle timeout: kmconsole.middleware.SessionIdleRefreshMiddleware extends a session at most
+# once per SESSION_REFRESH_SECONDS (not a write per request, as SESSION_SAVE_EVERY_REQUEST would).
+SESSION_REFRESH_SECONDS = 60
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from <body hx-headers>, not the cookie

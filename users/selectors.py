@@ -8,7 +8,8 @@ Performance notes (100,000 users; see bench/users_page.py):
   (kept current from the devices, users.services), each with a partial index on
   (display_name, id): filtered pages and their counts walk only the matching rows. A join or
   EXISTS over the devices table cost 50–800 ms per COUNT at this size.
-- Search is one LIKE on the lower-cased User.search_text (a trigram index on Postgres).
+- Search is one LIKE per word on the lower-cased User.search_text (a trigram index on
+  Postgres); on SQLite, words of 3+ characters go through an FTS5 trigram index instead.
 - A search first collects the matching ids when there are at most 2,000 of them, so a rare
   term does not walk a whole sort index testing every row.
 - A page is fetched in two steps: the ids of the page (an index-only walk of the sort index,
@@ -23,7 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.db import connection
 from django.db.models import F, Q, QuerySet
+from django.db.models.expressions import RawSQL
 
 from users.models import APPLE_PLATFORMS, PLATFORM_FLAGS, ActivationState, Device, Platform, User
 
@@ -71,10 +74,22 @@ def _search_q(text: str) -> Q:
     """Every word must occur in the name, login ID or email (case-insensitive)."""
     query = Q()
     for term in text.lower().split()[:5]:
-        # contains, not icontains: search_text is stored lower-case, and a plain LIKE can
-        # use the trigram index on Postgres where UPPER(...) LIKE could not.
-        query &= Q(search_text__contains=term)
+        query &= _term_q(term)
     return query
+
+
+# The trigram index (SQLite FTS5, users/migrations/0004) matches substrings of 3+ characters.
+FTS_MIN_TERM = 3
+
+
+def _term_q(term: str) -> Q:
+    if connection.vendor == "sqlite" and len(term) >= FTS_MIN_TERM:
+        # A quoted FTS5 phrase is matched literally: a doubled quote is the only escape.
+        phrase = '"' + term.replace('"', '""') + '"'
+        return Q(pk__in=RawSQL("SELECT rowid FROM users_user_fts WHERE users_user_fts MATCH %s", [phrase]))
+    # contains, not icontains: search_text is stored lower-case, and a plain LIKE can use the
+    # trigram index on Postgres where UPPER(...) LIKE could not.
+    return Q(search_text__contains=term)
 
 
 # --- sorting -----------------------------------------------------------------------------
@@ -98,8 +113,8 @@ DEFAULT_SORT = "name"
 # Functions that add what other apps show per row (e.g. the VPP status) to the page's row
 # queryset. Each takes and returns a QuerySet[User]; it runs on the *page* rows only (at most
 # 200), so a select_related / annotate here never touches the whole table. The vpp app
-# registers its own in its AppConfig.ready() via ``register_row_annotation``; the template
-# shows it through the "vpp-status-cell" partial in templates/users/list.html. Rows are dicts
+# registers its own in its AppConfig.ready() via ``register_row_annotation``, and renders the
+# cell with ``users.table.register_cell``. Rows are dicts
 # (``.values()``), so annotate plain values (e.g. a Subquery of VppUser.status), not relations.
 ROW_ANNOTATIONS: list[Callable[[QuerySet[User]], QuerySet[User]]] = []
 

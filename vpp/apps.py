@@ -7,7 +7,11 @@ class VppConfig(AppConfig):
 
     def ready(self) -> None:
         from users.selectors import register_row_annotation
+        from users.table import register_cell
         from vpp import checks  # noqa: F401  (registers the system checks)
         from vpp.selectors import users_vpp_row_annotation
+        from vpp.users_table import vpp_status_cell
 
-        register_row_annotation(users_vpp_row_annotation)  # the VPP status column of the Users page
+        # The VPP status column of the Users page: its row values, then its cell.
+        register_row_annotation(users_vpp_row_annotation)
+        register_cell("vpp_status", vpp_status_cell)

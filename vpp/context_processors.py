@@ -5,12 +5,9 @@ from django.utils.functional import SimpleLazyObject
 
 def token_banner(request):
     def banner():
-        from vpp.models import VppServerSetting
-        from vpp.selectors import token_banner as banner_for
+        from vpp.selectors import request_setting, token_banner
 
-        setting = VppServerSetting.objects.filter(pk=1).only("token_health", "token_health_detail",
-                                                             "other_mdm_name").first()
-        return banner_for(setting) if setting else None
+        return token_banner(request_setting(request))
 
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:

@@ -131,6 +131,14 @@ def token_problem(setting: VppServerSetting) -> str | None:
     return None
 
 
+def request_setting(request) -> VppServerSetting:
+    """The VPP server setting, read once per request (the banner and the Users toolbar both show it)."""
+    setting = getattr(request, "_vpp_setting", None)
+    if setting is None:
+        setting = request._vpp_setting = VppServerSetting.load()
+    return setting
+
+
 def token_banner(setting: VppServerSetting) -> dict | None:
     """The console-wide banner (level, text) for a token that needs attention, from the stored state."""
     problem = token_problem(setting)

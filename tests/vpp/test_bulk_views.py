@@ -250,3 +250,20 @@ def test_the_toolbar_says_why_actions_are_off(client, token_setting):
     VppServerSetting.objects.filter(pk=1).update(assignment_method=AssignmentMethod.DEVICE)
     html = client.get("/users/").content.decode()
     assert "device-based assignment" in html
+
+
+def test_the_users_page_vpp_status_cell_shows_each_status_and_escapes_apple_errors(admin_client):
+    rows = {
+        VppUserStatus.PENDING: ("badge-warn", "Pending"),
+        VppUserStatus.INVITED: ("badge-info", "Invited"),
+        VppUserStatus.ASSOCIATED: ("badge-ok", "Associated"),
+        VppUserStatus.RETIRED: ("badge-muted", "Retired"),
+    }
+    for status in rows:
+        VppUser.objects.create(user=make_user(name=f"User {status}"), status=status,
+                               last_error_message='<b>"9609"</b>' if status == VppUserStatus.RETIRED else "")
+    html = admin_client.get("/users/").content.decode()
+    for tone, label in rows.values():
+        assert f'<span class="badge vpp-status {tone}"' in html and f">{label}</span>" in html
+    assert 'title="Last Apple error: &lt;b&gt;&quot;9609&quot;&lt;/b&gt;"' in html
+    assert "<b>" not in html

@@ -6,6 +6,7 @@ from django import template
 
 from vpp.bulk_views import PERMISSIONS, action_blocker
 from vpp.models import VppServerSetting
+from vpp.selectors import request_setting
 
 register = template.Library()
 
@@ -15,7 +16,7 @@ def vpp_actions(context) -> dict:
     """What the toolbar needs: why actions are off (if they are) and which ones this admin may run."""
     request = context.get("request")
     user = getattr(request, "user", None)
-    setting = VppServerSetting.load()
+    setting = request_setting(request) if request else VppServerSetting.load()
     allowed = {action.value: bool(user and user.has_perm(perm)) for action, perm in PERMISSIONS.items()}
     return {"blocker": action_blocker(setting), "needs_token": setting.user_based and not setting.has_token,
             "allowed": allowed}
