@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint check install clean browser
+.PHONY: run test lint check install clean browser tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,19 +17,28 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-# Debian's Chromium for the browser tests (Playwright's own download fails offline).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+# Debian packages the tests use, installed when missing: Chromium for the browser tests
+# (Playwright's own download fails offline) and docker-compose, which validates
+# docker-compose.yml without a Docker daemon.
+TOOLS := chromium:chromium docker-compose:docker-compose
+
+tools:
+	@missing=""; for pair in $(TOOLS); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	      || echo "warning: could not install chromium; browser tests will be skipped"; \
-	  else echo "note: chromium not installed; browser tests will be skipped"; fi; }
+	    echo "installing$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "warning: could not install$$missing; the tests that need them will be skipped"; \
+	  else echo "note:$$missing not installed; the tests that need them will be skipped"; fi; fi
+
+browser: tools
 
 # The embedded default is a development setup: DEBUG=1 unless the caller says otherwise.
 run: install
 	DEBUG=$${DEBUG:-1} $(PY) manage.py run_console
 
-test: install browser
+test: install tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

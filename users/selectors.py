@@ -13,7 +13,7 @@ Performance notes (100,000 users; see bench/users_page.py):
 - A search first collects the matching ids when there are at most 2,000 of them, so a rare
   term does not walk a whole sort index testing every row.
 - A page is fetched in two steps: the ids of the page (an index-only walk of the sort index,
-  cheap even at a deep OFFSET), then only those rows with the columns the table shows, as
+  from whichever end is nearer), then only those rows with the columns the table shows, as
   dicts (rendering model instances was the page's largest cost).
 - Devices come in one extra query for the whole page (three columns).
 - The total is not counted when the first page is not full (the rows *are* the total).
@@ -214,13 +214,29 @@ def user_page(
     if total is not None:
         page = min(page, max(1, -(-total // size)))
     offset = (max(page, 1) - 1) * size
-    # Step 1: only the ids, walking the sort index (cheap even at a deep OFFSET).
-    ids = list(matching.order_by(*SORTS[sort]).values_list("id", flat=True)[offset : offset + size])
+    # Step 1: only the ids, walking the sort index (an index-only walk).
+    ids = _page_ids(matching, sort, offset, size, total)
     if total is None:
         # First page: if it is not full, the rows are the whole result and need no COUNT.
         total = len(ids) if len(ids) < size else matching.count()
     rows = _page_rows(ids, sort)
     return UserPage(rows=rows, number=max(page, 1), size=size, total=total, sort=sort, filters=filters)
+
+
+def _page_ids(matching: QuerySet[User], sort: str, offset: int, size: int, total: int | None) -> list[int]:
+    """The ids of one page, in ``sort`` order.
+
+    An OFFSET walks every entry it skips, so past the middle of a known total the page is
+    read from the other end of the index (each sort's "-" twin is its exact reverse):
+    page 1,500 of 2,000 skips 25,000 entries instead of 75,000.
+    """
+    if total is None or offset <= total // 2:
+        return list(matching.order_by(*SORTS[sort]).values_list("id", flat=True)[offset : offset + size])
+    skip = max(0, total - offset - size)
+    count = max(0, min(size, total - offset))
+    reverse = sort[1:] if sort.startswith("-") else f"-{sort}"
+    ids = list(matching.order_by(*SORTS[reverse]).values_list("id", flat=True)[skip : skip + count])
+    return ids[::-1]
 
 
 # A search usually matches a handful of people. Their ids come from one index-only scan;
