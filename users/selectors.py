@@ -246,9 +246,12 @@ SEARCH_MATERIALISE_LIMIT = 2000
 
 
 def _narrow_search(matching: QuerySet[User]) -> tuple[QuerySet[User], int | None]:
-    ids = list(matching.order_by().values_list("id", flat=True)[: SEARCH_MATERIALISE_LIMIT + 1])
-    if len(ids) > SEARCH_MATERIALISE_LIMIT:
-        return matching, None  # a broad term: the sort index finds a page of matches quickly
+    unordered = matching.order_by()
+    if unordered[SEARCH_MATERIALISE_LIMIT : SEARCH_MATERIALISE_LIMIT + 1].exists():
+        # A broad term (counted in the database, not by fetching 2,000 ids): the sort index
+        # finds a page of matches quickly.
+        return matching, None
+    ids = list(unordered.values_list("id", flat=True))
     return User.objects.filter(pk__in=ids), len(ids)
 
 
