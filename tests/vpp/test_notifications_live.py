@@ -55,3 +55,28 @@ def test_it_keeps_the_old_secret_when_apple_cannot_reach_the_address(vpp_sandbox
         setting_service.notifications_configure(public_url="http://127.0.0.1:9", actor=None)
     setting.refresh_from_db()
     assert setting.notification_auth_token_encrypted == "" and setting.notification_url == ""
+
+
+def test_a_notification_from_the_sandbox_ends_the_wait_for_a_pending_event(live_server, vpp_sandbox_factory,
+                                                                           settings):
+    from vpp.models import JobAction, JobStatus
+    from vpp.services import apple_io
+
+    settings.VPP_EVENT_POLL_INTERVAL = 30  # Apple's pace for polling a pending event
+    sandbox = vpp_sandbox_factory(pending_seconds=1.0, notification_retry_seconds=0.05)
+    setting = VppServerSetting.load()
+    setting.api_base_url = sandbox.base_url
+    setting.save()
+    setting_service.token_upload(data=sandbox.token, actor=None)
+    setting_service.notifications_configure(public_url=live_server.url, actor=None)
+    apple = vpp.VppClient(sandbox.token, base_url=sandbox.base_url)
+    job = Job.objects.create(action=JobAction.INVITE, status=JobStatus.RUNNING, total=1)
+
+    [event] = apple.create_users([vpp.RequestUser(client_user_id="1b0d5c36-8c7e-4f51-9d43-7d1f8f3e6a01")])
+    finished, _ = apple_io.events_wait(job=job, token="t", client=apple, event_ids=[event])
+
+    assert finished[event].status == "COMPLETE"
+    assert AppleNotification.objects.filter(notification_type="USER_MANAGEMENT", event_id=event).exists()
+    polls = [r for r in sandbox.counters()["requests"] if r["path"].endswith("/status")]
+    assert len(polls) == 2  # pending, then complete right after the notification
+    assert polls[1]["t"] - polls[0]["t"] < 10  # not Apple's 30 s polling pace

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from django.conf import settings
+from django.utils import timezone
 
 from vpp.client import EventStatus, InvalidRequestError, VppApiUser, VppClient
 from vpp.services.jobs import JobDeferred, job_heartbeat
@@ -63,8 +64,30 @@ def events_wait(*, job, token: str, client: VppClient, event_ids: Iterable[str])
         job_heartbeat(job=job, token=token)
         if time.monotonic() + poll_interval() > deadline:
             raise EventsStillPending(finished, unknown, poll_interval())
-        time.sleep(poll_interval())
+        sleep_until_notified(pending, poll_interval())
     return finished, unknown
+
+
+NOTIFICATION_CHECK_SECONDS = 1.0
+
+
+def sleep_until_notified(event_ids: list[str], seconds: float) -> None:
+    """Wait ``seconds`` before the next poll, or less once Apple notifies us about one of the events.
+
+    Apple wants ≥ 30 s between polls of a pending event (§5), but a USER_MANAGEMENT /
+    ASSET_MANAGEMENT notification (vpp/services/notifications.py stores it) says the event
+    was processed, so it is polled at once. Event Status stays the source of truth: a
+    notification only ends the wait. Only notifications received during this wait count, so
+    one that arrived for a still-pending event cannot turn the wait into a busy poll.
+    """
+    from vpp.models import AppleNotification
+
+    since = timezone.now()
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(NOTIFICATION_CHECK_SECONDS, left))
+        if AppleNotification.objects.filter(event_id__in=event_ids, received_at__gte=since).exists():
+            return
 
 
 class EventsStillPending(JobDeferred):
