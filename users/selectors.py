@@ -245,13 +245,12 @@ def _page_ids(matching: QuerySet[User], sort: str, offset: int, size: int, total
 SEARCH_MATERIALISE_LIMIT = 2000
 
 
-def _narrow_search(matching: QuerySet[User]) -> tuple[QuerySet[User], int | None]:
-    unordered = matching.order_by()
-    if unordered[SEARCH_MATERIALISE_LIMIT : SEARCH_MATERIALISE_LIMIT + 1].exists():
-        # A broad term (counted in the database, not by fetching 2,000 ids): the sort index
-        # finds a page of matches quickly.
-        return matching, None
-    ids = list(unordered.values_list("id", flat=True))
+def _narrow_search(matching: QuerySet[User]) -> tuple[QuerySet[User], int]:
+    """A search's matches and their count; a rare term's matches as a short id list."""
+    total = matching.count()  # the page needs it anyway; it also tells a rare term from a broad one
+    if total > SEARCH_MATERIALISE_LIMIT:
+        return matching, total  # a broad term: the sort index finds a page of matches quickly
+    ids = list(matching.order_by().values_list("id", flat=True))
     return User.objects.filter(pk__in=ids), len(ids)
 
 
