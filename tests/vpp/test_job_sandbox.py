@@ -10,6 +10,7 @@ from tests.vpp.conftest import run_job
 from users.models import User
 from vpp.client import VppClient
 from vpp.models import ItemStatus, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
+from vpp.services import jobs
 from vpp.services.jobs import job_create
 from vpp.services.plan import vpp_plan_build
 
@@ -81,3 +82,33 @@ def test_it_keeps_every_event_when_apple_lowers_max_users_mid_job(vpp_sandbox, s
     assert (job.status, job.succeeded) == (JobStatus.DONE, 5), list(JobItem.objects.values("status", "reason"))
     assert len(set(JobItem.objects.values_list("apple_event_id", flat=True))) == 3
     assert len(vpp_sandbox.users()) == 5
+
+
+def test_a_listing_stores_the_codes_of_later_chunks_so_they_need_none(vpp_sandbox, sandbox_setting, user_factory,
+                                                                      settings):
+    # Two chunks whose creates both reach Apple before either reads back (as with parallel workers):
+    # the first listing carries both chunks' codes, so the second chunk lists nothing again.
+    settings.VPP_JOB_CHUNK_SIZE = 3
+    settings.VPP_EVENT_POLL_INTERVAL = 10_000  # longer than the wait budget: a pending event defers the chunk
+    vpp_sandbox.control(pending_seconds=600)
+    users = [user_factory() for _ in range(6)]
+    job = start(JobAction.INVITE, users)
+    apple = client(sandbox_setting)
+    assert jobs.job_dispatch(job_id=job.pk, client=apple) == [("invite", 0), ("invite", 1)]
+    for chunk in (0, 1):
+        with pytest.raises(jobs.JobDeferred):
+            jobs.job_process_chunk(job_id=job.pk, phase="invite", chunk=chunk, client=apple)
+    vpp_sandbox.advance(force=True)
+    listings_before = vpp_sandbox.counters()["endpoints"].get("GET /mdm/v2/users", 0)
+
+    job.refresh_from_db()
+    job.retry_after_until = None
+    job.save(update_fields=["retry_after_until"])
+    for chunk in (0, 1):
+        jobs.job_process_chunk(job_id=job.pk, phase="invite", chunk=chunk, client=apple)
+
+    job.refresh_from_db()
+    assert (job.status, job.succeeded) == (JobStatus.DONE, 6), list(JobItem.objects.values("status", "reason"))
+    assert vpp_sandbox.counters()["endpoints"].get("GET /mdm/v2/users", 0) - listings_before == 1
+    assert vpp_sandbox.counters()["users_created"] == 6
+    assert len(mail.outbox) == 6

@@ -58,7 +58,7 @@ def item_succeed(items: list[JobItem], reason: str = "") -> None:
 
 
 def job_capture_version(*, job: Job, client: VppClient) -> None:
-    """Remember Apple's users versionId before our first create: the read-back is a delta from it."""
+    """Remember Apple's users versionId before our first create: the read-back watermark starts there."""
     if job.apple_version_id:
         return
     version = users_version_now(client)
@@ -72,15 +72,14 @@ def job_capture_version(*, job: Job, client: VppClient) -> None:
 
 def invite_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
     """One chunk: create at Apple → read the invite codes back → deliver, each step recorded on the item."""
-    since = job.apple_version_id
     creating = [item for item in items if item.step == "create"]
     if creating:
-        # The read-back below is a delta from just before this chunk's creates (a few pages).
-        since = users_version_now(client) or since
+        # Normally captured at dispatch; without it every read-back would be one request per user.
+        job_capture_version(job=job, client=client)
         _create(job=job, items=creating, client=client, token=token)
     reading = [item for item in items if item.step == "readback" and item.status == ItemStatus.IN_FLIGHT]
     if reading:
-        _read_back(job=job, items=reading, client=client, since=since)
+        _read_back(job=job, items=reading, client=client)
     delivering = [item for item in items if item.step == "deliver" and item.status == ItemStatus.IN_FLIGHT]
     if delivering:
         _deliver(job=job, items=delivering, client=client)
@@ -214,19 +213,12 @@ def _record_create_events(waiting: dict[str, list[JobItem]], finished: dict, unk
 # --------------------------------------------------------------------------- read back
 
 
-def _read_back(*, job: Job, items: list[JobItem], client: VppClient, since: str) -> None:
-    """Learn the invite codes in bulk: a delta listing (shared with the job's other chunks)."""
-    _refresh_vpp_users(items)
-    unknown = [item for item in items if not _known(item)]
-    if unknown and since:
-        try:
-            found, _ = users_listing(client, since_version_id=since)
-        except InvalidRequestError:
-            found = {}  # 9721 invalid versionId: fall back to one read per user
-        # Store every code the listing brought for this job, so other chunks need not list again.
-        _store_apple_records(job, found)
-        _refresh_vpp_users(items)
-        unknown = [item for item in items if not _known(item)]
+def _read_back(*, job: Job, items: list[JobItem], client: VppClient) -> None:
+    """Learn the invite codes in bulk: one delta listing from the job's watermark, shared by its chunks."""
+    unknown = _without_code(items)
+    if unknown:
+        _list_since_watermark(job, client)
+        unknown = _without_code(unknown)
     for item in unknown:
         apple = client.get_user(_cuid(item))
         if apple is not None:
@@ -240,6 +232,34 @@ def _read_back(*, job: Job, items: list[JobItem], client: VppClient, since: str)
         item.status = ItemStatus.SUCCEEDED
     _fail(missing, "Apple did not return an invitation code for this user.")
     _set_step(ready, "deliver")
+
+
+def _without_code(items: list[JobItem]) -> list[JobItem]:
+    _refresh_vpp_users(items)
+    return [item for item in items if not _known(item)]
+
+
+def _list_since_watermark(job: Job, client: VppClient) -> None:
+    """List Apple's changes since the job's watermark, store every code of the job, move the watermark.
+
+    Everything at Apple up to a completed listing's (first-page) versionId has been stored for
+    the whole job, so that versionId is a safe new watermark: later chunks list only what came
+    after it, and a chunk whose users an earlier listing covered needs no listing at all. The
+    watermark is read before the caller's users are re-read (see _read_back's second
+    ``_without_code``), so a code stored by another chunk is seen either in the database or in
+    this listing. A stale watermark only costs a longer listing; the conditional UPDATE keeps
+    a slower chunk from moving it backwards over a newer one.
+    """
+    watermark = Job.objects.filter(pk=job.pk).values_list("apple_version_id", flat=True).first() or ""
+    if not watermark:
+        return  # no versionId at all: the caller reads user by user
+    try:
+        found, version = users_listing(client, since_version_id=watermark)
+    except InvalidRequestError:
+        return  # 9721 invalid versionId: the caller reads user by user
+    _store_apple_records(job, found)
+    if version and version != watermark:
+        Job.objects.filter(pk=job.pk, apple_version_id=watermark).update(apple_version_id=version)
 
 
 def _known(item: JobItem) -> bool:
