@@ -9,8 +9,8 @@ from tests.sandbox_fixture import store_sandbox_token
 from tests.vpp.conftest import run_job
 from users.models import User
 from vpp.client import VppClient
-from vpp.models import ItemStatus, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
-from vpp.services import jobs
+from vpp.models import ItemStatus, Job, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
+from vpp.services import job_lease, jobs, readback
 from vpp.services.jobs import job_create
 from vpp.services.plan import vpp_plan_build
 
@@ -112,3 +112,38 @@ def test_a_listing_stores_the_codes_of_later_chunks_so_they_need_none(vpp_sandbo
     assert vpp_sandbox.counters()["endpoints"].get("GET /mdm/v2/users", 0) - listings_before == 1
     assert vpp_sandbox.counters()["users_created"] == 6
     assert len(mail.outbox) == 6
+
+
+def test_a_chunk_waits_for_another_chunks_listing_instead_of_listing_the_same_users(
+    vpp_sandbox, sandbox_setting, user_factory, settings, monkeypatch
+):
+    settings.VPP_EVENT_POLL_INTERVAL = 10_000  # longer than the wait budget: a pending event defers the chunk
+    vpp_sandbox.control(pending_seconds=600)
+    users = [user_factory() for _ in range(4)]
+    job = start(JobAction.INVITE, users)
+    apple = client(sandbox_setting)
+    jobs.job_dispatch(job_id=job.pk, client=apple)
+    with pytest.raises(jobs.JobDeferred):
+        jobs.job_process_chunk(job_id=job.pk, phase="invite", chunk=0, client=apple)
+    vpp_sandbox.advance(force=True)
+    Job.objects.filter(pk=job.pk).update(retry_after_until=None)
+
+    other = job_lease.lease_claim(job, job_lease.READBACK)  # another chunk is listing right now ...
+    assert other and job_lease.lease_claim(job, job_lease.READBACK) is None
+
+    waited = []
+
+    def other_chunk_lists(seconds):  # ... and finishes while this one waits
+        waited.append(seconds)
+        readback._list_since_watermark(job, apple)
+        job_lease.lease_release(job, job_lease.READBACK, other)
+
+    monkeypatch.setattr(job_lease.time, "sleep", other_chunk_lists)
+    listings_before = vpp_sandbox.counters()["endpoints"].get("GET /mdm/v2/users", 0)
+    jobs.job_process_chunk(job_id=job.pk, phase="invite", chunk=0, client=apple)
+
+    job.refresh_from_db()
+    assert (job.status, job.succeeded) == (JobStatus.DONE, 4), list(JobItem.objects.values("status", "reason"))
+    assert len(waited) == 1
+    assert vpp_sandbox.counters()["endpoints"].get("GET /mdm/v2/users", 0) - listings_before == 1  # the other's
+    assert job.readback_lease_until is None

@@ -18,6 +18,7 @@ from django.utils import timezone
 from vpp.client import InvalidRequestError, RequestUser, TransientVppError, VppClient
 from vpp.invitations import Invitation, channels_for
 from vpp.models import InvitationDelivery, ItemStatus, Job, JobItem, VppServerSetting, VppUser, VppUserStatus
+from vpp.services import readback
 from vpp.services.apple_io import (
     ACTIVE_STATUSES,
     USER_EXISTS,
@@ -26,11 +27,10 @@ from vpp.services.apple_io import (
     events_wait,
     failures_by_user,
     poll_interval,
-    users_listing,
     users_version_now,
 )
+from vpp.services.job_lease import CREATE_TURN, lease_held
 from vpp.services.jobs import JobDeferred
-from vpp.services.rows import rows_update
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def invite_phase(*, job: Job, items: list[JobItem], client: VppClient, token: st
         _create(job=job, items=creating, client=client, token=token)
     reading = [item for item in items if item.step == "readback" and item.status == ItemStatus.IN_FLIGHT]
     if reading:
-        _read_back(job=job, items=reading, client=client)
+        _read_back(job=job, items=reading, client=client, token=token)
     delivering = [item for item in items if item.step == "deliver" and item.status == ItemStatus.IN_FLIGHT]
     if delivering:
         _deliver(job=job, items=delivering, client=client)
@@ -121,8 +121,12 @@ def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) ->
             to_create.append(item)
     _set_step(created, "readback")
 
-    for batch in batches(to_create, config.max_users):
-        waiting.update(_send_create(client, batch))
+    if to_create:
+        # One chunk creates at a time: the chunks then finish their Apple steps one after another,
+        # and one chunk's email work overlaps the next chunks' rate-limited requests.
+        with lease_held(job, CREATE_TURN, token=token):
+            for batch in batches(to_create, config.max_users):
+                waiting.update(_send_create(client, batch))
 
     try:
         finished, unknown = events_wait(job=job, token=token, client=client, event_ids=waiting)
@@ -213,90 +217,22 @@ def _record_create_events(waiting: dict[str, list[JobItem]], finished: dict, unk
 # --------------------------------------------------------------------------- read back
 
 
-def _read_back(*, job: Job, items: list[JobItem], client: VppClient) -> None:
-    """Learn the invite codes in bulk: one delta listing from the job's watermark, shared by its chunks."""
-    unknown = _without_code(items)
-    if unknown:
-        _list_since_watermark(job, client)
-        unknown = _without_code(unknown)
+def _read_back(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+    """Learn the invite codes in bulk (a delta listing shared by the job's chunks), else user by user."""
+    unknown = readback.codes_list(job=job, items=items, client=client, token=token)
     for item in unknown:
         apple = client.get_user(_cuid(item))
         if apple is not None:
-            _store_apple_records(job, {_cuid(item).lower(): apple})
-    _refresh_vpp_users(items)
+            readback.store_apple_records(job, {_cuid(item).lower(): apple})
+    readback.refresh_vpp_users(items)
     associated = [item for item in items if item.vpp_user.status == VppUserStatus.ASSOCIATED]
     ready = [item for item in items if item.vpp_user.status != VppUserStatus.ASSOCIATED and item.vpp_user.invite_code]
-    missing = [item for item in items if not _known(item)]
+    missing = [item for item in items if not readback.has_code(item)]
     item_succeed(associated, "Already associated at Apple; no invitation needed.")
     for item in associated:
         item.status = ItemStatus.SUCCEEDED
     _fail(missing, "Apple did not return an invitation code for this user.")
     _set_step(ready, "deliver")
-
-
-def _without_code(items: list[JobItem]) -> list[JobItem]:
-    _refresh_vpp_users(items)
-    return [item for item in items if not _known(item)]
-
-
-def _list_since_watermark(job: Job, client: VppClient) -> None:
-    """List Apple's changes since the job's watermark, store every code of the job, move the watermark.
-
-    Everything at Apple up to a completed listing's (first-page) versionId has been stored for
-    the whole job, so that versionId is a safe new watermark: later chunks list only what came
-    after it, and a chunk whose users an earlier listing covered needs no listing at all. The
-    watermark is read before the caller's users are re-read (see _read_back's second
-    ``_without_code``), so a code stored by another chunk is seen either in the database or in
-    this listing. A stale watermark only costs a longer listing; the conditional UPDATE keeps
-    a slower chunk from moving it backwards over a newer one.
-    """
-    watermark = Job.objects.filter(pk=job.pk).values_list("apple_version_id", flat=True).first() or ""
-    if not watermark:
-        return  # no versionId at all: the caller reads user by user
-    try:
-        found, version = users_listing(client, since_version_id=watermark)
-    except InvalidRequestError:
-        return  # 9721 invalid versionId: the caller reads user by user
-    _store_apple_records(job, found)
-    if version and version != watermark:
-        Job.objects.filter(pk=job.pk, apple_version_id=watermark).update(apple_version_id=version)
-
-
-def _known(item: JobItem) -> bool:
-    return bool(item.vpp_user.invite_code) or item.vpp_user.status == VppUserStatus.ASSOCIATED
-
-
-def _refresh_vpp_users(items: list[JobItem]) -> None:
-    fresh = VppUser.objects.in_bulk([item.vpp_user_id for item in items])
-    for item in items:
-        item.vpp_user = fresh.get(item.vpp_user_id, item.vpp_user)
-
-
-def _store_apple_records(job: Job, found: dict) -> None:
-    """Copy Apple's records onto this job's users still waiting for their code."""
-    if not found:
-        return
-    now = timezone.now()
-    keys = list(found)
-    waiting = []
-    for start in range(0, len(keys), 500):
-        batch = keys[start : start + 500]
-        waiting += VppUser.objects.filter(
-            status=VppUserStatus.PENDING, invite_code="", job_items__job=job, client_user_id__in=batch
-        ).only("pk", "client_user_id", "status", "invite_code", "apple_email", "id_hash")
-    changed = []
-    for vpp_user in waiting:
-        apple = found.get(str(vpp_user.client_user_id).lower())
-        if apple is None or apple.status not in ACTIVE_STATUSES:
-            continue
-        vpp_user.apple_email = apple.email or ""
-        vpp_user.invite_code = apple.invite_code or ""
-        vpp_user.id_hash = apple.id_hash or ""
-        vpp_user.last_synced_at = now
-        if apple.status == "Associated":
-            vpp_user.status = VppUserStatus.ASSOCIATED
-        changed.append(vpp_user)
-    rows_update(changed, ["apple_email", "invite_code", "id_hash", "status", "last_synced_at"])
 
 
 # --------------------------------------------------------------------------- deliver
