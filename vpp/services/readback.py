@@ -21,7 +21,7 @@ from __future__ import annotations
 from django.utils import timezone
 
 from vpp.client import InvalidRequestError, VppClient
-from vpp.models import Job, JobItem, VppUser, VppUserStatus
+from vpp.models import ItemStatus, Job, JobItem, VppUser, VppUserStatus
 from vpp.services.apple_io import ACTIVE_STATUSES, users_listing
 from vpp.services.job_lease import READBACK, lease_held
 from vpp.services.rows import rows_update
@@ -42,13 +42,21 @@ def _without_code(items: list[JobItem]) -> list[JobItem]:
     return [item for item in items if not has_code(item)]
 
 
+def _any_without_code(token: str) -> bool:
+    """Whether some item of this claim still waits for its code (one cheap query, asked while waiting)."""
+    waiting = JobItem.objects.filter(
+        claim_token=token, status=ItemStatus.IN_FLIGHT, step="readback", vpp_user__invite_code=""
+    ).exclude(vpp_user__status=VppUserStatus.ASSOCIATED)
+    return waiting.exists()
+
+
 def codes_list(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> list[JobItem]:
     """Get the items' codes stored by a delta listing (ours or another chunk's); returns those still without."""
     unknown = _without_code(items)
     if not unknown:
         return []
     # While another chunk lists, wait: its listing usually carries our codes too.
-    with lease_held(job, READBACK, token=token, done=lambda: not _without_code(unknown)) as needed:
+    with lease_held(job, READBACK, token=token, done=lambda: not _any_without_code(token)) as needed:
         if needed and _without_code(unknown):
             _list_since_watermark(job, client)
     return _without_code(unknown)
