@@ -84,32 +84,39 @@ def test_it_keeps_every_event_when_apple_lowers_max_users_mid_job(vpp_sandbox, s
     assert len(vpp_sandbox.users()) == 5
 
 
+def created_not_read_back(vpp_sandbox, apple, settings, users, chunks):
+    """An invite job whose chunks have all created their users at Apple, none read back yet."""
+    settings.VPP_EVENT_POLL_INTERVAL = 10_000  # longer than the wait budget: a pending event defers the chunk
+    vpp_sandbox.control(pending_seconds=600)
+    job = start(JobAction.INVITE, users)
+    assert jobs.job_dispatch(job_id=job.pk, client=apple) == [("invite", chunk) for chunk in chunks]
+    for chunk in chunks:
+        with pytest.raises(jobs.JobDeferred):
+            jobs.job_process_chunk(job_id=job.pk, phase="invite", chunk=chunk, client=apple)
+    vpp_sandbox.advance(force=True)
+    Job.objects.filter(pk=job.pk).update(retry_after_until=None)
+    return job
+
+
+def user_listings(vpp_sandbox) -> int:
+    return vpp_sandbox.counters()["endpoints"].get("GET /mdm/v2/users", 0)
+
+
 def test_a_listing_stores_the_codes_of_later_chunks_so_they_need_none(vpp_sandbox, sandbox_setting, user_factory,
                                                                       settings):
     # Two chunks whose creates both reach Apple before either reads back (as with parallel workers):
     # the first listing carries both chunks' codes, so the second chunk lists nothing again.
     settings.VPP_JOB_CHUNK_SIZE = 3
-    settings.VPP_EVENT_POLL_INTERVAL = 10_000  # longer than the wait budget: a pending event defers the chunk
-    vpp_sandbox.control(pending_seconds=600)
-    users = [user_factory() for _ in range(6)]
-    job = start(JobAction.INVITE, users)
     apple = client(sandbox_setting)
-    assert jobs.job_dispatch(job_id=job.pk, client=apple) == [("invite", 0), ("invite", 1)]
-    for chunk in (0, 1):
-        with pytest.raises(jobs.JobDeferred):
-            jobs.job_process_chunk(job_id=job.pk, phase="invite", chunk=chunk, client=apple)
-    vpp_sandbox.advance(force=True)
-    listings_before = vpp_sandbox.counters()["endpoints"].get("GET /mdm/v2/users", 0)
+    job = created_not_read_back(vpp_sandbox, apple, settings, [user_factory() for _ in range(6)], (0, 1))
+    listings_before = user_listings(vpp_sandbox)
 
-    job.refresh_from_db()
-    job.retry_after_until = None
-    job.save(update_fields=["retry_after_until"])
     for chunk in (0, 1):
         jobs.job_process_chunk(job_id=job.pk, phase="invite", chunk=chunk, client=apple)
 
     job.refresh_from_db()
     assert (job.status, job.succeeded) == (JobStatus.DONE, 6), list(JobItem.objects.values("status", "reason"))
-    assert vpp_sandbox.counters()["endpoints"].get("GET /mdm/v2/users", 0) - listings_before == 1
+    assert user_listings(vpp_sandbox) - listings_before == 1
     assert vpp_sandbox.counters()["users_created"] == 6
     assert len(mail.outbox) == 6
 
@@ -117,17 +124,8 @@ def test_a_listing_stores_the_codes_of_later_chunks_so_they_need_none(vpp_sandbo
 def test_a_chunk_waits_for_another_chunks_listing_instead_of_listing_the_same_users(
     vpp_sandbox, sandbox_setting, user_factory, settings, monkeypatch
 ):
-    settings.VPP_EVENT_POLL_INTERVAL = 10_000  # longer than the wait budget: a pending event defers the chunk
-    vpp_sandbox.control(pending_seconds=600)
-    users = [user_factory() for _ in range(4)]
-    job = start(JobAction.INVITE, users)
     apple = client(sandbox_setting)
-    jobs.job_dispatch(job_id=job.pk, client=apple)
-    with pytest.raises(jobs.JobDeferred):
-        jobs.job_process_chunk(job_id=job.pk, phase="invite", chunk=0, client=apple)
-    vpp_sandbox.advance(force=True)
-    Job.objects.filter(pk=job.pk).update(retry_after_until=None)
-
+    job = created_not_read_back(vpp_sandbox, apple, settings, [user_factory() for _ in range(4)], (0,))
     other = job_lease.lease_claim(job, job_lease.READBACK)  # another chunk is listing right now ...
     assert other and job_lease.lease_claim(job, job_lease.READBACK) is None
 
@@ -139,11 +137,11 @@ def test_a_chunk_waits_for_another_chunks_listing_instead_of_listing_the_same_us
         job_lease.lease_release(job, job_lease.READBACK, other)
 
     monkeypatch.setattr(job_lease.time, "sleep", other_chunk_lists)
-    listings_before = vpp_sandbox.counters()["endpoints"].get("GET /mdm/v2/users", 0)
+    listings_before = user_listings(vpp_sandbox)
     jobs.job_process_chunk(job_id=job.pk, phase="invite", chunk=0, client=apple)
 
     job.refresh_from_db()
     assert (job.status, job.succeeded) == (JobStatus.DONE, 4), list(JobItem.objects.values("status", "reason"))
     assert len(waited) == 1
-    assert vpp_sandbox.counters()["endpoints"].get("GET /mdm/v2/users", 0) - listings_before == 1  # the other's
+    assert user_listings(vpp_sandbox) - listings_before == 1  # the other chunk's
     assert job.readback_lease_until is None
