@@ -17,6 +17,7 @@ the Users page and job panel latencies (p50/p95) measured over HTTP while the jo
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import re
@@ -155,6 +156,19 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)] * 1000
 
 
+def write_timeline(path: Path, requests: list[dict], started_epoch: float) -> None:
+    """The sandbox's request log relative to job creation, plus the longest gaps between requests."""
+    times = sorted(r["t"] for r in requests)
+    with open(path, "w") as out:
+        for r in sorted(requests, key=lambda r: r["t"]):
+            out.write(f"{r['t'] - started_epoch:.3f}\t{r['method']}\t{r['path']}\t{r['status']}\n")
+    gaps = sorted(((b - a, a - started_epoch) for a, b in itertools.pairwise(times)), reverse=True)[:5]
+    if times:
+        first, last = times[0] - started_epoch, times[-1] - started_epoch
+        longest = ", ".join(f"{gap:.2f} s at {at:.1f}" for gap, at in gaps)
+        print(f"timeline         first request {first:.2f} s, last {last:.2f} s; longest gaps {longest} → {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=10_000)
@@ -163,6 +177,8 @@ def main() -> None:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--chunk-size", type=int, default=500, help="VPP_JOB_CHUNK_SIZE for the worker")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--timeline", type=Path, help="write every sandbox request (seconds after job creation "
+                        "started, method, path, status) to this TSV file, to see where Apple's budget went idle")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="kmconsole-bench-"))
@@ -208,7 +224,7 @@ def main() -> None:
         from users.models import User
 
         plan = vpp_plan_build(action=JobAction.INVITE, users=User.objects.all(), channel="email")
-        started = time.monotonic()
+        started, started_epoch = time.monotonic(), time.time()
         job = job_create(plan=plan, actor=None, selection={"bench": args.users})  # commits → enqueues
         created_in = time.monotonic() - started
         prober = Prober(f"http://127.0.0.1:{port}", job.pk)
@@ -247,6 +263,8 @@ def main() -> None:
                 print(f"{name:<16} p50 {statistics.median(times) * 1000:6.1f} ms   p95 {pct(times, .95):6.1f} ms   "
                       f"({len(times)} requests during the job)")
         print(f"web errors       {prober.errors}")
+        if args.timeline:
+            write_timeline(args.timeline, counters.get("requests", []), started_epoch)
         print(f"CPU used         worker {cpu['worker']:.1f} s, web {cpu['web']:.1f} s, sandbox {cpu['sandbox']:.1f} s "
               f"on {os.cpu_count()} cores (load average now {os.getloadavg()[0]:.1f})")
     finally:

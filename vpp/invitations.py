@@ -17,6 +17,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.policy import Compat32
 from typing import Protocol, runtime_checkable
 
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -106,10 +107,33 @@ def render_template(template: str, invitation: Invitation, *, html: bool = False
     return template.format_map(_SafeDict(values))
 
 
-class _InvitationEmail(EmailMultiAlternatives):
-    """Text + HTML with its MIME boundary chosen up front.
+class _QuickFoldPolicy(Compat32):
+    """Django's email policy (compat32), minus the cost of folding headers that need no folding.
 
-    Without one, the stdlib generator picks a random boundary and compiles a fresh regex for
+    compat32 runs every header through email.header.Header to fold it (~30 µs each, a dozen
+    per invitation: a fifth of the cost of sending one). A one-line ASCII value that fits in
+    max_line_length comes out of that unchanged, so it is written as is.
+    """
+
+    def _fold(self, name, value, sanitize):
+        if (
+            isinstance(value, str)
+            and value.isascii()
+            and "\r" not in value
+            and "\n" not in value
+            and len(name) + 2 + len(value) <= (self.max_line_length or 0)
+        ):
+            return f"{name}: {value}{self.linesep}"
+        return super()._fold(name, value, sanitize)
+
+
+_QUICK_FOLD = _QuickFoldPolicy()
+
+
+class _InvitationEmail(EmailMultiAlternatives):
+    """Text + HTML with its MIME boundary chosen up front, written with _QuickFoldPolicy.
+
+    Without a boundary, the stdlib generator picks a random one and compiles a fresh regex for
     every message to check it is absent from the body (~0.5 ms each, a third of the cost of an
     invitation). A uuid4 boundary needs no such check.
     """
@@ -118,6 +142,11 @@ class _InvitationEmail(EmailMultiAlternatives):
         msg = super()._create_alternatives(msg)
         if msg.is_multipart() and not msg.get_boundary():
             msg.set_boundary(f"=_kmconsole_{uuid.uuid4().hex}")
+        return msg
+
+    def message(self):
+        msg = super().message()
+        msg.policy = _QUICK_FOLD  # the generator writes the parts with the top-level message's policy
         return msg
 
 

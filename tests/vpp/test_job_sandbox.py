@@ -9,7 +9,8 @@ from tests.sandbox_fixture import store_sandbox_token
 from tests.vpp.conftest import run_job
 from users.models import User
 from vpp.client import VppClient
-from vpp.models import ItemStatus, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
+from vpp.models import ItemStatus, Job, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
+from vpp.services import job_lease, jobs, readback
 from vpp.services.jobs import job_create
 from vpp.services.plan import vpp_plan_build
 
@@ -81,3 +82,66 @@ def test_it_keeps_every_event_when_apple_lowers_max_users_mid_job(vpp_sandbox, s
     assert (job.status, job.succeeded) == (JobStatus.DONE, 5), list(JobItem.objects.values("status", "reason"))
     assert len(set(JobItem.objects.values_list("apple_event_id", flat=True))) == 3
     assert len(vpp_sandbox.users()) == 5
+
+
+def created_not_read_back(vpp_sandbox, apple, settings, users, chunks):
+    """An invite job whose chunks have all created their users at Apple, none read back yet."""
+    settings.VPP_EVENT_POLL_INTERVAL = 10_000  # longer than the wait budget: a pending event defers the chunk
+    vpp_sandbox.control(pending_seconds=600)
+    job = start(JobAction.INVITE, users)
+    assert jobs.job_dispatch(job_id=job.pk, client=apple) == [("invite", chunk) for chunk in chunks]
+    for chunk in chunks:
+        with pytest.raises(jobs.JobDeferred):
+            jobs.job_process_chunk(job_id=job.pk, phase="invite", chunk=chunk, client=apple)
+    vpp_sandbox.advance(force=True)
+    Job.objects.filter(pk=job.pk).update(retry_after_until=None)
+    return job
+
+
+def user_listings(vpp_sandbox) -> int:
+    return vpp_sandbox.counters()["endpoints"].get("GET /mdm/v2/users", 0)
+
+
+def test_a_listing_stores_the_codes_of_later_chunks_so_they_need_none(vpp_sandbox, sandbox_setting, user_factory,
+                                                                      settings):
+    # Two chunks whose creates both reach Apple before either reads back (as with parallel workers):
+    # the first listing carries both chunks' codes, so the second chunk lists nothing again.
+    settings.VPP_JOB_CHUNK_SIZE = 3
+    apple = client(sandbox_setting)
+    job = created_not_read_back(vpp_sandbox, apple, settings, [user_factory() for _ in range(6)], (0, 1))
+    listings_before = user_listings(vpp_sandbox)
+
+    for chunk in (0, 1):
+        jobs.job_process_chunk(job_id=job.pk, phase="invite", chunk=chunk, client=apple)
+
+    job.refresh_from_db()
+    assert (job.status, job.succeeded) == (JobStatus.DONE, 6), list(JobItem.objects.values("status", "reason"))
+    assert user_listings(vpp_sandbox) - listings_before == 1
+    assert vpp_sandbox.counters()["users_created"] == 6
+    assert len(mail.outbox) == 6
+
+
+def test_a_chunk_waits_for_another_chunks_listing_instead_of_listing_the_same_users(
+    vpp_sandbox, sandbox_setting, user_factory, settings, monkeypatch
+):
+    apple = client(sandbox_setting)
+    job = created_not_read_back(vpp_sandbox, apple, settings, [user_factory() for _ in range(4)], (0,))
+    other = job_lease.lease_claim(job, job_lease.READBACK)  # another chunk is listing right now ...
+    assert other and job_lease.lease_claim(job, job_lease.READBACK) is None
+
+    waited = []
+
+    def other_chunk_lists(seconds):  # ... and finishes while this one waits
+        waited.append(seconds)
+        readback._list_since_watermark(job, apple)
+        job_lease.lease_release(job, job_lease.READBACK, other)
+
+    monkeypatch.setattr(job_lease.time, "sleep", other_chunk_lists)
+    listings_before = user_listings(vpp_sandbox)
+    jobs.job_process_chunk(job_id=job.pk, phase="invite", chunk=0, client=apple)
+
+    job.refresh_from_db()
+    assert (job.status, job.succeeded) == (JobStatus.DONE, 4), list(JobItem.objects.values("status", "reason"))
+    assert len(waited) == 1
+    assert user_listings(vpp_sandbox) - listings_before == 1  # the other chunk's
+    assert job.readback_lease_until is None

@@ -40,8 +40,13 @@ class Job(models.Model):
     succeeded = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
-    # Apple's users versionId just before our first write: the read-back is a delta from it.
+    # The invite read-back watermark: Apple's users versionId before our first create, moved on
+    # by each completed listing (vpp/services/invite.py).
     apple_version_id = models.CharField(max_length=100, blank=True)
+    # Job-level leases (vpp/services/job_lease.py): one chunk at a time sends its creates, so the
+    # chunks reach their CPU-heavy steps one after another; one lists the read-back delta.
+    create_turn_until = models.DateTimeField(null=True, blank=True)
+    readback_lease_until = models.DateTimeField(null=True, blank=True)
     channel = models.CharField(max_length=8, blank=True)  # invitation channel chosen at confirm time
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

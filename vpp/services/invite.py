@@ -18,6 +18,7 @@ from django.utils import timezone
 from vpp.client import InvalidRequestError, RequestUser, TransientVppError, VppClient
 from vpp.invitations import Invitation, channels_for
 from vpp.models import InvitationDelivery, ItemStatus, Job, JobItem, VppServerSetting, VppUser, VppUserStatus
+from vpp.services import readback
 from vpp.services.apple_io import (
     ACTIVE_STATUSES,
     USER_EXISTS,
@@ -26,11 +27,10 @@ from vpp.services.apple_io import (
     events_wait,
     failures_by_user,
     poll_interval,
-    users_listing,
     users_version_now,
 )
+from vpp.services.job_lease import CREATE_TURN, lease_held
 from vpp.services.jobs import JobDeferred
-from vpp.services.rows import rows_update
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def item_succeed(items: list[JobItem], reason: str = "") -> None:
 
 
 def job_capture_version(*, job: Job, client: VppClient) -> None:
-    """Remember Apple's users versionId before our first create: the read-back is a delta from it."""
+    """Remember Apple's users versionId before our first create: the read-back watermark starts there."""
     if job.apple_version_id:
         return
     version = users_version_now(client)
@@ -72,15 +72,14 @@ def job_capture_version(*, job: Job, client: VppClient) -> None:
 
 def invite_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
     """One chunk: create at Apple → read the invite codes back → deliver, each step recorded on the item."""
-    since = job.apple_version_id
     creating = [item for item in items if item.step == "create"]
     if creating:
-        # The read-back below is a delta from just before this chunk's creates (a few pages).
-        since = users_version_now(client) or since
+        # Normally captured at dispatch; without it every read-back would be one request per user.
+        job_capture_version(job=job, client=client)
         _create(job=job, items=creating, client=client, token=token)
     reading = [item for item in items if item.step == "readback" and item.status == ItemStatus.IN_FLIGHT]
     if reading:
-        _read_back(job=job, items=reading, client=client, since=since)
+        _read_back(job=job, items=reading, client=client, token=token)
     delivering = [item for item in items if item.step == "deliver" and item.status == ItemStatus.IN_FLIGHT]
     if delivering:
         _deliver(job=job, items=delivering, client=client)
@@ -122,8 +121,12 @@ def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) ->
             to_create.append(item)
     _set_step(created, "readback")
 
-    for batch in batches(to_create, config.max_users):
-        waiting.update(_send_create(client, batch))
+    if to_create:
+        # One chunk creates at a time: the chunks then finish their Apple steps one after another,
+        # and one chunk's email work overlaps the next chunks' rate-limited requests.
+        with lease_held(job, CREATE_TURN, token=token):
+            for batch in batches(to_create, config.max_users):
+                waiting.update(_send_create(client, batch))
 
     try:
         finished, unknown = events_wait(job=job, token=token, client=client, event_ids=waiting)
@@ -214,69 +217,22 @@ def _record_create_events(waiting: dict[str, list[JobItem]], finished: dict, unk
 # --------------------------------------------------------------------------- read back
 
 
-def _read_back(*, job: Job, items: list[JobItem], client: VppClient, since: str) -> None:
-    """Learn the invite codes in bulk: a delta listing (shared with the job's other chunks)."""
-    _refresh_vpp_users(items)
-    unknown = [item for item in items if not _known(item)]
-    if unknown and since:
-        try:
-            found, _ = users_listing(client, since_version_id=since)
-        except InvalidRequestError:
-            found = {}  # 9721 invalid versionId: fall back to one read per user
-        # Store every code the listing brought for this job, so other chunks need not list again.
-        _store_apple_records(job, found)
-        _refresh_vpp_users(items)
-        unknown = [item for item in items if not _known(item)]
+def _read_back(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+    """Learn the invite codes in bulk (a delta listing shared by the job's chunks), else user by user."""
+    unknown = readback.codes_list(job=job, items=items, client=client, token=token)
     for item in unknown:
         apple = client.get_user(_cuid(item))
         if apple is not None:
-            _store_apple_records(job, {_cuid(item).lower(): apple})
-    _refresh_vpp_users(items)
+            readback.store_apple_records(job, {_cuid(item).lower(): apple})
+    readback.refresh_vpp_users(items)
     associated = [item for item in items if item.vpp_user.status == VppUserStatus.ASSOCIATED]
     ready = [item for item in items if item.vpp_user.status != VppUserStatus.ASSOCIATED and item.vpp_user.invite_code]
-    missing = [item for item in items if not _known(item)]
+    missing = [item for item in items if not readback.has_code(item)]
     item_succeed(associated, "Already associated at Apple; no invitation needed.")
     for item in associated:
         item.status = ItemStatus.SUCCEEDED
     _fail(missing, "Apple did not return an invitation code for this user.")
     _set_step(ready, "deliver")
-
-
-def _known(item: JobItem) -> bool:
-    return bool(item.vpp_user.invite_code) or item.vpp_user.status == VppUserStatus.ASSOCIATED
-
-
-def _refresh_vpp_users(items: list[JobItem]) -> None:
-    fresh = VppUser.objects.in_bulk([item.vpp_user_id for item in items])
-    for item in items:
-        item.vpp_user = fresh.get(item.vpp_user_id, item.vpp_user)
-
-
-def _store_apple_records(job: Job, found: dict) -> None:
-    """Copy Apple's records onto this job's users still waiting for their code."""
-    if not found:
-        return
-    now = timezone.now()
-    keys = list(found)
-    waiting = []
-    for start in range(0, len(keys), 500):
-        batch = keys[start : start + 500]
-        waiting += VppUser.objects.filter(
-            status=VppUserStatus.PENDING, invite_code="", job_items__job=job, client_user_id__in=batch
-        ).only("pk", "client_user_id", "status", "invite_code", "apple_email", "id_hash")
-    changed = []
-    for vpp_user in waiting:
-        apple = found.get(str(vpp_user.client_user_id).lower())
-        if apple is None or apple.status not in ACTIVE_STATUSES:
-            continue
-        vpp_user.apple_email = apple.email or ""
-        vpp_user.invite_code = apple.invite_code or ""
-        vpp_user.id_hash = apple.id_hash or ""
-        vpp_user.last_synced_at = now
-        if apple.status == "Associated":
-            vpp_user.status = VppUserStatus.ASSOCIATED
-        changed.append(vpp_user)
-    rows_update(changed, ["apple_email", "invite_code", "id_hash", "status", "last_synced_at"])
 
 
 # --------------------------------------------------------------------------- deliver
