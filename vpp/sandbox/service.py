@@ -7,6 +7,7 @@ events whose PENDING time is over and sends the notifications.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import heapq
 import math
@@ -194,7 +195,9 @@ class Sandbox:
                 if self.options.rate_limit_retry_after is not None:
                     error.headers["Retry-After"] = str(self.options.rate_limit_retry_after)
                 raise error
-            window.append(now)
+            # Handler threads reach this lock out of arrival order: keep the window sorted, so
+            # an earlier arrival never sits behind a later one where the trimming cannot reach it.
+            bisect.insort(window, now)
 
     def location(self, token: SToken) -> dict[str, Any]:
         return self.store.location(token.location, token.org_name)

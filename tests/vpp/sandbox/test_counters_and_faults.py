@@ -123,3 +123,15 @@ def test_it_leaves_out_or_filters_the_request_log(api, vpp_sandbox):
     assert "requests" not in vpp_sandbox._call("GET", "counters", params={"requests": "0"})
     recent = vpp_sandbox._call("GET", "counters", params={"since": middle})["requests"]
     assert [r["path"] for r in recent] == ["/mdm/v2/assets"]
+
+
+def test_the_rate_window_counts_requests_that_reach_the_lock_out_of_order():
+    from vpp.sandbox.options import Options
+    from vpp.sandbox.service import ApiError, Sandbox
+
+    sandbox = Sandbox(Options(rps_limit=2))
+    sandbox.check_rate("loc", 10.9)
+    sandbox.check_rate("loc", 10.2)  # arrived earlier, its handler thread got the lock later
+    with pytest.raises(ApiError):
+        sandbox.check_rate("loc", 11.0)  # 10.2 and 10.9 are both within the last second
+    sandbox.check_rate("loc", 11.5)  # 10.2 has left the window even though 10.9 was counted first
