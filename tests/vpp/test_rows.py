@@ -34,3 +34,14 @@ def test_it_updates_only_the_named_fields_and_touches_updated_at():
     first, second = VppUser.objects.filter(user__in=users).order_by("pk")
     assert first.status == VppUserStatus.INVITED and first.invite_code == "" and first.updated_at >= before
     assert second.invite_code == ""
+
+
+def test_it_inserts_awkward_text_and_nulls_unchanged():
+    # Postgres takes these through COPY: tabs, newlines, backslashes and NULLs must survive.
+    from vpp.models import ItemStatus, Job, JobAction, JobItem
+
+    job = Job.objects.create(action=JobAction.INVITE, selection={"ids": [1, 2], "note": "a\tb"})
+    labels = ["Tab\there", "New\nline", "Back\\slash \\N", "Ünïcödé ✓", ""]
+    rows_insert([JobItem(job=job, user_label=label, status=ItemStatus.SKIPPED, reason=label) for label in labels])
+    stored = list(JobItem.objects.filter(job=job).order_by("pk").values_list("user_label", "reason", "vpp_user_id"))
+    assert stored == [(label, label, None) for label in labels]

@@ -42,7 +42,7 @@ def rows_update(objs: Sequence[Model], fields: Iterable[str], *, batch_size: int
 
 
 def rows_insert(objs: Sequence[Model], *, batch_size: int = 1000) -> int:
-    """INSERT new objects with ``executemany`` (ids are not read back).
+    """INSERT new objects with ``executemany`` (COPY on Postgres); ids are not read back.
 
     bulk_create compiles one statement per ~60 rows on SQLite (999 parameters per query) and
     prepares every value through the SQL compiler; for the 10,000 items of a large job that
@@ -59,6 +59,15 @@ def rows_insert(objs: Sequence[Model], *, batch_size: int = 1000) -> int:
     placeholders = ", ".join(["%s"] * len(fields))
     sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
     params = [[field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields] for obj in objs]
+    if connection.vendor == "postgresql":
+        # COPY: one stream instead of a pipelined INSERT per row (10,000 items: ~1.9 s -> ~0.2 s).
+        copy_sql = f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor, cursor.cursor.copy(
+            copy_sql
+        ) as copy:
+            for row in params:
+                copy.write_row(row)
+        return len(params)
     for start in range(0, len(params), batch_size):
         with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
             cursor.executemany(sql, params[start : start + batch_size])
