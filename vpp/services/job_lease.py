@@ -20,7 +20,9 @@ from vpp.models import Job
 from vpp.services.jobs import job_heartbeat, job_limits
 
 LEASE_SECONDS = 15  # a step that outlives it lets a second chunk in (slower, still correct)
-POLL_SECONDS = 0.05
+# Each look is an UPDATE (and, for the read-back, a SELECT): a waiter looks ~7 times a second.
+# A create turn changes hands after ~0.3 s of requests, so a later look costs little.
+POLL_SECONDS = 0.15
 HEARTBEAT_SECONDS = 1.0
 
 # The Job columns that hold a lease.

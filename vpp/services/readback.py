@@ -31,10 +31,19 @@ def has_code(item: JobItem) -> bool:
     return bool(item.vpp_user.invite_code) or item.vpp_user.status == VppUserStatus.ASSOCIATED
 
 
+# What a read-back (or a USER_ASSOCIATED notification meanwhile) changes on a VppUser.
+_REFRESHED = ("invite_code", "status", "apple_email", "id_hash", "last_synced_at")
+
+
 def refresh_vpp_users(items: list[JobItem]) -> None:
-    fresh = VppUser.objects.in_bulk([item.vpp_user_id for item in items])
+    """Re-read the fields a read-back changes onto the items' VppUsers (tuples, not 500 new models)."""
+    rows = VppUser.objects.filter(pk__in=[item.vpp_user_id for item in items]).values_list("pk", *_REFRESHED)
+    fresh = {pk: values for pk, *values in rows}
     for item in items:
-        item.vpp_user = fresh.get(item.vpp_user_id, item.vpp_user)
+        values = fresh.get(item.vpp_user_id)
+        if values is not None and item.vpp_user is not None:
+            for name, value in zip(_REFRESHED, values, strict=True):
+                setattr(item.vpp_user, name, value)
 
 
 def _without_code(items: list[JobItem]) -> list[JobItem]:
