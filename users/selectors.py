@@ -9,7 +9,8 @@ Performance notes (100,000 users; see bench/users_page.py):
   (display_name, id): filtered pages and their counts walk only the matching rows. A join or
   EXISTS over the devices table cost 50–800 ms per COUNT at this size.
 - Search is one LIKE per word on the lower-cased User.search_text (a trigram index on
-  Postgres); on SQLite, words of 3+ characters go through an FTS5 trigram index instead.
+  Postgres); on SQLite, words of 3+ characters that match at most FTS_BROAD users go through
+  an FTS5 trigram index instead.
 - A search first collects the matching ids when there are at most 2,000 of them, so a rare
   term does not walk a whole sort index testing every row.
 - A page is fetched in two steps: the ids of the page (an index-only walk of the sort index,
@@ -80,16 +81,28 @@ def _search_q(text: str) -> Q:
 
 # The trigram index (SQLite FTS5, users/migrations/0004) matches substrings of 3+ characters.
 FTS_MIN_TERM = 3
+# A term that matches more users than this (e.g. "example.com") is faster as a LIKE along the
+# sort index, which stops after a page of matches, than as thousands of rowid lookups.
+FTS_BROAD = 4000
 
 
 def _term_q(term: str) -> Q:
     if connection.vendor == "sqlite" and len(term) >= FTS_MIN_TERM:
         # A quoted FTS5 phrase is matched literally: a doubled quote is the only escape.
         phrase = '"' + term.replace('"', '""') + '"'
-        return Q(pk__in=RawSQL("SELECT rowid FROM users_user_fts WHERE users_user_fts MATCH %s", [phrase]))
+        if not _fts_broad(phrase):
+            return Q(pk__in=RawSQL("SELECT rowid FROM users_user_fts WHERE users_user_fts MATCH %s", [phrase]))
     # contains, not icontains: search_text is stored lower-case, and a plain LIKE can use the
     # trigram index on Postgres where UPPER(...) LIKE could not.
     return Q(search_text__contains=term)
+
+
+def _fts_broad(phrase: str) -> bool:
+    """Whether more than FTS_BROAD users contain the phrase (the index alone, stopping at the limit)."""
+    sql = "SELECT count(*) FROM (SELECT 1 FROM users_user_fts WHERE users_user_fts MATCH %s LIMIT %s)"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [phrase, FTS_BROAD + 1])
+        return cursor.fetchone()[0] > FTS_BROAD
 
 
 # --- sorting -----------------------------------------------------------------------------

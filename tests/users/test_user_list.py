@@ -73,7 +73,10 @@ def test_it_lists_users_with_their_columns(admin_client, people):
         ("nobody", []),
     ],
 )
-def test_it_searches_name_login_id_and_email(admin_client, people, q, expected):
+@pytest.mark.parametrize("fts_broad", [0, 4000], ids=["broad-terms-as-like", "terms-through-the-index"])
+def test_it_searches_name_login_id_and_email(admin_client, people, q, expected, fts_broad, monkeypatch):
+    # On SQLite a term matching more than FTS_BROAD users is searched with LIKE instead of FTS.
+    monkeypatch.setattr("users.selectors.FTS_BROAD", fts_broad)
     assert names(admin_client.get("/users/", {"q": q})) == expected
 
 
