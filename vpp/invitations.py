@@ -14,6 +14,7 @@ Sending is at most once per (VPP user, channel, job): see InvitationDelivery.
 from __future__ import annotations
 
 import logging
+import smtplib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ class Invitation:
 class DeliveryResult:
     ok: bool
     error: str = ""
+    # Failed for a reason that may pass (mail server or APNs busy or down): the job retries it
+    # later, with backoff and a capped number of attempts, instead of failing the user.
+    transient: bool = False
 
 
 @runtime_checkable
@@ -180,16 +184,33 @@ class EmailChannel:
         return message
 
     def send(self, invitations: Sequence[Invitation], *, setting: VppServerSetting) -> list[DeliveryResult]:
+        try:
+            connection = get_connection(fail_silently=False)
+            connection.open()
+        except Exception as exc:  # noqa: BLE001 - the mail server is unreachable: nobody gets one now
+            logger.warning("invitation emails not sent, no connection to the mail server: %s", exc)
+            return [DeliveryResult(False, f"Email could not be sent: {exc}", transient=True) for _ in invitations]
         results = []
-        with get_connection(fail_silently=False) as connection:
+        try:
             for invitation in invitations:
                 try:
                     connection.send_messages([self.build(invitation, setting=setting)])
                     results.append(DeliveryResult(True))
                 except Exception as exc:  # noqa: BLE001 - one refused recipient must not stop the batch
                     logger.warning("invitation email to vpp user %s failed: %s", invitation.vpp_user_id, exc)
-                    results.append(DeliveryResult(False, f"Email could not be sent: {exc}"))
+                    results.append(DeliveryResult(False, f"Email could not be sent: {exc}", email_error_transient(exc)))
+        finally:
+            connection.close()
         return results
+
+
+def email_error_transient(exc: Exception) -> bool:
+    """A 4xx reply or a lost connection may pass; a 5xx refusal or a bad message will not."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(400 <= code < 500 for code, _ in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500
+    return isinstance(exc, OSError)  # connection refused, reset or timed out; server disconnected
 
 
 class PushChannel:
@@ -224,7 +245,7 @@ class PushChannel:
             )
             for invitation in invitations
         ]
-        return [DeliveryResult(result.ok, result.error) for result in push_invitations(messages)]
+        return [DeliveryResult(result.ok, result.error, result.transient) for result in push_invitations(messages)]
 
 
 register_channel(EmailChannel())

@@ -182,3 +182,20 @@ def test_it_delivers_a_push_invite_job_end_to_end(apns_settings, fake_apns, appl
     assert failed.state == InvitationDelivery.State.FAILED and "no longer registered" in failed.error
     assert Device.objects.get(user=gone).push_token == ""
     assert VppUser.objects.get(user=gone).status == VppUserStatus.INVITED  # Apple has the code; only the push failed
+
+
+def test_a_push_invite_waits_out_an_apns_outage(apns_settings, fake_apns, apple, token_setting, user_factory):
+    # APNs 503 is transient: the item stays at "deliver" and the chunk runs again (an attempt).
+    from tests.vpp.conftest import run_job
+    from vpp.models import JobAction, JobItem
+    from vpp.services.jobs import job_create
+    from vpp.services.plan import vpp_plan_build
+
+    apns_settings.VPP_EVENT_POLL_INTERVAL = 0
+    user = user_factory(push_token=token(90))
+    fake_apns.state.set_fault(status=503, reason="ServiceUnavailable", count=1)
+    plan = vpp_plan_build(action=JobAction.INVITE, users=User.objects.filter(pk=user.pk), channel="push")
+    job = run_job(job_create(plan=plan, actor=None, selection={"ids": [user.pk]}, ip="127.0.0.1"), apple)
+    assert (job.succeeded, job.failed) == (1, 0)
+    assert [p.device_token for p in fake_apns.state.pushes if p.status == 200] == [token(90)]
+    assert JobItem.objects.get(job=job).attempts == 2

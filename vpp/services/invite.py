@@ -30,7 +30,7 @@ from vpp.services.apple_io import (
     users_version_now,
 )
 from vpp.services.job_lease import CREATE_TURN, lease_held
-from vpp.services.jobs import JobDeferred
+from vpp.services.jobs import JobDeferred, backoff_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +244,7 @@ def _deliver(*, job: Job, items: list[JobItem], client: VppClient) -> None:
     organisation = setting.token_org_name or setting.location_name or "Your organisation"
     sent: dict[int, list[str]] = {item.pk: [] for item in items}
     errors: dict[int, list[str]] = {item.pk: [] for item in items}
+    retry: set[int] = set()  # items a channel failed for a reason that may pass
     for channel in channels_for(job.channel):
         reachable = [item for item in items if item.user and item.vpp_user and channel.can_reach(item.user)]
         links = {item.pk: config.invitation_url(item.vpp_user.invite_code) for item in reachable}
@@ -252,7 +253,7 @@ def _deliver(*, job: Job, items: list[JobItem], client: VppClient) -> None:
             sent[item.pk].append(channel.name)
         invitations = [Invitation(item.vpp_user_id, item.user, links[item.pk], organisation) for item in fresh]
         results = channel.send(invitations, setting=setting) if invitations else []
-        _record_deliveries(job, channel.name, fresh, results, sent, errors)
+        _record_deliveries(job, channel.name, fresh, results, sent, errors, retry)
 
     now = timezone.now()
     delivered = [item for item in items if sent[item.pk]]
@@ -265,13 +266,18 @@ def _deliver(*, job: Job, items: list[JobItem], client: VppClient) -> None:
             last_invitation_channel=channel_name,
         )
     item_succeed(delivered, "")
+    later = [item for item in items if not sent[item.pk] and item.pk in retry]
     for item in items:
-        if not sent[item.pk]:
+        if not sent[item.pk] and item.pk not in retry:
             reason = "; ".join(errors[item.pk]) or "No channel could reach this user."
             item_fail([item], reason)
             VppUser.objects.filter(pk=item.vpp_user_id, status=VppUserStatus.PENDING).update(
                 status=VppUserStatus.INVITED
             )  # Apple has the user and its code; only the message failed
+    if later:
+        # The mail server or APNs may be back soon: these items stay at "deliver" and the chunk
+        # runs again with backoff; each run is an attempt, so a lasting outage fails them.
+        raise JobDeferred(backoff_seconds(later), counts_as_attempt=True)
 
 
 def _reserve_deliveries(job, channel_name, items, links) -> tuple[list[JobItem], list[JobItem]]:
@@ -307,7 +313,7 @@ def _reserve_deliveries(job, channel_name, items, links) -> tuple[list[JobItem],
     return fresh, already
 
 
-def _record_deliveries(job, channel_name, fresh, results, sent, errors) -> None:
+def _record_deliveries(job, channel_name, fresh, results, sent, errors, retry) -> None:
     now = timezone.now()
     ok_ids, failed = [], []
     for item, result in zip(fresh, results, strict=True):
@@ -317,6 +323,8 @@ def _record_deliveries(job, channel_name, fresh, results, sent, errors) -> None:
         else:
             failed.append((item, result.error))
             errors[item.pk].append(result.error)
+            if result.transient:
+                retry.add(item.pk)
     deliveries = InvitationDelivery.objects.filter(job=job, channel=channel_name)
     deliveries.filter(vpp_user_id__in=ok_ids).update(state=InvitationDelivery.State.SENT, sent_at=now)
     for item, error in failed:

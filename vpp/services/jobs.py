@@ -77,11 +77,16 @@ def engine_jobs():
 
 
 class JobDeferred(Exception):
-    """The chunk must run again later (Apple said wait, or events are still pending)."""
+    """The chunk must run again later (Apple said wait, or events are still pending).
 
-    def __init__(self, countdown: float):
+    ``counts_as_attempt``: waiting for Apple's events is progress and costs no attempt, but a
+    retry after a failure (e.g. the mail server was down) does, so attempts stay capped.
+    """
+
+    def __init__(self, countdown: float, *, counts_as_attempt: bool = False):
         super().__init__(f"deferred for {countdown:.1f} s")
         self.countdown = countdown
+        self.counts_as_attempt = counts_as_attempt
 
 
 class NoTokenError(Exception):
@@ -354,7 +359,8 @@ def _claim(job: Job, phase: str, chunk: int) -> tuple[str, list[JobItem]]:
     # Poison items (a crash every time) fail instead of looping forever.
     items.filter(claimable, attempts__gte=limits.max_attempts).update(
         status=ItemStatus.FAILED,
-        reason=f"Gave up after {limits.max_attempts} attempts (Apple kept failing or the worker kept stopping)",
+        reason=f"Gave up after {limits.max_attempts} attempts (Apple or the mail/push service kept failing, "
+        "or the worker kept stopping)",
     )
     token = uuid.uuid4().hex
     items.filter(claimable).update(
@@ -422,8 +428,8 @@ def job_process_chunk(*, job_id: int, phase: str, chunk: int, client: VppClient 
             wait = _transient_wait(exc, items)
             Job.objects.filter(pk=job.pk).update(retry_after_until=timezone.now() + timedelta(seconds=wait))
             raise JobDeferred(wait) from exc
-        except JobDeferred:
-            job_release(token=token, refund_attempt=True)
+        except JobDeferred as deferred:
+            job_release(token=token, refund_attempt=not deferred.counts_as_attempt)
             raise
         except PermanentVppError as exc:
             _fail_claimed(token, exc.message, exc.error_number)
@@ -445,8 +451,13 @@ def _fail_claimed(token: str, message: str, error_number: int | None) -> None:
 def _transient_wait(exc: TransientVppError, items: list[JobItem]) -> float:
     if exc.retry_after:
         return float(exc.retry_after)
+    return backoff_seconds(items)
+
+
+def backoff_seconds(items: list[JobItem]) -> float:
+    """Exponential backoff by the items' attempts so far: 2, 4, 8 … 256 s (then attempts run out)."""
     attempts = max((item.attempts for item in items), default=1)
-    return float(min(300, 2 ** min(attempts, 8)))  # exponential backoff without Retry-After
+    return float(min(300, 2 ** min(attempts, 8)))
 
 
 def _token_broken(exc: PermanentVppError) -> None:
