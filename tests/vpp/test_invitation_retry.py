@@ -121,3 +121,24 @@ def test_a_lasting_outage_fails_the_invitations_after_the_capped_attempts(apple,
 )
 def test_it_tells_mail_errors_that_may_pass_from_final_ones(exc, transient):
     assert email_error_transient(exc) is transient
+
+
+def test_the_job_panel_says_why_invitations_wait_and_when_they_are_tried_again(admin_client, apple, token_setting,
+                                                                              user_factory, flaky_mail):
+    from vpp.models import Job
+    from vpp.services import jobs
+
+    flaky_mail.refuse_connections = 1
+    job = invite([user_factory()])
+    jobs.job_dispatch(job_id=job.pk, client=apple)
+    with pytest.raises(jobs.JobDeferred):
+        jobs.job_process_chunk(job_id=job.pk, phase="invite", chunk=0, client=apple)
+
+    job.refresh_from_db()
+    assert job.delivery_retry_until and "Connection refused" in job.delivery_retry_reason
+    html = admin_client.get(f"/vpp/jobs/{job.pk}/panel/", headers={"HX-Request": "true"}).content.decode()
+    assert "Some invitations could not be sent yet" in html and "Connection refused" in html
+
+    job = run_job(job, apple)
+    assert job.succeeded == 1
+    assert Job.objects.filter(pk=job.pk, delivery_retry_until=None, delivery_retry_reason="").exists()

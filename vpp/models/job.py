@@ -55,6 +55,9 @@ class Job(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Apple's Retry-After: no request for this job before this instant (shown on the job panel).
     retry_after_until = models.DateTimeField(null=True, blank=True)
+    # Invitations that could not go out yet (mail server or APNs down): why, and the next try.
+    delivery_retry_until = models.DateTimeField(null=True, blank=True)
+    delivery_retry_reason = models.CharField(max_length=300, blank=True)
     # Set when the broker refused the message; the sweeper retries the dispatch.
     enqueue_error = models.CharField(max_length=300, blank=True)
     error = models.CharField(max_length=500, blank=True)

@@ -277,7 +277,15 @@ def _deliver(*, job: Job, items: list[JobItem], client: VppClient) -> None:
     if later:
         # The mail server or APNs may be back soon: these items stay at "deliver" and the chunk
         # runs again with backoff; each run is an attempt, so a lasting outage fails them.
-        raise JobDeferred(backoff_seconds(later), counts_as_attempt=True)
+        wait = backoff_seconds(later)
+        Job.objects.filter(pk=job.pk).update(
+            delivery_retry_until=timezone.now() + timedelta(seconds=wait),
+            delivery_retry_reason=errors[later[0].pk][-1][:300],
+        )
+        raise JobDeferred(wait, counts_as_attempt=True)
+    Job.objects.filter(pk=job.pk).exclude(delivery_retry_until=None).update(
+        delivery_retry_until=None, delivery_retry_reason=""
+    )
 
 
 def _reserve_deliveries(job, channel_name, items, links) -> tuple[list[JobItem], list[JobItem]]:

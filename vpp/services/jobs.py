@@ -294,6 +294,8 @@ def _finish(job: Job, *, status: str = JobStatus.DONE, error: str = "") -> bool:
         skipped=counts[ItemStatus.SKIPPED],
         error=error[:500],
         retry_after_until=None,
+        delivery_retry_until=None,
+        delivery_retry_reason="",
     )
     if won:
         job.refresh_from_db()
