@@ -69,6 +69,12 @@ def page(browser, console_url):
     tab.console_errors = errors
     yield tab
     context.close()
+    # Playwright's sync API runs the test inside its own greenlet, whose context variables hold
+    # their own database connection: close it here, or Postgres refuses to drop the test
+    # database at the end ("is being accessed by other users").
+    from django.db import connections
+
+    connections.close_all()
 
 
 @pytest.fixture
