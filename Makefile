@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint check install clean browser tools
+.PHONY: run test lint check install clean tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,6 @@ tools:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
 	      || echo "warning: could not install$$missing; the tests that need them will be skipped"; \
 	  else echo "note:$$missing not installed; the tests that need them will be skipped"; fi; fi
-
-browser: tools
 
 # The embedded default is a development setup: DEBUG=1 unless the caller says otherwise.
 run: install

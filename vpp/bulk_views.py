@@ -13,6 +13,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
 
@@ -132,7 +133,8 @@ def _not_found():
 def _panel_context(job: Job) -> dict:
     counts = selectors.job_item_counts(job)
     done = counts[ItemStatus.SUCCEEDED] + counts[ItemStatus.FAILED] + counts[ItemStatus.SKIPPED]
-    return {"job": job, "counts": counts, "processed": done,
+    waiting = job.delivery_retry_until is not None and job.delivery_retry_until > timezone.now()
+    return {"job": job, "counts": counts, "processed": done, "delivery_waiting": waiting,
             "percent": 100 if not job.total else min(100, round(100 * done / job.total))}
 
 

@@ -10,7 +10,7 @@
 
 Tests using them need the database with transactions (the live server is another thread):
 ``pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]``.
-Without Chromium the tests are skipped with a reason (``make browser`` installs it).
+Without Chromium the tests are skipped with a reason (``make tools`` installs it).
 Never ``playwright install``: it downloads a browser build, which fails offline.
 """
 
@@ -43,7 +43,7 @@ def chromium_path() -> str | None:
 def browser():
     path = chromium_path()
     if not path:
-        pytest.skip("Chromium is not installed at /usr/bin/chromium (run `make browser`)")
+        pytest.skip("Chromium is not installed at /usr/bin/chromium (run `make tools`)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -38,7 +38,7 @@ def worker(tmp_path, vpp_sandbox):
 @pytest.fixture
 def page(live_server, django_user_model, worker):
     if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        pytest.skip("Chromium is not installed (make browser installs it)")
+        pytest.skip("Chromium is not installed (make tools installs it)")
     from playwright.sync_api import sync_playwright
 
     admin = django_user_model.objects.create_user("admin", email="admin@example.com", password="pw-for-browser-1")

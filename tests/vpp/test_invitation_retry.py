@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import smtplib
+from datetime import timedelta
 
 import pytest
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
+from django.utils import timezone
 
 from tests.vpp.conftest import run_job
 from users.models import User
@@ -138,6 +140,9 @@ def test_the_job_panel_says_why_invitations_wait_and_when_they_are_tried_again(a
     assert job.delivery_retry_until and "Connection refused" in job.delivery_retry_reason
     html = admin_client.get(f"/vpp/jobs/{job.pk}/panel/", headers={"HX-Request": "true"}).content.decode()
     assert "Some invitations could not be sent yet" in html and "Connection refused" in html
+    Job.objects.filter(pk=job.pk).update(delivery_retry_until=timezone.now() - timedelta(seconds=1))
+    html = admin_client.get(f"/vpp/jobs/{job.pk}/panel/", headers={"HX-Request": "true"}).content.decode()
+    assert "Some invitations could not be sent yet" not in html  # its time has come: the chunk is retrying
 
     job = run_job(job, apple)
     assert job.succeeded == 1

@@ -41,7 +41,7 @@ class Job(models.Model):
     failed = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
     # The invite read-back watermark: Apple's users versionId before our first create, moved on
-    # by each completed listing (vpp/services/invite.py).
+    # by each completed listing (vpp/services/readback.py).
     apple_version_id = models.CharField(max_length=100, blank=True)
     # Job-level leases (vpp/services/job_lease.py): one chunk at a time sends its creates, so the
     # chunks reach their CPU-heavy steps one after another; one lists the read-back delta.
@@ -55,7 +55,8 @@ class Job(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Apple's Retry-After: no request for this job before this instant (shown on the job panel).
     retry_after_until = models.DateTimeField(null=True, blank=True)
-    # Invitations that could not go out yet (mail server or APNs down): why, and the next try.
+    # Invitations that could not go out yet (mail server or APNs down): why, and the next try
+    # (the job panel shows it until then; a chunk that fails again sets a later one).
     delivery_retry_until = models.DateTimeField(null=True, blank=True)
     delivery_retry_reason = models.CharField(max_length=300, blank=True)
     # Set when the broker refused the message; the sweeper retries the dispatch.

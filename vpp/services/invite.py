@@ -224,7 +224,8 @@ def _read_back(*, job: Job, items: list[JobItem], client: VppClient, token: str)
         apple = client.get_user(_cuid(item))
         if apple is not None:
             readback.store_apple_records(job, {_cuid(item).lower(): apple})
-    readback.refresh_vpp_users(items)
+    if unknown:
+        readback.refresh_vpp_users(unknown)  # the others were refreshed by codes_list
     associated = [item for item in items if item.vpp_user.status == VppUserStatus.ASSOCIATED]
     ready = [item for item in items if item.vpp_user.status != VppUserStatus.ASSOCIATED and item.vpp_user.invite_code]
     missing = [item for item in items if not readback.has_code(item)]
@@ -283,9 +284,6 @@ def _deliver(*, job: Job, items: list[JobItem], client: VppClient) -> None:
             delivery_retry_reason=errors[later[0].pk][-1][:300],
         )
         raise JobDeferred(wait, counts_as_attempt=True)
-    Job.objects.filter(pk=job.pk).exclude(delivery_retry_until=None).update(
-        delivery_retry_until=None, delivery_retry_reason=""
-    )
 
 
 def _reserve_deliveries(job, channel_name, items, links) -> tuple[list[JobItem], list[JobItem]]:
