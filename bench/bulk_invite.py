@@ -48,12 +48,19 @@ def configure_env(args, tmp: Path) -> None:
     from cryptography.fernet import Fernet
 
     os.environ.update(
-        DEBUG="0", HTTPS="0", STATIC_MANIFEST="0", ALLOWED_HOSTS="127.0.0.1,localhost",
+        DEBUG="0",
+        HTTPS="0",
+        STATIC_MANIFEST="0",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
         SECRET_KEY="bench-only-secret-key-0123456789-0123456789-0123456789",
         KMCONSOLE_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
-        KMCONSOLE_VAR_DIR=str(tmp), DATABASE_URL=args.database_url or f"sqlite:///{tmp / 'bench.sqlite3'}",
-        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend", EMAIL_FILE_PATH=str(tmp / "outbox"),
-        VPP_EVENT_POLL_INTERVAL="1", LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="kmconsole.settings",
+        KMCONSOLE_VAR_DIR=str(tmp),
+        DATABASE_URL=args.database_url or f"sqlite:///{tmp / 'bench.sqlite3'}",
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(tmp / "outbox"),
+        VPP_EVENT_POLL_INTERVAL="1",
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="kmconsole.settings",
     )
     if args.redis_url:
         os.environ["REDIS_URL"] = args.redis_url
@@ -71,8 +78,10 @@ def seed(n: int) -> None:
         batch_size=2000,
     )
     Device.objects.bulk_create(
-        [Device(user=u, platform=Platform.IOS, activation_state=ActivationState.ACTIVATED, serial_number=f"B{u.pk}")
-         for u in users],
+        [
+            Device(user=u, platform=Platform.IOS, activation_state=ActivationState.ACTIVATED, serial_number=f"B{u.pk}")
+            for u in users
+        ],
         batch_size=2000,
     )
     from users.services import user_device_summary_refresh
@@ -105,8 +114,11 @@ class Prober(threading.Thread):
         self.session = requests.Session()
         login = self.session.get(f"{base}/login/", timeout=10)
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
-        self.session.post(f"{base}/login/", data={"username": "bench", "password": "bench-password-1",
-                                                  "csrfmiddlewaretoken": token}, timeout=10)
+        self.session.post(
+            f"{base}/login/",
+            data={"username": "bench", "password": "bench-password-1", "csrfmiddlewaretoken": token},
+            timeout=10,
+        )
         self.urls = {"users page": f"{base}/users/", "job panel": f"{base}/vpp/jobs/{job_id}/panel/"}
         self.times: dict[str, list[float]] = {name: [] for name in self.urls}
         self.errors = 0
@@ -177,8 +189,12 @@ def main() -> None:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--chunk-size", type=int, default=500, help="VPP_JOB_CHUNK_SIZE for the worker")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    parser.add_argument("--timeline", type=Path, help="write every sandbox request (seconds after job creation "
-                        "started, method, path, status) to this TSV file, to see where Apple's budget went idle")
+    parser.add_argument(
+        "--timeline",
+        type=Path,
+        help="write every sandbox request (seconds after job creation "
+        "started, method, path, status) to this TSV file, to see where Apple's budget went idle",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="kmconsole-bench-"))
@@ -203,8 +219,9 @@ def main() -> None:
         conn.default_channel.queue_purge(os.environ.get("CELERY_QUEUE", "kmconsole"))
 
     limits = {"maxUsers": MAX_USERS, "maxRequestPerSecond": RPS, "maxRevokeClientUserIds": 100}
-    sandbox = start_process_sandbox(limits=limits, rps_limit=RPS, rate_limit_retry_after=1, page_size=PAGE_SIZE,
-                                    pending_seconds=0.0, latency=0.0)
+    sandbox = start_process_sandbox(
+        limits=limits, rps_limit=RPS, rate_limit_retry_after=1, page_size=PAGE_SIZE, pending_seconds=0.0, latency=0.0
+    )
     setting = VppServerSetting.load()
     setting.content_token_encrypted = secrets.encrypt(sandbox.token)
     setting.api_base_url = sandbox.base_url
@@ -213,11 +230,42 @@ def main() -> None:
     concurrency = args.concurrency if args.redis_url else 1
     port = free_port()
     procs = [
-        start([sys.executable, "-m", "celery", "-A", "kmconsole", "worker", "--pool", "prefork", "--concurrency",
-               str(concurrency), "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "-n", "bench@%h"],
-              tmp / "worker.log"),
-        start([sys.executable, "-m", "gunicorn", "kmconsole.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2",
-               "--log-level", "warning"], tmp / "web.log"),
+        start(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "kmconsole",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(concurrency),
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                "bench@%h",
+            ],
+            tmp / "worker.log",
+        ),
+        start(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "kmconsole.wsgi",
+                "-b",
+                f"127.0.0.1:{port}",
+                "-w",
+                "2",
+                "--log-level",
+                "warning",
+            ],
+            tmp / "web.log",
+        ),
     ]
     try:
         wait_ready(app, port)
@@ -236,37 +284,53 @@ def main() -> None:
         prober.join(timeout=10)
         job.refresh_from_db()
         counters = sandbox.counters()
-        cpu = {"worker": cpu_seconds(procs[0].pid), "web": cpu_seconds(procs[1].pid),
-               "sandbox": cpu_seconds(0, pid=sandbox.process.pid)}
+        cpu = {
+            "worker": cpu_seconds(procs[0].pid),
+            "web": cpu_seconds(procs[1].pid),
+            "sandbox": cpu_seconds(0, pid=sandbox.process.pid),
+        }
 
         batches = math.ceil(args.users / MAX_USERS)
         pages = math.ceil(args.users / PAGE_SIZE)
         needed = batches + batches + pages + 1  # creates, one status read each, listing pages, versionId
         floor = needed / RPS
         outbox = sum(1 for _ in (tmp / "outbox").glob("*.log"))
-        print(f"job #{job.pk}: {job.get_status_display()} — {job.succeeded} succeeded, {job.failed} failed, "
-              f"{job.skipped} skipped of {job.total}")
+        print(
+            f"job #{job.pk}: {job.get_status_display()} — {job.succeeded} succeeded, {job.failed} failed, "
+            f"{job.skipped} skipped of {job.total}"
+        )
         broker = "redis" if args.redis_url else "filesystem"
-        print(f"wall time        {wall:7.1f} s   (job creation → last item done; worker concurrency {concurrency}, "
-              f"chunk {args.chunk_size}, broker {broker})")
-        print(f"  of which       {created_in:7.1f} s   creating the job and its {args.users} items "
-              "(the confirm request)")
-        print(f"Apple floor      {floor:7.1f} s   ({needed} unavoidable requests ÷ {RPS} req/s: {batches} creates, "
-              f"{batches} status reads, {pages} listing pages, 1 versionId)")
+        print(
+            f"wall time        {wall:7.1f} s   (job creation → last item done; worker concurrency {concurrency}, "
+            f"chunk {args.chunk_size}, broker {broker})"
+        )
+        print(
+            f"  of which       {created_in:7.1f} s   creating the job and its {args.users} items (the confirm request)"
+        )
+        print(
+            f"Apple floor      {floor:7.1f} s   ({needed} unavoidable requests ÷ {RPS} req/s: {batches} creates, "
+            f"{batches} status reads, {pages} listing pages, 1 versionId)"
+        )
         print(f"ratio            {wall / floor:7.2f} ×  (target ≤ 1.5×)")
-        print(f"sandbox          {counters['total_requests']} requests, {counters['users_created']} users created, "
-              f"{counters['create_calls']} create calls; email files written: {outbox}")
+        print(
+            f"sandbox          {counters['total_requests']} requests, {counters['users_created']} users created, "
+            f"{counters['create_calls']} create calls; email files written: {outbox}"
+        )
         rejected = sum(1 for r in counters.get("requests", []) if r.get("status") == 429)
         print(f"429 answers      {rejected}")
         for name, times in prober.times.items():
             if times:
-                print(f"{name:<16} p50 {statistics.median(times) * 1000:6.1f} ms   p95 {pct(times, .95):6.1f} ms   "
-                      f"({len(times)} requests during the job)")
+                print(
+                    f"{name:<16} p50 {statistics.median(times) * 1000:6.1f} ms   p95 {pct(times, 0.95):6.1f} ms   "
+                    f"({len(times)} requests during the job)"
+                )
         print(f"web errors       {prober.errors}")
         if args.timeline:
             write_timeline(args.timeline, counters.get("requests", []), started_epoch)
-        print(f"CPU used         worker {cpu['worker']:.1f} s, web {cpu['web']:.1f} s, sandbox {cpu['sandbox']:.1f} s "
-              f"on {os.cpu_count()} cores (load average now {os.getloadavg()[0]:.1f})")
+        print(
+            f"CPU used         worker {cpu['worker']:.1f} s, web {cpu['web']:.1f} s, sandbox {cpu['sandbox']:.1f} s "
+            f"on {os.cpu_count()} cores (load average now {os.getloadavg()[0]:.1f})"
+        )
     finally:
         for proc in procs:
             stop(proc)

@@ -50,9 +50,19 @@ def seed_state(path: Path, users: int) -> list[tuple[str, str]]:
     for n in range(users):
         cuid, code = str(uuid.uuid4()), uuid.uuid4().hex
         ids.append((cuid, code))
-        loc["users"].append({"recordId": n + 1, "clientUserId": cuid, "email": f"user{n}@example.com",
-                             "status": "Registered", "inviteCode": code, "idHash": None, "managedAppleId": None,
-                             "createdAt": time.time(), "versionId": n + 2})
+        loc["users"].append(
+            {
+                "recordId": n + 1,
+                "clientUserId": cuid,
+                "email": f"user{n}@example.com",
+                "status": "Registered",
+                "inviteCode": code,
+                "idHash": None,
+                "managedAppleId": None,
+                "createdAt": time.time(),
+                "versionId": n + 2,
+            }
+        )
     loc["nextRecord"], loc["versionId"] = users + 1, users + 2
     path.write_text(json.dumps({"schema": SCHEMA, "locations": {LOCATION: loc}}, separators=(",", ":")))
     return ids
@@ -75,8 +85,7 @@ def change_share(path: Path, share: float) -> int:
 def run_child(env: dict[str, str], *args: str) -> tuple[float, float, str]:
     """(seconds, peak RSS in MB, stdout) of ``bench/sync.py --child ...``."""
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, __file__, "--child", *args], env=env, stdout=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen([sys.executable, __file__, "--child", *args], env=env, stdout=subprocess.PIPE, text=True)
     out = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.monotonic() - started
@@ -119,12 +128,22 @@ def _child_setup(ids_path: str, token: str, base_url: str) -> None:
     batch = 5000
     for start in range(0, len(ids), batch):
         chunk = ids[start : start + batch]
-        users = User.objects.bulk_create([User(display_name=f"User {start + i}", login_id=f"user{start + i}",
-                                               email=f"user{start + i}@example.com") for i in range(len(chunk))])
+        users = User.objects.bulk_create(
+            [
+                User(
+                    display_name=f"User {start + i}", login_id=f"user{start + i}", email=f"user{start + i}@example.com"
+                )
+                for i in range(len(chunk))
+            ]
+        )
         # invite_code left blank: the first full sync writes every row (the worst case).
         pairs = zip(users, chunk, strict=True)
-        VppUser.objects.bulk_create([VppUser(user=u, client_user_id=uuid.UUID(cuid), status=VppUserStatus.INVITED,
-                                             apple_email=u.email) for u, (cuid, _code) in pairs])
+        VppUser.objects.bulk_create(
+            [
+                VppUser(user=u, client_user_id=uuid.UUID(cuid), status=VppUserStatus.INVITED, apple_email=u.email)
+                for u, (cuid, _code) in pairs
+            ]
+        )
     setting = VppServerSetting.load()
     setting.content_token_encrypted = secrets.encrypt(token)
     setting.api_base_url, setting.token_health = base_url, TokenHealth.VALID
@@ -174,8 +193,10 @@ def main() -> None:
             pages = math.ceil(args.users / args.page_size)
             floor = pages / 15
             seconds, rss, out = run_child(env, "sync", sandbox.base_url)
-            print(f"full sync : {seconds:6.1f} s  peak worker RSS {rss:6.0f} MB  ({pages} pages; paging floor at "
-                  f"15 req/s {floor:.1f} s, ratio {seconds / floor:.2f})  {out}")
+            print(
+                f"full sync : {seconds:6.1f} s  peak worker RSS {rss:6.0f} MB  ({pages} pages; paging floor at "
+                f"15 req/s {floor:.1f} s, ratio {seconds / floor:.2f})  {out}"
+            )
         finally:
             sandbox.stop()
         changed = change_share(state, args.changed)

@@ -273,8 +273,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Re-dispatches bulk jobs whose worker died or whose enqueue failed (vpp/services/jobs.py).
     "vpp-jobs-sweep": {"task": "vpp.jobs_sweep", "schedule": 60.0},
     "vpp-sync-tick": {"task": "vpp.tasks.sync_tick", "schedule": 60.0, "options": {"expires": 55}},
-    "vpp-token-health": {"task": "vpp.tasks.token_health_check", "schedule": 24 * 3600.0,
-                         "options": {"expires": 3600}},
+    "vpp-token-health": {"task": "vpp.tasks.token_health_check", "schedule": 24 * 3600.0, "options": {"expires": 3600}},
 }
 
 # --- Apple VPP -----------------------------------------------------------------------------

@@ -112,9 +112,7 @@ PLATFORM_FLAGS = {
 class Device(models.Model):
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="devices")
     platform = models.CharField(max_length=16, choices=Platform.choices)
-    activation_state = models.CharField(
-        max_length=16, choices=ActivationState.choices, default=ActivationState.PENDING
-    )
+    activation_state = models.CharField(max_length=16, choices=ActivationState.choices, default=ActivationState.PENDING)
     serial_number = models.CharField(max_length=64, blank=True)
     model = models.CharField(max_length=100, blank=True)
     os_version = models.CharField("OS version", max_length=32, blank=True)

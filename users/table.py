@@ -69,7 +69,7 @@ def _devices(badges: list[dict]) -> str:
         return '<span class="cell-muted">No devices</span>'
     spans = "".join(
         f'<span class="badge badge-{badge["tone"]} device-badge" title="{escape(badge["title"])}">'
-        f'{escape(badge["label"])}</span>'
+        f"{escape(badge['label'])}</span>"
         for badge in badges
     )
     return f'<span class="badge-list">{spans}</span>'

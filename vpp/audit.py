@@ -15,8 +15,16 @@ def _summary(details: dict) -> str:
     return "; ".join(f"{key}={value}" for key, value in details.items())[:500]
 
 
-def audit_record(*, actor, action: str, details: dict | None = None, count: int = 0, outcome: str = "",
-                 ip: str | None = None, job=None) -> None:
+def audit_record(
+    *,
+    actor,
+    action: str,
+    details: dict | None = None,
+    count: int = 0,
+    outcome: str = "",
+    ip: str | None = None,
+    job=None,
+) -> None:
     details = details or {}
     actor = actor if getattr(actor, "pk", None) else None
     logger.info("audit action=%s actor=%s %s", action, getattr(actor, "pk", None), _summary(details))
@@ -25,6 +33,12 @@ def audit_record(*, actor, action: str, details: dict | None = None, count: int 
     except ImportError:  # the jobs part's model has not landed in this checkout
         return
     AuditEvent.objects.create(
-        actor=actor, actor_name=actor.get_username() if actor else "system", action=action[:32],
-        target_summary=_summary(details), count=count, outcome=outcome[:200], ip=ip, job=job,
+        actor=actor,
+        actor_name=actor.get_username() if actor else "system",
+        action=action[:32],
+        target_summary=_summary(details),
+        count=count,
+        outcome=outcome[:200],
+        ip=ip,
+        job=job,
     )

@@ -85,8 +85,13 @@ def bulk_confirm(request, action: str):
         return _forbidden(request, action)
     setting = VppServerSetting.load()
     form, problem = _selection(request)
-    context = {"action": action, "action_label": JobAction(action).label, "problem": problem,
-               "blocker": action_blocker(setting), "setting": setting}
+    context = {
+        "action": action,
+        "action_label": JobAction(action).label,
+        "problem": problem,
+        "blocker": action_blocker(setting),
+        "setting": setting,
+    }
     if form is not None and not context["blocker"]:
         plan = _plan_for(request, action, form, setting)
         posted = form.cleaned_data.get("pk") or []
@@ -134,8 +139,13 @@ def _panel_context(job: Job) -> dict:
     counts = selectors.job_item_counts(job)
     done = counts[ItemStatus.SUCCEEDED] + counts[ItemStatus.FAILED] + counts[ItemStatus.SKIPPED]
     waiting = job.delivery_retry_until is not None and job.delivery_retry_until > timezone.now()
-    return {"job": job, "counts": counts, "processed": done, "delivery_waiting": waiting,
-            "percent": 100 if not job.total else min(100, round(100 * done / job.total))}
+    return {
+        "job": job,
+        "counts": counts,
+        "processed": done,
+        "delivery_waiting": waiting,
+        "percent": 100 if not job.total else min(100, round(100 * done / job.total)),
+    }
 
 
 @login_required
@@ -157,8 +167,13 @@ def job_detail(request, pk: int):
     status = request.GET.get("status", "")
     status = status if status in ItemStatus.values else ""
     items = Paginator(selectors.job_items(job, status=status or None), 100).get_page(request.GET.get("page"))
-    context = {**_panel_context(job), "items": items, "status_filter": status, "statuses": ItemStatus.choices,
-               "can_retry": job.action in PERMISSIONS and request.user.has_perm(PERMISSIONS[job.action])}
+    context = {
+        **_panel_context(job),
+        "items": items,
+        "status_filter": status,
+        "statuses": ItemStatus.choices,
+        "can_retry": job.action in PERMISSIONS and request.user.has_perm(PERMISSIONS[job.action]),
+    }
     return render(request, "vpp/jobs/detail.html", context)
 
 

@@ -16,7 +16,8 @@ from vpp.services.setting import MAX_TOKEN_BYTES
 class TokenUploadForm(forms.Form):
     token_file = forms.FileField(label="Content token file (.vpptoken)", required=False)
     token_text = forms.CharField(
-        label="…or paste the token text", required=False,
+        label="…or paste the token text",
+        required=False,
         widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
     )
 
@@ -37,7 +38,7 @@ class TakeoverForm(forms.Form):
     understood = forms.BooleanField(
         required=True,
         label="I understand: the other MDM loses this location; its licence assignments may stop "
-              "working, and it must no longer use this token.",
+        "working, and it must no longer use this token.",
     )
 
 
@@ -51,11 +52,19 @@ class AssignmentForm(forms.ModelForm):
 class InvitationForm(forms.ModelForm):
     class Meta:
         model = VppServerSetting
-        fields = ["invitation_channel", "invitation_sender", "invitation_subject", "invitation_body_text",
-                  "invitation_body_html"]
+        fields = [
+            "invitation_channel",
+            "invitation_sender",
+            "invitation_subject",
+            "invitation_body_text",
+            "invitation_body_html",
+        ]
         labels = {
-            "invitation_channel": "Channel", "invitation_sender": "Sender (From)", "invitation_subject": "Subject",
-            "invitation_body_text": "Body (plain text)", "invitation_body_html": "Body (HTML, optional)",
+            "invitation_channel": "Channel",
+            "invitation_sender": "Sender (From)",
+            "invitation_subject": "Subject",
+            "invitation_body_text": "Body (plain text)",
+            "invitation_body_html": "Body (HTML, optional)",
         }
         widgets = {
             "invitation_channel": forms.RadioSelect,
@@ -105,9 +114,10 @@ class ScheduleForm(forms.Form):
 
 class NotificationsForm(forms.Form):
     public_url = forms.URLField(
-        label="Public HTTPS address of this console", assume_scheme="https",
+        label="Public HTTPS address of this console",
+        assume_scheme="https",
         help_text="Apple posts notifications to this address + /vpp/notifications/. It must be reachable "
-                  "from the internet.",
+        "from the internet.",
     )
 
     def clean_public_url(self):
@@ -117,4 +127,3 @@ class NotificationsForm(forms.Form):
         if not value.startswith("https://") and host not in ("127.0.0.1", "localhost", "::1"):
             raise ValidationError("Apple only delivers notifications to HTTPS addresses.")
         return value
-

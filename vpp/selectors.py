@@ -92,8 +92,13 @@ def active_jobs() -> QuerySet:
 
 # --- VPP server setting (token health, assignment method) ---------------------------------
 # Token states that stop every call to Apple (the admin must act first).
-BLOCKING_HEALTH = {TokenHealth.MISSING, TokenHealth.EXPIRED, TokenHealth.REVOKED, TokenHealth.INVALID,
-                   TokenHealth.OTHER_MDM}
+BLOCKING_HEALTH = {
+    TokenHealth.MISSING,
+    TokenHealth.EXPIRED,
+    TokenHealth.REVOKED,
+    TokenHealth.INVALID,
+    TokenHealth.OTHER_MDM,
+}
 
 
 def vpp_actions_disabled_reason(setting: VppServerSetting | None = None) -> str | None:
@@ -105,8 +110,10 @@ def vpp_actions_disabled_reason(setting: VppServerSetting | None = None) -> str 
     """
     setting = setting or VppServerSetting.load()
     if setting.assignment_method == AssignmentMethod.DEVICE:
-        return ("Licences are assigned to devices (device-based assignment is chosen in "
-                "Setting › iOS/macOS › VPP Server Setting), so VPP user actions are off.")
+        return (
+            "Licences are assigned to devices (device-based assignment is chosen in "
+            "Setting › iOS/macOS › VPP Server Setting), so VPP user actions are off."
+        )
     if not setting.has_token:
         return "Upload a content token in Setting › iOS/macOS › VPP Server Setting."
     if setting.token_health in BLOCKING_HEALTH - {TokenHealth.MISSING}:

@@ -27,8 +27,13 @@ HEALTH_BADGE = {TokenHealth.VALID: "badge-ok", TokenHealth.EXPIRING: "badge-warn
 
 
 def _schedule_initial(schedule: SyncSchedule) -> dict:
-    return {"enabled": schedule.enabled, "mode": schedule.mode, "interval_hours": schedule.interval_hours,
-            "time_of_day": schedule.time_of_day, "timezone": schedule.timezone}
+    return {
+        "enabled": schedule.enabled,
+        "mode": schedule.mode,
+        "interval_hours": schedule.interval_hours,
+        "time_of_day": schedule.time_of_day,
+        "timezone": schedule.timezone,
+    }
 
 
 def _context(request, setting, schedule, **bound) -> dict:
@@ -39,15 +44,18 @@ def _context(request, setting, schedule, **bound) -> dict:
         "assignment_form": bound.get("assignment_form") or f.AssignmentForm(instance=setting),
         "invitation_form": bound.get("invitation_form") or f.InvitationForm(instance=setting),
         "schedule_form": bound.get("schedule_form") or f.ScheduleForm(initial=_schedule_initial(schedule)),
-        "notifications_form": bound.get("notifications_form") or f.NotificationsForm(
-            initial={"public_url": setting.notification_url.removesuffix("/vpp/notifications/")}),
+        "notifications_form": bound.get("notifications_form")
+        or f.NotificationsForm(initial={"public_url": setting.notification_url.removesuffix("/vpp/notifications/")}),
     }
     if not can_change:
         for form in forms.values():
             for field in form.fields.values():
                 field.disabled = True
     return {
-        **forms, "setting": setting, "can_change": can_change, **_sync_context(schedule),
+        **forms,
+        "setting": setting,
+        "can_change": can_change,
+        **_sync_context(schedule),
         "token_problem": token_problem(setting),
         "actions_disabled_reason": vpp_actions_disabled_reason(setting),
         "open_section": bound.get("open_section", ""),
@@ -57,8 +65,7 @@ def _context(request, setting, schedule, **bound) -> dict:
 
 def _sync_context(schedule: SyncSchedule) -> dict:
     orphans, orphan_count = sync_orphans(schedule.last_job_id)
-    return {"schedule": schedule, "running_job": running_sync_job(), "orphans": orphans,
-            "orphan_count": orphan_count}
+    return {"schedule": schedule, "running_job": running_sync_job(), "orphans": orphans, "orphan_count": orphan_count}
 
 
 @login_required
@@ -88,8 +95,11 @@ def _token_upload(request, setting, schedule):
         form.add_error(None, exc.reason)
         return {"token_form": form, "open_section": "token"}
     if setting.token_health == "other_mdm":
-        messages.warning(request, f"Token stored, but the location is managed by {setting.other_mdm_name!r}. "
-                                  "Review the takeover below before kmconsole uses it.")
+        messages.warning(
+            request,
+            f"Token stored, but the location is managed by {setting.other_mdm_name!r}. "
+            "Review the takeover below before kmconsole uses it.",
+        )
     else:
         messages.success(request, f"Content token for {setting.location_name or setting.token_org_name} saved.")
     return None
@@ -128,8 +138,11 @@ def _assignment(request, setting, schedule):
         return {"assignment_form": form}
     form.save()
     if before != setting.assignment_method:
-        audit_record(actor=request.user, action="vpp.assignment_changed",
-                     details={"from": before, "to": setting.assignment_method})
+        audit_record(
+            actor=request.user,
+            action="vpp.assignment_changed",
+            details={"from": before, "to": setting.assignment_method},
+        )
     messages.success(request, "Assignment method saved.")
     return None
 
@@ -150,8 +163,11 @@ def _schedule(request, setting, schedule):
         return {"schedule_form": form, "open_section": "schedule"}
     _, changes = schedule_update(data=ScheduleInput(**form.cleaned_data))
     if changes:
-        audit_record(actor=request.user, action="vpp.schedule_changed",
-                     details={key: f"{old} → {new}" for key, (old, new) in changes.items()})
+        audit_record(
+            actor=request.user,
+            action="vpp.schedule_changed",
+            details={key: f"{old} → {new}" for key, (old, new) in changes.items()},
+        )
     messages.success(request, "Automatic sync saved; it applies within a minute.")
     return None
 
@@ -186,16 +202,26 @@ def _send_test(request, setting, schedule):
     if not request.user.email:
         messages.error(request, "Your admin account has no email address to send the test to.")
         return None
-    invitation_message.invitation_send_test(setting=setting, to_email=request.user.email,
-                                            user_name=request.user.get_full_name() or request.user.get_username())
+    invitation_message.invitation_send_test(
+        setting=setting,
+        to_email=request.user.email,
+        user_name=request.user.get_full_name() or request.user.get_username(),
+    )
     messages.success(request, f"Test invitation sent to {request.user.email}.")
     return None
 
 
 SECTION_HANDLERS = {
-    "token": _token_upload, "token_remove": _token_remove, "token_check": _token_check, "takeover": _takeover,
-    "assignment": _assignment, "invitations": _invitations, "schedule": _schedule, "sync_now": _sync_now,
-    "notifications": _notifications, "send_test": _send_test,
+    "token": _token_upload,
+    "token_remove": _token_remove,
+    "token_check": _token_check,
+    "takeover": _takeover,
+    "assignment": _assignment,
+    "invitations": _invitations,
+    "schedule": _schedule,
+    "sync_now": _sync_now,
+    "notifications": _notifications,
+    "send_test": _send_test,
 }
 
 
@@ -210,8 +236,11 @@ def invitation_preview(request):
     if form.is_valid():
         data = form.cleaned_data
         preview = invitation_message.invitation_render(
-            subject=data["invitation_subject"], body_text=data["invitation_body_text"],
-            body_html=data["invitation_body_html"], values=invitation_message.sample_values(setting))
+            subject=data["invitation_subject"],
+            body_text=data["invitation_body_text"],
+            body_html=data["invitation_body_html"],
+            values=invitation_message.sample_values(setting),
+        )
     else:
         error = "; ".join(str(e) for errors in form.errors.values() for e in errors)
     return render(request, "vpp/server_setting.html#invitation-preview", {"preview": preview, "preview_error": error})

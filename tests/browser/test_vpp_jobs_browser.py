@@ -19,8 +19,13 @@ from vpp.models import Job, JobStatus, VppUser, VppUserStatus
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 SHOTS = Path(django_settings.VAR_DIR) / "screenshots"
 
 
@@ -42,8 +47,9 @@ def page(live_server, django_user_model, worker):
     from playwright.sync_api import sync_playwright
 
     admin = django_user_model.objects.create_user("admin", email="admin@example.com", password="pw-for-browser-1")
-    admin.user_permissions.add(*Permission.objects.filter(
-        codename__in=["invite_vppuser", "delete_vppuser", "sync_vppuser"]))
+    admin.user_permissions.add(
+        *Permission.objects.filter(codename__in=["invite_vppuser", "delete_vppuser", "sync_vppuser"])
+    )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         tab = browser.new_page(viewport={"width": 1280, "height": 900})

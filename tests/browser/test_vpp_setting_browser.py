@@ -67,8 +67,9 @@ def test_it_uploads_a_token_changes_the_schedule_and_syncs(
     user = User.objects.create(display_name="Ada", login_id="ada", email="ada@example.com")
     ada = VppUser.objects.create(user=user, status=VppUserStatus.INVITED, apple_email=user.email)
     apple = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
-    apple.wait_for_event(apple.create_users([vpp.RequestUser(str(ada.client_user_id), email=user.email)])[0],
-                         poll_interval=0.05)
+    apple.wait_for_event(
+        apple.create_users([vpp.RequestUser(str(ada.client_user_id), email=user.email)])[0], poll_interval=0.05
+    )
     [record] = vpp_sandbox.users()
     vpp_sandbox.accept_invitation(record["inviteCode"])
 

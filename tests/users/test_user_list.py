@@ -181,8 +181,9 @@ def test_every_page_in_every_sort_order_lists_each_user_once_in_order(admin_clie
     # Pages past the middle are read from the other end of the sort index: same order, no gaps.
     for i in range(130):
         seen = datetime(2026, 1, 1 + i % 20, tzinfo=UTC) if i % 3 else None  # ties and NULLs
-        make_user(f"Person {i % 40:02d}", login_id=f"p{(i * 37) % 130:03d}", email=f"{i % 7}@x.example",
-                  last_seen_at=seen)
+        make_user(
+            f"Person {i % 40:02d}", login_id=f"p{(i * 37) % 130:03d}", email=f"{i % 7}@x.example", last_seen_at=seen
+        )
     pages = [row_ids(admin_client.get("/users/", {"sort": sort, "size": 25, "page": n})) for n in range(1, 7)]
     assert [len(page) for page in pages] == [25, 25, 25, 25, 25, 5]
     expected = list(User.objects.order_by(*SORTS[sort]).values_list("pk", flat=True))
@@ -197,7 +198,7 @@ def test_it_answers_htmx_with_the_table_fragment_and_pushes_a_clean_url(admin_cl
     assert names(response) == ["Anna Berg"]
     assert response["HX-Push-Url"] == "/users/?q=anna"
     assert 'id="filter-state" class="filter-state" hx-swap-oob="true"' in html
-    assert 'Clear filters' in html.split('id="filter-state"')[1].split('</span>')[0]
+    assert "Clear filters" in html.split('id="filter-state"')[1].split("</span>")[0]
     assert "HX-Request" in response["Vary"]
 
 

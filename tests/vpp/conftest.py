@@ -14,8 +14,16 @@ from vpp.models import Job, VppServerSetting
 _seq = itertools.count(1)
 
 
-def make_user(*, email="auto", active=True, platform=Platform.IOS, state=ActivationState.ACTIVATED,
-              push_token="", device=True, name=None) -> User:
+def make_user(
+    *,
+    email="auto",
+    active=True,
+    platform=Platform.IOS,
+    state=ActivationState.ACTIVATED,
+    push_token="",
+    device=True,
+    name=None,
+) -> User:
     n = next(_seq)
     user = User.objects.create(
         display_name=name or f"User {n:05d}",
@@ -24,8 +32,9 @@ def make_user(*, email="auto", active=True, platform=Platform.IOS, state=Activat
         is_active=active,
     )
     if device:
-        Device.objects.create(user=user, platform=platform, activation_state=state, push_token=push_token,
-                              serial_number=f"SN{n}")
+        Device.objects.create(
+            user=user, platform=platform, activation_state=state, push_token=push_token, serial_number=f"SN{n}"
+        )
     return user
 
 
@@ -35,14 +44,26 @@ def make_users(count: int, *, prefix: str = "Bulk") -> list[User]:
     for _ in range(count):
         next(_seq)
     users = User.objects.bulk_create(
-        [User(display_name=f"{prefix} {start + i:05d}", login_id=f"{prefix.lower()}{start + i}",
-              email=f"{prefix.lower()}{start + i}@example.com",
-              search_text=user_search_text(f"{prefix} {start + i:05d}", f"{prefix.lower()}{start + i}", ""))
-         for i in range(count)]
+        [
+            User(
+                display_name=f"{prefix} {start + i:05d}",
+                login_id=f"{prefix.lower()}{start + i}",
+                email=f"{prefix.lower()}{start + i}@example.com",
+                search_text=user_search_text(f"{prefix} {start + i:05d}", f"{prefix.lower()}{start + i}", ""),
+            )
+            for i in range(count)
+        ]
     )
     Device.objects.bulk_create(
-        [Device(user=user, platform=Platform.IOS, activation_state=ActivationState.ACTIVATED,
-                serial_number=f"SN{user.pk}") for user in users]
+        [
+            Device(
+                user=user,
+                platform=Platform.IOS,
+                activation_state=ActivationState.ACTIVATED,
+                serial_number=f"SN{user.pk}",
+            )
+            for user in users
+        ]
     )
     user_device_summary_refresh(user_ids=[user.pk for user in users])  # bulk writes skip the signals
     return users

@@ -216,8 +216,14 @@ def test_the_job_page_lists_results_exports_csv_and_retries_failed_only(admin_cl
     ok, bad = make_user(name="Ok"), make_user(name="=Bad")
     job = Job.objects.create(action=JobAction.INVITE, status=JobStatus.DONE, total=2, channel="email")
     JobItem.objects.create(job=job, user=ok, user_label="Ok", status=ItemStatus.SUCCEEDED)
-    JobItem.objects.create(job=job, user=bad, user_label="=Bad", status=ItemStatus.FAILED, error_number=9603,
-                           reason="Apple had an internal error; try again later.")
+    JobItem.objects.create(
+        job=job,
+        user=bad,
+        user_label="=Bad",
+        status=ItemStatus.FAILED,
+        error_number=9603,
+        reason="Apple had an internal error; try again later.",
+    )
     html = admin_client.get(f"/vpp/jobs/{job.pk}/").content.decode()
     assert "9603" in html and "Apple had an internal error" in html and "Retry failed only (1)" in html
     csv_text = b"".join(admin_client.get(f"/vpp/jobs/{job.pk}/export.csv").streaming_content).decode()
@@ -260,8 +266,11 @@ def test_the_users_page_vpp_status_cell_shows_each_status_and_escapes_apple_erro
         VppUserStatus.RETIRED: ("badge-muted", "Retired"),
     }
     for status in rows:
-        VppUser.objects.create(user=make_user(name=f"User {status}"), status=status,
-                               last_error_message='<b>"9609"</b>' if status == VppUserStatus.RETIRED else "")
+        VppUser.objects.create(
+            user=make_user(name=f"User {status}"),
+            status=status,
+            last_error_message='<b>"9609"</b>' if status == VppUserStatus.RETIRED else "",
+        )
     html = admin_client.get("/users/").content.decode()
     for tone, label in rows.values():
         assert f'<span class="badge vpp-status {tone}"' in html and f">{label}</span>" in html

@@ -42,13 +42,22 @@ class PollingClient:
     def event_status(self, event_id: str) -> EventStatus:
         self.polls += 1
         state = "PENDING" if self.polls <= self.pending_polls else "COMPLETE"
-        return EventStatus(event_id=event_id, status=state, event_type="CREATE", num_requested=2,
-                           num_completed=0 if state == "PENDING" else 2)
+        return EventStatus(
+            event_id=event_id,
+            status=state,
+            event_type="CREATE",
+            num_requested=2,
+            num_completed=0 if state == "PENDING" else 2,
+        )
 
 
 def notify(event_id: str, notification_id: str = "n1") -> None:
-    body = {"notificationId": notification_id, "notificationType": "USER_MANAGEMENT", "uId": "2049",
-            "notification": {"eventId": event_id, "type": "CREATE", "result": "SUCCESS", "users": []}}
+    body = {
+        "notificationId": notification_id,
+        "notificationType": "USER_MANAGEMENT",
+        "uId": "2049",
+        "notification": {"eventId": event_id, "type": "CREATE", "result": "SUCCESS", "users": []},
+    }
     notification_receive(body=json.dumps(body).encode())
 
 

@@ -69,8 +69,9 @@ def test_it_runs_a_full_then_a_delta_sync(apple, vpp_sandbox, django_capture_on_
     departed = make_user(apple, "Eve")
     deactivated = make_user(apple, "Fay")
     orphan_id = str(uuid.uuid4())
-    apple.wait_for_event(apple.create_users([vpp.RequestUser(client_user_id=orphan_id, email="o@example.com")])[0],
-                         poll_interval=0.05)
+    apple.wait_for_event(
+        apple.create_users([vpp.RequestUser(client_user_id=orphan_id, email="o@example.com")])[0], poll_interval=0.05
+    )
     vpp_sandbox.accept_invitation(apple_record(vpp_sandbox, accepted)["inviteCode"], "ada@icloud.example")
     apple.wait_for_event(apple.retire_users([str(retired_at_apple.client_user_id)])[0], poll_interval=0.05)
     User.objects.filter(pk=moved.user_id).update(email="dee.new@example.com")
@@ -92,10 +93,12 @@ def test_it_runs_a_full_then_a_delta_sync(apple, vpp_sandbox, django_capture_on_
     assert apple_record(vpp_sandbox, moved)["email"] == "dee.new@example.com"
     assert states[moved.pk].apple_email == "dee.new@example.com"
     for gone in (departed, deactivated):
-        assert not [r for r in vpp_sandbox.users() if r["clientUserId"] == str(gone.client_user_id)
-                    and r["status"] != "Retired"]
+        assert not [
+            r for r in vpp_sandbox.users() if r["clientUserId"] == str(gone.client_user_id) and r["status"] != "Retired"
+        ]
     assert list(SyncOrphan.objects.filter(run=run).values_list("client_user_id", "email")) == [
-        (orphan_id, "o@example.com")]
+        (orphan_id, "o@example.com")
+    ]
     counts = run.counts
     assert counts["emails_pushed"] == 1 and counts["retired_at_apple"] == 2 and counts["orphans"] == 1
     assert counts["failed"] == 0
@@ -116,9 +119,12 @@ def test_it_runs_a_full_then_a_delta_sync(apple, vpp_sandbox, django_capture_on_
 @pytest.mark.django_db
 def test_it_streams_many_pages(apple, vpp_sandbox, django_capture_on_commit_callbacks):
     users = [make_user(apple, f"U{i}", at_apple=False) for i in range(7)]
-    apple.wait_for_event(apple.create_users([vpp.RequestUser(client_user_id=str(u.client_user_id),
-                                                             email=u.apple_email) for u in users])[0],
-                         poll_interval=0.05)
+    apple.wait_for_event(
+        apple.create_users([vpp.RequestUser(client_user_id=str(u.client_user_id), email=u.apple_email) for u in users])[
+            0
+        ],
+        poll_interval=0.05,
+    )
     VppUser.objects.update(status=VppUserStatus.PENDING)
     vpp_sandbox.control(page_size=2)
     vpp_sandbox.reset(state=False, faults=False, counters=True)
@@ -185,8 +191,9 @@ def test_it_starts_one_sync_when_two_requests_race(apple, monkeypatch):
 def test_it_replaces_a_sync_whose_worker_vanished(apple, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         first = sync_service.sync_start(actor=None)
-    Job.objects.filter(pk=first.job.pk).update(status=JobStatus.RUNNING,
-                                               heartbeat_at=first.job.created_at - sync_service.STALE_AFTER)
+    Job.objects.filter(pk=first.job.pk).update(
+        status=JobStatus.RUNNING, heartbeat_at=first.job.created_at - sync_service.STALE_AFTER
+    )
     with django_capture_on_commit_callbacks(execute=False):
         second = sync_service.sync_start(actor=None)
     assert second.started and second.job.pk != first.job.pk
@@ -234,8 +241,9 @@ def test_it_lists_orphans_on_the_sync_job_page(apple, client, admin_user, django
     moved = make_user(apple, "Hal")
     User.objects.filter(pk=moved.user_id).update(email="hal.new@example.com")
     orphan_id = str(uuid.uuid4())
-    apple.wait_for_event(apple.create_users([vpp.RequestUser(client_user_id=orphan_id, email="x@example.com")])[0],
-                         poll_interval=0.05)
+    apple.wait_for_event(
+        apple.create_users([vpp.RequestUser(client_user_id=orphan_id, email="x@example.com")])[0], poll_interval=0.05
+    )
     job = run_sync(django_capture_on_commit_callbacks)
     client.force_login(admin_user)
     html = client.get(reverse("jobs:detail", args=[job.pk])).content.decode()

@@ -27,12 +27,20 @@ def test_two_ticks_through_the_worker_start_one_sync_that_finishes(vpp_sandbox, 
     user = User.objects.create(display_name="Ada", login_id="ada", email="ada@example.com")
     ada = VppUser.objects.create(user=user, status=VppUserStatus.INVITED, apple_email=user.email)
     apple = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
-    apple.wait_for_event(apple.create_users([vpp.RequestUser(str(ada.client_user_id), email=user.email)])[0],
-                         poll_interval=0.05)
+    apple.wait_for_event(
+        apple.create_users([vpp.RequestUser(str(ada.client_user_id), email=user.email)])[0], poll_interval=0.05
+    )
     vpp_sandbox.accept_invitation(vpp_sandbox.users()[0]["inviteCode"])
 
-    schedule_update(data=ScheduleInput(enabled=True, mode=ScheduleMode.INTERVAL, interval_hours=1,
-                                       time_of_day=dt.time(3, 0), timezone="Europe/Berlin"))
+    schedule_update(
+        data=ScheduleInput(
+            enabled=True,
+            mode=ScheduleMode.INTERVAL,
+            interval_hours=1,
+            time_of_day=dt.time(3, 0),
+            timezone="Europe/Berlin",
+        )
+    )
     SyncSchedule.objects.filter(pk=1).update(next_run_at=timezone.now() - dt.timedelta(seconds=5))  # due now
     purge_queue()
     tasks.sync_tick.delay()
@@ -41,6 +49,7 @@ def test_two_ticks_through_the_worker_start_one_sync_that_finishes(vpp_sandbox, 
     outbox.mkdir()
     worker = Worker(outbox=outbox).start()
     try:
+
         def finished():
             jobs = list(Job.objects.filter(action=JobAction.SYNC_ALL))
             return jobs if jobs and all(job.finished for job in jobs) else None

@@ -51,13 +51,15 @@ def flaky_mail(settings):
 
 
 def invite(users):
-    plan = vpp_plan_build(action=JobAction.INVITE, users=User.objects.filter(pk__in=[u.pk for u in users]),
-                          channel="email")
+    plan = vpp_plan_build(
+        action=JobAction.INVITE, users=User.objects.filter(pk__in=[u.pk for u in users]), channel="email"
+    )
     return job_create(plan=plan, actor=None, selection={"ids": [u.pk for u in users]}, ip="127.0.0.1")
 
 
-def test_an_unreachable_mail_server_delays_the_invitations_until_it_is_back(apple, token_setting, user_factory,
-                                                                           flaky_mail):
+def test_an_unreachable_mail_server_delays_the_invitations_until_it_is_back(
+    apple, token_setting, user_factory, flaky_mail
+):
     users = [user_factory() for _ in range(3)]
     flaky_mail.refuse_connections = 2
 
@@ -70,8 +72,9 @@ def test_an_unreachable_mail_server_delays_the_invitations_until_it_is_back(appl
     assert set(VppUser.objects.values_list("status", flat=True)) == {VppUserStatus.INVITED}
 
 
-def test_a_refused_recipient_fails_at_once_and_a_busy_one_is_tried_again(apple, token_setting, user_factory,
-                                                                         flaky_mail):
+def test_a_refused_recipient_fails_at_once_and_a_busy_one_is_tried_again(
+    apple, token_setting, user_factory, flaky_mail
+):
     gone, busy, fine = (user_factory() for _ in range(3))
     flaky_mail.refuse = {gone.email: 550, busy.email: 451}
 
@@ -93,8 +96,9 @@ def test_a_refused_recipient_fails_at_once_and_a_busy_one_is_tried_again(apple, 
     assert InvitationDelivery.objects.get(vpp_user__user=busy).state == InvitationDelivery.State.SENT
 
 
-def test_a_lasting_outage_fails_the_invitations_after_the_capped_attempts(apple, token_setting, user_factory,
-                                                                        flaky_mail, settings):
+def test_a_lasting_outage_fails_the_invitations_after_the_capped_attempts(
+    apple, token_setting, user_factory, flaky_mail, settings
+):
     settings.VPP_JOB_MAX_ATTEMPTS = 3
     users = [user_factory() for _ in range(2)]
     flaky_mail.refuse_connections = 1000
@@ -103,8 +107,9 @@ def test_a_lasting_outage_fails_the_invitations_after_the_capped_attempts(apple,
 
     assert job.status == JobStatus.DONE and (job.succeeded, job.failed) == (0, 2)
     reasons = set(JobItem.objects.filter(job=job).values_list("reason", flat=True))
-    assert reasons == {"Gave up after 3 attempts (Apple or the mail/push service kept failing, "
-                       "or the worker kept stopping)"}
+    assert reasons == {
+        "Gave up after 3 attempts (Apple or the mail/push service kept failing, or the worker kept stopping)"
+    }
     assert not mail.outbox
 
 
@@ -125,8 +130,9 @@ def test_it_tells_mail_errors_that_may_pass_from_final_ones(exc, transient):
     assert email_error_transient(exc) is transient
 
 
-def test_the_job_panel_says_why_invitations_wait_and_when_they_are_tried_again(admin_client, apple, token_setting,
-                                                                              user_factory, flaky_mail):
+def test_the_job_panel_says_why_invitations_wait_and_when_they_are_tried_again(
+    admin_client, apple, token_setting, user_factory, flaky_mail
+):
     from vpp.models import Job
     from vpp.services import jobs
 

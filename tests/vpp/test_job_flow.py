@@ -236,8 +236,7 @@ def test_it_retries_failed_items_only(apple, token_setting, user_factory):
     assert retry.succeeded == 1
 
 
-def test_it_waits_before_resending_a_create_apple_may_still_be_working_on(apple, token_setting, user_factory,
-                                                                          settings):
+def test_it_waits_before_resending_a_create_apple_may_still_be_working_on(apple, token_setting, user_factory, settings):
     from django.utils import timezone
 
     user = user_factory()

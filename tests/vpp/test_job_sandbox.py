@@ -102,8 +102,9 @@ def user_listings(vpp_sandbox) -> int:
     return vpp_sandbox.counters()["endpoints"].get("GET /mdm/v2/users", 0)
 
 
-def test_a_listing_stores_the_codes_of_later_chunks_so_they_need_none(vpp_sandbox, sandbox_setting, user_factory,
-                                                                      settings):
+def test_a_listing_stores_the_codes_of_later_chunks_so_they_need_none(
+    vpp_sandbox, sandbox_setting, user_factory, settings
+):
     # Two chunks whose creates both reach Apple before either reads back (as with parallel workers):
     # the first listing carries both chunks' codes, so the second chunk lists nothing again.
     settings.VPP_JOB_CHUNK_SIZE = 3

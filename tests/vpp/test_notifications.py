@@ -31,9 +31,14 @@ def post(client, body, token=BEARER, **extra):
 
 
 def associated(notification_id, client_user_id, id_hash="hash-1"):
-    return {"notificationId": notification_id, "notificationType": "USER_ASSOCIATED", "uId": "2049",
-            "notification": {"associatedUsers": [{"clientUserId": str(client_user_id), "status": "Associated",
-                                                  "idHash": id_hash}]}}
+    return {
+        "notificationId": notification_id,
+        "notificationType": "USER_ASSOCIATED",
+        "uId": "2049",
+        "notification": {
+            "associatedUsers": [{"clientUserId": str(client_user_id), "status": "Associated", "idHash": id_hash}]
+        },
+    }
 
 
 def test_it_resolves_the_receiver_url():
@@ -89,9 +94,16 @@ def test_it_hands_user_management_results_to_running_jobs(client, configured):
 
     event_notification_received.connect(listener)
     try:
-        body = {"notificationId": "um-1", "notificationType": "USER_MANAGEMENT", "notification": {
-            "eventId": "ev-9", "type": "CREATE", "result": "SUCCESS",
-            "users": [{"clientUserId": "c-1", "status": "Registered", "inviteCode": "i-1"}]}}
+        body = {
+            "notificationId": "um-1",
+            "notificationType": "USER_MANAGEMENT",
+            "notification": {
+                "eventId": "ev-9",
+                "type": "CREATE",
+                "result": "SUCCESS",
+                "users": [{"clientUserId": "c-1", "status": "Registered", "inviteCode": "i-1"}],
+            },
+        }
         assert post(client, body).status_code == 200
     finally:
         event_notification_received.disconnect(listener)
@@ -102,8 +114,11 @@ def test_it_hands_user_management_results_to_running_jobs(client, configured):
 
 
 def test_it_records_asset_management(client, configured):
-    body = {"notificationId": "am-1", "notificationType": "ASSET_MANAGEMENT",
-            "notification": {"eventId": "ev-3", "type": "REVOKE", "result": "SUCCESS", "assignments": []}}
+    body = {
+        "notificationId": "am-1",
+        "notificationType": "ASSET_MANAGEMENT",
+        "notification": {"eventId": "ev-3", "type": "REVOKE", "result": "SUCCESS", "assignments": []},
+    }
     assert post(client, body).status_code == 200
     assert AppleNotification.objects.get(notification_id="am-1").event_type == "REVOKE"
 
@@ -129,8 +144,13 @@ def test_it_rejects_malformed_bodies_and_logs_without_secrets(client, configured
 
 
 def test_it_caps_the_body_size(client, configured):
-    huge = json.dumps({"notificationId": "big", "notificationType": "TEST_NOTIFICATION",
-                       "notification": {"pad": "x" * MAX_BODY_BYTES}})
+    huge = json.dumps(
+        {
+            "notificationId": "big",
+            "notificationType": "TEST_NOTIFICATION",
+            "notification": {"pad": "x" * MAX_BODY_BYTES},
+        }
+    )
     assert post(client, huge).status_code == 413
     assert not AppleNotification.objects.exists()
 

@@ -32,8 +32,11 @@ def test_it_turns_an_accepted_invitation_into_associated_through_a_notification(
     [record] = [r for r in vpp_sandbox.users() if r["clientUserId"] == str(vpp_user.client_user_id)]
 
     # The device user opens Apple's invitation page and presses Accept (a plain form POST).
-    page = requests.post(f"{vpp_sandbox.root_url}/invite/{record['inviteCode']}",
-                         data={"inviteCode": record["inviteCode"], "appleAccount": "ada@icloud.example"}, timeout=10)
+    page = requests.post(
+        f"{vpp_sandbox.root_url}/invite/{record['inviteCode']}",
+        data={"inviteCode": record["inviteCode"], "appleAccount": "ada@icloud.example"},
+        timeout=10,
+    )
     assert page.status_code == 200
 
     def associated():
@@ -57,8 +60,7 @@ def test_it_keeps_the_old_secret_when_apple_cannot_reach_the_address(vpp_sandbox
     assert setting.notification_auth_token_encrypted == "" and setting.notification_url == ""
 
 
-def test_a_notification_from_the_sandbox_ends_the_wait_for_a_pending_event(live_server, vpp_sandbox_factory,
-                                                                           settings):
+def test_a_notification_from_the_sandbox_ends_the_wait_for_a_pending_event(live_server, vpp_sandbox_factory, settings):
     from vpp.models import JobAction, JobStatus
     from vpp.services import apple_io
 

@@ -64,9 +64,15 @@ def test_it_checks_the_push_token_for_the_push_and_both_channels(apns_configured
     make_user(name="push only", email="", push_token="ab" * 32)
     make_user(name="neither", email="")
     assert reasons(JobAction.INVITE, InvitationChannel.PUSH) == {
-        "email only": "no_push", "push only": STEP_CREATE, "neither": "no_push"}
+        "email only": "no_push",
+        "push only": STEP_CREATE,
+        "neither": "no_push",
+    }
     assert reasons(JobAction.INVITE, InvitationChannel.BOTH) == {
-        "email only": STEP_CREATE, "push only": STEP_CREATE, "neither": "no_contact"}
+        "email only": STEP_CREATE,
+        "push only": STEP_CREATE,
+        "neither": "no_contact",
+    }
 
 
 def test_it_skips_push_only_invitations_while_apns_is_not_configured(settings):
@@ -90,6 +96,14 @@ def test_it_explains_delete_and_sync_skips():
     vpp(make_user(name="invited", active=False), VppUserStatus.INVITED)
     vpp(make_user(name="stale pending"), VppUserStatus.PENDING)
     assert reasons(JobAction.DELETE) == {
-        "never": "not_vpp", "retired": "retired", "invited": "delete", "stale pending": "delete"}
+        "never": "not_vpp",
+        "retired": "retired",
+        "invited": "delete",
+        "stale pending": "delete",
+    }
     assert reasons(JobAction.SYNC) == {
-        "never": "not_vpp", "retired": "update", "invited": "update", "stale pending": "update"}
+        "never": "not_vpp",
+        "retired": "update",
+        "invited": "update",
+        "stale pending": "update",
+    }

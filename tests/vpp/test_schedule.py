@@ -60,8 +60,9 @@ def test_it_counts_real_hours_for_intervals_across_dst():
 
 def test_it_skips_missed_interval_slots_instead_of_replaying_them():
     previous = utc(2026, 11, 1, 0)
-    nxt = sched.next_run_after(mode=ScheduleMode.INTERVAL, interval_hours=4, after=utc(2026, 11, 1, 13, 5),
-                               previous=previous)
+    nxt = sched.next_run_after(
+        mode=ScheduleMode.INTERVAL, interval_hours=4, after=utc(2026, 11, 1, 13, 5), previous=previous
+    )
     assert nxt == utc(2026, 11, 1, 16)
 
 
@@ -72,8 +73,14 @@ def test_it_rejects_an_unknown_time_zone():
 
 
 def _save(**overrides):
-    data = {"enabled": True, "mode": ScheduleMode.DAILY, "interval_hours": 24, "time_of_day": dt.time(2, 30),
-            "timezone": "Europe/Berlin", **overrides}
+    data = {
+        "enabled": True,
+        "mode": ScheduleMode.DAILY,
+        "interval_hours": 24,
+        "time_of_day": dt.time(2, 30),
+        "timezone": "Europe/Berlin",
+        **overrides,
+    }
     return sched.schedule_update(data=sched.ScheduleInput(**data))
 
 

@@ -55,27 +55,50 @@ def test_it_switches_to_device_assignment_and_disables_vpp_actions(client, admin
 
 def test_it_saves_the_schedule_and_applies_it_at_once(client, admin):
     with time_machine.travel(dt.datetime(2026, 10, 24, 12, tzinfo=dt.UTC), tick=False):
-        response = client.post(URL, {"section": "schedule", "enabled": "on", "mode": "daily", "interval_hours": "6",
-                                     "time_of_day": "02:30", "timezone": "Europe/Berlin"})
+        response = client.post(
+            URL,
+            {
+                "section": "schedule",
+                "enabled": "on",
+                "mode": "daily",
+                "interval_hours": "6",
+                "time_of_day": "02:30",
+                "timezone": "Europe/Berlin",
+            },
+        )
         html = client.get(URL).content.decode()
     assert response.status_code == 302
     schedule = SyncSchedule.load()
     assert (schedule.enabled, schedule.mode, schedule.timezone) == (True, "daily", "Europe/Berlin")
     assert schedule.next_run_at == dt.datetime(2026, 10, 25, 0, 30, tzinfo=dt.UTC)
-    assert "Sun 25 Oct 2026, 02:30 <span class=\"muted\">(Europe/Berlin)" in html
+    assert 'Sun 25 Oct 2026, 02:30 <span class="muted">(Europe/Berlin)' in html
     assert AuditEvent.objects.filter(action="vpp.schedule_changed").exists()
 
 
 def test_it_refuses_an_unknown_time_zone(client, admin):
-    response = client.post(URL, {"section": "schedule", "enabled": "on", "mode": "daily", "interval_hours": "6",
-                                 "time_of_day": "02:30", "timezone": "Mars/Base"})
+    response = client.post(
+        URL,
+        {
+            "section": "schedule",
+            "enabled": "on",
+            "mode": "daily",
+            "interval_hours": "6",
+            "time_of_day": "02:30",
+            "timezone": "Mars/Base",
+        },
+    )
     assert response.status_code == 422
     assert SyncSchedule.load().enabled is False
 
 
-INVITE = {"section": "invitations", "invitation_channel": "both", "invitation_sender": "IT <it@example.com>",
-          "invitation_subject": "Apps from {organisation}", "invitation_body_text": "Hi {user_name}: {invitation_link}",
-          "invitation_body_html": "<p>Hi {user_name}, <a href=\"{invitation_link}\">accept</a></p>"}
+INVITE = {
+    "section": "invitations",
+    "invitation_channel": "both",
+    "invitation_sender": "IT <it@example.com>",
+    "invitation_subject": "Apps from {organisation}",
+    "invitation_body_text": "Hi {user_name}: {invitation_link}",
+    "invitation_body_html": '<p>Hi {user_name}, <a href="{invitation_link}">accept</a></p>',
+}
 
 
 def test_it_saves_invitation_templates(client, admin):
@@ -137,8 +160,11 @@ def test_it_sends_a_test_invitation_to_the_admin(client, admin, settings):
 )
 def test_it_shows_the_token_banner_on_every_page(client, admin, health, text):
     VppServerSetting.load()
-    VppServerSetting.objects.filter(pk=1).update(token_health=health, other_mdm_name="Other MDM",
-                                                 token_health_detail="The token expires in 12 days; renew it soon.")
+    VppServerSetting.objects.filter(pk=1).update(
+        token_health=health,
+        other_mdm_name="Other MDM",
+        token_health_detail="The token expires in 12 days; renew it soon.",
+    )
     html = client.get(reverse("users:list")).content.decode()
     assert "console-banner" in html and text in html
 

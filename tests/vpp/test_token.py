@@ -134,8 +134,9 @@ def test_it_reports_a_token_expiring_within_30_days(sandbox_setting, vpp_sandbox
 
 
 def test_it_reports_an_invalid_stored_token(sandbox_setting, vpp_sandbox):
-    VppServerSetting.objects.filter(pk=1).update(content_token_encrypted=vault.encrypt("bm90LWEtdG9rZW4="),
-                                                 token_health=TokenHealth.VALID)
+    VppServerSetting.objects.filter(pk=1).update(
+        content_token_encrypted=vault.encrypt("bm90LWEtdG9rZW4="), token_health=TokenHealth.VALID
+    )
     assert setting_service.token_check_health().health == TokenHealth.INVALID
 
 

@@ -118,8 +118,9 @@ def test_it_invites_accepts_syncs_deletes_and_reinvites_through_the_worker(
     assert max(creates_per_user(vpp_sandbox).values()) == 2  # once per round: invite, re-create after retire
 
 
-def test_it_finishes_a_1000_user_job_with_every_item_accounted_for(vpp_sandbox, sandbox_token, worker, outbox,
-                                                                    user_factory):
+def test_it_finishes_a_1000_user_job_with_every_item_accounted_for(
+    vpp_sandbox, sandbox_token, worker, outbox, user_factory
+):
     vpp_sandbox.control(pending_seconds=0.0)
     users = make_users(1000)
     w = worker(VPP_JOB_CHUNK_SIZE=250)

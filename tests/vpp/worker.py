@@ -54,10 +54,25 @@ class Worker:
 
         ensure_queue_dirs()
         command = [
-            sys.executable, "-m", "celery", "-A", "kmconsole", "worker",
-            "--pool", "prefork", "--concurrency", str(self.concurrency),
-            "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "kmconsole",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(self.concurrency),
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-Q",
+            settings.CELERY_TASK_DEFAULT_QUEUE,
+            "-n",
+            f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
         ]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(

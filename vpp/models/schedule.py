@@ -61,4 +61,3 @@ class SyncSchedule(SingletonRow, models.Model):
 
     def __str__(self) -> str:
         return "VPP sync schedule"
-

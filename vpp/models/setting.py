@@ -51,9 +51,7 @@ class VppServerSetting(SingletonRow, models.Model):
     # Overrides settings.VPP_API_BASE_URL (e.g. the sandbox); blank means Apple production.
     api_base_url = models.URLField(blank=True)
 
-    assignment_method = models.CharField(
-        max_length=8, choices=AssignmentMethod.choices, default=AssignmentMethod.USER
-    )
+    assignment_method = models.CharField(max_length=8, choices=AssignmentMethod.choices, default=AssignmentMethod.USER)
 
     invitation_channel = models.CharField(
         max_length=8, choices=InvitationChannel.choices, default=InvitationChannel.EMAIL
@@ -86,7 +84,6 @@ class VppServerSetting(SingletonRow, models.Model):
 
     def __str__(self) -> str:
         return "VPP server setting"
-
 
     @property
     def has_token(self) -> bool:

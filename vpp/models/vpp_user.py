@@ -18,9 +18,7 @@ class VppUserStatus(models.TextChoices):
 class VppUser(models.Model):
     # SET_NULL: the VPP record (and its clientUserId) outlives a deleted device user, so the
     # id is never minted again for somebody else and the history stays readable.
-    user = models.OneToOneField(
-        "users.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="vpp_user"
-    )
+    user = models.OneToOneField("users.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="vpp_user")
     # Apple's rule: a stable, unique id per person that is never an email and never reused.
     client_user_id = models.UUIDField("clientUserId", default=uuid.uuid4, unique=True, editable=False)
     status = models.CharField(max_length=16, choices=VppUserStatus.choices, default=VppUserStatus.PENDING)

@@ -21,8 +21,9 @@ def delete_phase(*, job: Job, items: list[JobItem], client: VppClient, token: st
     items = [item for item in items if _has_vpp_user(item)]
 
     refused: dict[int, tuple] = {}  # whole batches Apple refused at once
-    revoke_events = _send(items, config.max_revoke_client_user_ids,
-                          lambda ids: client.revoke_assets(client_user_ids=ids), refused)
+    revoke_events = _send(
+        items, config.max_revoke_client_user_ids, lambda ids: client.revoke_assets(client_user_ids=ids), refused
+    )
     failed, unknown = _outcomes(job, token, client, revoke_events)
     failed.update(refused)
     survivors = [item for item in items if item.pk not in failed]
@@ -39,8 +40,11 @@ def delete_phase(*, job: Job, items: list[JobItem], client: VppClient, token: st
         item_fail([by_pk[item_pk]], message, number)
     done = [item for item in items if item.pk not in failed]
     VppUser.objects.filter(pk__in=[item.vpp_user_id for item in done]).update(
-        status=VppUserStatus.RETIRED, invite_code="", last_synced_at=timezone.now(),
-        last_error_number=None, last_error_message="",
+        status=VppUserStatus.RETIRED,
+        invite_code="",
+        last_synced_at=timezone.now(),
+        last_error_number=None,
+        last_error_message="",
     )
     item_succeed([item for item in done if item.pk in unknown], NOT_AT_APPLE)
     item_succeed([item for item in done if item.pk not in unknown], "Licences revoked and user retired.")

@@ -92,18 +92,28 @@ def sync_start(*, actor=None, trigger: str = "manual", now: dt.datetime | None =
         running = running_sync_job()
         if running is not None and not _stale(running, now):
             return SyncStart(running, started=False)
-        job = Job.objects.create(action=JobAction.SYNC_ALL, started_by=actor, status=JobStatus.QUEUED,
-                                 selection={"scope": "all", "trigger": trigger})
+        job = Job.objects.create(
+            action=JobAction.SYNC_ALL,
+            started_by=actor,
+            status=JobStatus.QUEUED,
+            selection={"scope": "all", "trigger": trigger},
+        )
         seen = running.pk if running else None
         won = SyncSchedule.objects.filter(pk=1, running_job_id=seen).update(
-            running_job_id=job.pk, last_job_id=job.pk, last_run_at=now, last_result=SyncResult.RUNNING,
-            last_counts={}, last_detail="", last_finished_at=None,
+            running_job_id=job.pk,
+            last_job_id=job.pk,
+            last_run_at=now,
+            last_result=SyncResult.RUNNING,
+            last_counts={},
+            last_detail="",
+            last_finished_at=None,
         )
         if won:
             if running is not None and not running.finished:
                 # Its worker vanished (no heartbeat for STALE_AFTER): close it so lists stay honest.
                 Job.objects.filter(pk=running.pk).exclude(status__in=FINISHED_JOB_STATUSES).update(
-                    status=JobStatus.FAILED, finished_at=now, error="The worker stopped answering; superseded.")
+                    status=JobStatus.FAILED, finished_at=now, error="The worker stopped answering; superseded."
+                )
             SyncRun.objects.create(job=job, trigger=trigger)
             audit_record(actor=actor, action="vpp.sync_started", details={"trigger": trigger}, job=job)
             transaction.on_commit(lambda: _enqueue(job.pk))
@@ -124,8 +134,13 @@ def _enqueue(job_id: int) -> None:
         logger.exception("could not enqueue VPP sync job %s", job_id)
         job = Job.objects.get(pk=job_id)
         Job.objects.filter(pk=job_id).update(enqueue_error=str(exc)[:300])
-        _finish(job, SyncRun.objects.get(job=job), Counter(), SyncResult.FAILED,
-                "The task queue could not be reached; try again when the worker and broker are up.")
+        _finish(
+            job,
+            SyncRun.objects.get(job=job),
+            Counter(),
+            SyncResult.FAILED,
+            "The task queue could not be reached; try again when the worker and broker are up.",
+        )
 
 
 # --- the run ------------------------------------------------------------------------
@@ -135,7 +150,8 @@ def sync_run(*, job_id: int) -> Job:
     """Run a claimed sync Job to the end. Safe to call twice (a finished job is left alone)."""
     now = timezone.now()
     claimed = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, phase="push")
+        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, phase="push"
+    )
     job = Job.objects.get(pk=job_id)
     if not claimed and job.status != JobStatus.RUNNING:
         return job
@@ -156,14 +172,16 @@ def sync_run(*, job_id: int) -> Job:
 def _record_token_state(exc: vpp.VppError) -> None:
     check = health_from_error(exc)
     if check:
-        VppServerSetting.objects.filter(pk=1).update(token_health=check.health, token_health_detail=check.detail,
-                                                     token_health_checked_at=timezone.now())
+        VppServerSetting.objects.filter(pk=1).update(
+            token_health=check.health, token_health_detail=check.detail, token_health_checked_at=timezone.now()
+        )
 
 
 def _beat(job: Job, phase: str, counts: Counter) -> None:
     now = timezone.now()
-    Job.objects.filter(pk=job.pk).update(phase=phase, heartbeat_at=now, total=counts["items"],
-                                         succeeded=counts["succeeded"], failed=counts["failed"])
+    Job.objects.filter(pk=job.pk).update(
+        phase=phase, heartbeat_at=now, total=counts["items"], succeeded=counts["succeeded"], failed=counts["failed"]
+    )
     SyncSchedule.objects.filter(pk=1, running_job_id=job.pk).update(last_counts=dict(counts))
 
 
@@ -172,15 +190,29 @@ def _finish(job: Job, run: SyncRun, counts: Counter, result: str, detail: str) -
     status = JobStatus.FAILED if result == SyncResult.FAILED else JobStatus.DONE
     run.counts = dict(counts)
     run.save(update_fields=["counts"])
-    Job.objects.filter(pk=job.pk).update(status=status, phase="done", finished_at=now, heartbeat_at=now,
-                                         error=detail[:500], succeeded=counts["succeeded"], failed=counts["failed"],
-                                         total=counts["items"])
+    Job.objects.filter(pk=job.pk).update(
+        status=status,
+        phase="done",
+        finished_at=now,
+        heartbeat_at=now,
+        error=detail[:500],
+        succeeded=counts["succeeded"],
+        failed=counts["failed"],
+        total=counts["items"],
+    )
     SyncSchedule.objects.filter(pk=1, last_job_id=job.pk).update(
-        last_result=result, last_counts=dict(counts), last_detail=detail[:500], last_finished_at=now)
+        last_result=result, last_counts=dict(counts), last_detail=detail[:500], last_finished_at=now
+    )
     SyncSchedule.objects.filter(pk=1, running_job_id=job.pk).update(running_job_id=None)
     job.refresh_from_db()
-    audit_record(actor=None, action="vpp.sync_finished", details={"result": result, **dict(counts)},
-                 outcome=result, count=counts["apple_users"], job=job)
+    audit_record(
+        actor=None,
+        action="vpp.sync_finished",
+        details={"result": result, **dict(counts)},
+        outcome=result,
+        count=counts["apple_users"],
+        job=job,
+    )
     logger.info("VPP sync job %s finished: %s %s", job.pk, result, dict(counts))
     return job
 
@@ -209,8 +241,17 @@ def _items(job: Job, rows: list[VppUser], step: str, failed: dict[str, str]) -> 
     items = []
     for row in rows:
         reason = failed.get(str(row.client_user_id)) or failed.get("*", "")
-        items.append(JobItem(job=job, user=row.user, vpp_user=row, user_label=_label(row), step=step,
-                             status=ItemStatus.FAILED if reason else ItemStatus.SUCCEEDED, reason=reason[:500]))
+        items.append(
+            JobItem(
+                job=job,
+                user=row.user,
+                vpp_user=row,
+                user_label=_label(row),
+                step=step,
+                status=ItemStatus.FAILED if reason else ItemStatus.SUCCEEDED,
+                reason=reason[:500],
+            )
+        )
     JobItem.objects.bulk_create(items, batch_size=WRITE_BATCH, ignore_conflicts=True)
 
 
@@ -218,8 +259,12 @@ def _push_emails(client: vpp.VppClient, job: Job, counts: Counter) -> None:
     """Emails changed here since Apple last heard of them → users/update."""
     from django.db.models import F
 
-    changed = (VppUser.objects.filter(status__in=ACTIVE, user__isnull=False, user__is_active=True)
-               .exclude(user__email="").exclude(user__email=F("apple_email")).select_related("user"))
+    changed = (
+        VppUser.objects.filter(status__in=ACTIVE, user__isnull=False, user__is_active=True)
+        .exclude(user__email="")
+        .exclude(user__email=F("apple_email"))
+        .select_related("user")
+    )
     for chunk in _chunks(changed.iterator(chunk_size=WRITE_BATCH), WRITE_BATCH):
         requests = [vpp.RequestUser(client_user_id=str(row.client_user_id), email=row.user.email) for row in chunk]
         failed = _failed_ids(_wait_all(client, client.update_users(requests)))
@@ -235,8 +280,11 @@ def _push_emails(client: vpp.VppClient, job: Job, counts: Counter) -> None:
 
 def _retire_departed(client: vpp.VppClient, job: Job, counts: Counter) -> None:
     """Device user deleted or deactivated here → revoke licences, then retire at Apple."""
-    departed = (VppUser.objects.filter(status__in=ACTIVE)
-                .filter(Q(user__isnull=True) | Q(user__is_active=False)).select_related("user"))
+    departed = (
+        VppUser.objects.filter(status__in=ACTIVE)
+        .filter(Q(user__isnull=True) | Q(user__is_active=False))
+        .select_related("user")
+    )
     for chunk in _chunks(departed.iterator(chunk_size=WRITE_BATCH), WRITE_BATCH):
         ids = [str(row.client_user_id) for row in chunk]
         revoke_failed = _failed_ids(_wait_all(client, client.revoke_assets(client_user_ids=ids)))
@@ -326,8 +374,15 @@ def _apply_page(job, run, apple_users: list[vpp.VppApiUser], seen_active: set[st
         row = local.get(cid)
         if row is None:
             if au.status in ("Registered", "Associated"):
-                orphans.append(SyncOrphan(run=run, client_user_id=cid[:100], apple_status=au.status,
-                                          email=(au.email or "")[:254], id_hash=(au.id_hash or "")[:200]))
+                orphans.append(
+                    SyncOrphan(
+                        run=run,
+                        client_user_id=cid[:100],
+                        apple_status=au.status,
+                        email=(au.email or "")[:254],
+                        id_hash=(au.id_hash or "")[:200],
+                    )
+                )
             continue
         before = row.status
         if _merge(row, au):
@@ -353,8 +408,17 @@ def _status_items(job: Job, moved: list[tuple[_Local, str]]) -> None:
     for row, before in moved:
         user = users.get(row.user_id)
         label = f"{user.display_name} ({user.login_id})" if user else f"VPP user #{row.pk} (device user deleted)"
-        items.append(JobItem(job=job, user=user, vpp_user_id=row.pk, user_label=label[:300], step="read",
-                             status=ItemStatus.SUCCEEDED, reason=f"Was {before} here; Apple says {row.status}."))
+        items.append(
+            JobItem(
+                job=job,
+                user=user,
+                vpp_user_id=row.pk,
+                user_label=label[:300],
+                step="read",
+                status=ItemStatus.SUCCEEDED,
+                reason=f"Was {before} here; Apple says {row.status}.",
+            )
+        )
     JobItem.objects.bulk_create(items, batch_size=WRITE_BATCH, ignore_conflicts=True)
 
 

@@ -64,8 +64,12 @@ def invitation_render(*, subject: str, body_text: str, body_html: str, values: d
 
 
 def invitation_render_for_setting(setting, *, values: dict[str, str]) -> RenderedInvitation:
-    return invitation_render(subject=setting.invitation_subject, body_text=setting.invitation_body_text,
-                             body_html=setting.invitation_body_html, values=values)
+    return invitation_render(
+        subject=setting.invitation_subject,
+        body_text=setting.invitation_body_text,
+        body_html=setting.invitation_body_html,
+        values=values,
+    )
 
 
 def sample_values(setting) -> dict[str, str]:
@@ -76,8 +80,10 @@ def invitation_send_test(*, setting, to_email: str, user_name: str) -> RenderedI
     """Mail the rendered templates, with sample values, to the admin who asked."""
     message = invitation_render_for_setting(setting, values={**sample_values(setting), "user_name": user_name})
     mail = EmailMultiAlternatives(
-        subject=f"[Test] {message.subject}", body=message.text,
-        from_email=setting.invitation_sender or settings.DEFAULT_FROM_EMAIL, to=[to_email],
+        subject=f"[Test] {message.subject}",
+        body=message.text,
+        from_email=setting.invitation_sender or settings.DEFAULT_FROM_EMAIL,
+        to=[to_email],
     )
     if message.html:
         mail.attach_alternative(message.html, "text/html")

@@ -188,12 +188,13 @@ def _event_groups(client: VppClient, batch: list[JobItem], event_ids: list[str])
         return {event_ids[0]: batch}
     sizes = [len(part) for part in client.split_users([RequestUser(_cuid(item)) for item in batch])]
     if len(sizes) != len(event_ids):
-        logger.warning("create for %d users returned %d events; confirming with Apple instead", len(batch),
-                       len(event_ids))
+        logger.warning(
+            "create for %d users returned %d events; confirming with Apple instead", len(batch), len(event_ids)
+        )
         return {}
     groups, start = {}, 0
     for event_id, size in zip(event_ids, sizes, strict=True):
-        groups[event_id] = batch[start:start + size]
+        groups[event_id] = batch[start : start + size]
         start += size
     return groups
 
@@ -294,7 +295,9 @@ def _reserve_deliveries(job, channel_name, items, links) -> tuple[list[JobItem],
     existing = set(rows_before.values_list("vpp_user_id", flat=True))
     # A FAILED row of an earlier attempt may be tried again; SENT/SENDING never.
     InvitationDelivery.objects.filter(
-        job=job, channel=channel_name, state=InvitationDelivery.State.FAILED,
+        job=job,
+        channel=channel_name,
+        state=InvitationDelivery.State.FAILED,
         vpp_user_id__in=[item.vpp_user_id for item in items],
     ).delete()
     fresh = [item for item in items if item.vpp_user_id not in existing]

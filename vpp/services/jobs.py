@@ -124,9 +124,7 @@ def _ensure_vpp_users(plan: Plan) -> dict[int, int]:
     missing = [row.user_id for row in rows if row.vpp_user_id is None]
     rows_insert([VppUser(user_id=user_id, status=VppUserStatus.PENDING) for user_id in missing])
     # Shown as "pending" at once, so a second invite of the same users is skipped.
-    mapping = dict(
-        VppUser.objects.filter(user_id__in=[row.user_id for row in rows]).values_list("user_id", "pk")
-    )
+    mapping = dict(VppUser.objects.filter(user_id__in=[row.user_id for row in rows]).values_list("user_id", "pk"))
     VppUser.objects.filter(pk__in=mapping.values()).update(status=VppUserStatus.PENDING)
     return mapping
 
@@ -286,16 +284,20 @@ def _finish(job: Job, *, status: str = JobStatus.DONE, error: str = "") -> bool:
 
     _settle_failed_vpp_users(job)
     counts = job_item_counts(job)
-    won = Job.objects.filter(pk=job.pk).exclude(status__in=FINISHED_JOB_STATUSES).update(
-        status=status,
-        finished_at=timezone.now(),
-        succeeded=counts[ItemStatus.SUCCEEDED],
-        failed=counts[ItemStatus.FAILED],
-        skipped=counts[ItemStatus.SKIPPED],
-        error=error[:500],
-        retry_after_until=None,
-        delivery_retry_until=None,
-        delivery_retry_reason="",
+    won = (
+        Job.objects.filter(pk=job.pk)
+        .exclude(status__in=FINISHED_JOB_STATUSES)
+        .update(
+            status=status,
+            finished_at=timezone.now(),
+            succeeded=counts[ItemStatus.SUCCEEDED],
+            failed=counts[ItemStatus.FAILED],
+            skipped=counts[ItemStatus.SKIPPED],
+            error=error[:500],
+            retry_after_until=None,
+            delivery_retry_until=None,
+            delivery_retry_reason="",
+        )
     )
     if won:
         job.refresh_from_db()
@@ -335,9 +337,7 @@ def _settle_failed_vpp_users(job: Job) -> None:
 
 def job_fail(*, job: Job, message: str, error_number: int | None = None) -> None:
     """The whole job stops (e.g. token expired): every open item fails with the reason."""
-    _open_items(job).update(
-        status=ItemStatus.FAILED, reason=message[:500], error_number=error_number, claimed_at=None
-    )
+    _open_items(job).update(status=ItemStatus.FAILED, reason=message[:500], error_number=error_number, claimed_at=None)
     _finish(job, status=JobStatus.FAILED, error=message)
 
 
@@ -495,8 +495,10 @@ def jobs_sweep() -> list[int]:
     limits = job_limits()
     stale = timezone.now() - timedelta(seconds=limits.stale_seconds)
     # Full syncs run as one task of their own (vpp/services/full_sync.py), not in chunks.
-    jobs = Job.objects.exclude(status__in=FINISHED_JOB_STATUSES).exclude(action=JobAction.SYNC_ALL).filter(
-        Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, created_at__lt=stale) | ~Q(enqueue_error="")
+    jobs = (
+        Job.objects.exclude(status__in=FINISHED_JOB_STATUSES)
+        .exclude(action=JobAction.SYNC_ALL)
+        .filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, created_at__lt=stale) | ~Q(enqueue_error=""))
     )
     redispatched = []
     for job in jobs:

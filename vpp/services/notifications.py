@@ -83,9 +83,12 @@ def notification_receive(*, body: bytes) -> Received:
     try:
         with transaction.atomic():
             record = AppleNotification.objects.create(
-                notification_id=data["notificationId"], notification_type=ntype,
-                event_id=str(payload.get("eventId") or "")[:100], event_type=str(payload.get("type") or "")[:20],
-                result=str(payload.get("result") or "")[:10], uid=str(data.get("uId") or "")[:100],
+                notification_id=data["notificationId"],
+                notification_type=ntype,
+                event_id=str(payload.get("eventId") or "")[:100],
+                event_type=str(payload.get("type") or "")[:20],
+                result=str(payload.get("result") or "")[:10],
+                uid=str(data.get("uId") or "")[:100],
                 payload=payload,
             )
             changed = _apply(record)
@@ -114,10 +117,16 @@ def users_mark_associated(*, users: list) -> int:
     for entry in users:
         if not isinstance(entry, dict) or not entry.get("clientUserId"):
             continue
-        changed += VppUser.objects.filter(client_user_id=_uuid_or_none(entry["clientUserId"])).exclude(
-            status=VppUserStatus.RETIRED
-        ).update(status=VppUserStatus.ASSOCIATED, id_hash=str(entry.get("idHash") or "")[:200],
-                 last_synced_at=now, updated_at=now)
+        changed += (
+            VppUser.objects.filter(client_user_id=_uuid_or_none(entry["clientUserId"]))
+            .exclude(status=VppUserStatus.RETIRED)
+            .update(
+                status=VppUserStatus.ASSOCIATED,
+                id_hash=str(entry.get("idHash") or "")[:200],
+                last_synced_at=now,
+                updated_at=now,
+            )
+        )
     return changed
 
 

@@ -77,8 +77,13 @@ def daily_instant(day: dt.date, at: dt.time, tz: ZoneInfo) -> dt.datetime:
 
 
 def next_run_after(
-    *, mode: str, after: dt.datetime, interval_hours: int = 24, time_of_day: dt.time | None = None,
-    tz_name: str = "UTC", previous: dt.datetime | None = None,
+    *,
+    mode: str,
+    after: dt.datetime,
+    interval_hours: int = 24,
+    time_of_day: dt.time | None = None,
+    tz_name: str = "UTC",
+    previous: dt.datetime | None = None,
 ) -> dt.datetime:
     """The first run strictly after ``after`` (aware)."""
     after = after.astimezone(UTC)
@@ -104,8 +109,12 @@ def schedule_next_run(schedule: SyncSchedule, *, after: dt.datetime, previous: d
     if not schedule.enabled:
         return None
     return next_run_after(
-        mode=schedule.mode, after=after, interval_hours=schedule.interval_hours,
-        time_of_day=schedule.time_of_day, tz_name=schedule.timezone, previous=previous,
+        mode=schedule.mode,
+        after=after,
+        interval_hours=schedule.interval_hours,
+        time_of_day=schedule.time_of_day,
+        tz_name=schedule.timezone,
+        previous=previous,
     )
 
 
@@ -166,5 +175,6 @@ def schedule_record_skip(*, reason: str, now: dt.datetime | None = None) -> None
     """A due scheduled run that could not start (e.g. the token expired): say so on the page."""
     from vpp.models import SyncResult
 
-    SyncSchedule.objects.filter(pk=1).update(last_run_at=now or timezone.now(), last_result=SyncResult.SKIPPED,
-                                             last_detail=reason[:500], last_counts={})
+    SyncSchedule.objects.filter(pk=1).update(
+        last_run_at=now or timezone.now(), last_result=SyncResult.SKIPPED, last_detail=reason[:500], last_counts={}
+    )

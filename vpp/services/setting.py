@@ -82,8 +82,11 @@ def health_from_error(exc: vpp.VppError) -> TokenCheck | None:
     if isinstance(exc, vpp.TokenExpiredError):
         return TokenCheck(TokenHealth.EXPIRED, f"Apple reports the token expired (error {exc.error_number}).")
     if isinstance(exc, vpp.TokenRevokedError):
-        return TokenCheck(TokenHealth.REVOKED, f"Apple reports the token revoked (error {exc.error_number}). "
-                          "Download a new one in Apple Business/School Manager.")
+        return TokenCheck(
+            TokenHealth.REVOKED,
+            f"Apple reports the token revoked (error {exc.error_number}). "
+            "Download a new one in Apple Business/School Manager.",
+        )
     if isinstance(exc, vpp.TokenInvalidError):
         return TokenCheck(TokenHealth.INVALID, f"Apple does not accept this token (error {exc.error_number}).")
     return None
@@ -143,14 +146,22 @@ def token_upload(*, data: str | bytes, actor, now: dt.datetime | None = None) ->
     setting.token_uploaded_at = now
     setting.users_version_id = ""  # a (possibly different) location: the next sync is a full one
     _claim_unless_held(client, setting, config, now)
-    audit_record(actor=actor, action="vpp.token_replaced" if replaced else "vpp.token_uploaded",
-                 details={"org_name": setting.token_org_name, "location": setting.location_name,
-                          "expires_at": setting.token_expires_at.isoformat(), "health": setting.token_health})
+    audit_record(
+        actor=actor,
+        action="vpp.token_replaced" if replaced else "vpp.token_uploaded",
+        details={
+            "org_name": setting.token_org_name,
+            "location": setting.location_name,
+            "expires_at": setting.token_expires_at.isoformat(),
+            "health": setting.token_health,
+        },
+    )
     return setting
 
 
-def _claim_unless_held(client: vpp.VppClient, setting: VppServerSetting, config: vpp.ClientConfig,
-                       now: dt.datetime) -> None:
+def _claim_unless_held(
+    client: vpp.VppClient, setting: VppServerSetting, config: vpp.ClientConfig, now: dt.datetime
+) -> None:
     """Record the location and claim it with our mdmInfo, unless another MDM holds it; store the health."""
     _apply_config(setting, config)
     if not vpp.managed_by_other_mdm(config.mdm_info, str(setting.mdm_id)) and _needs_claim(config, setting):
@@ -189,16 +200,28 @@ def token_takeover(*, actor, now: dt.datetime | None = None) -> VppServerSetting
     config = _claim(client, setting, now)
     _apply_config(setting, config)
     _store_check(setting, _health_from_config(config, setting, now), now)
-    audit_record(actor=actor, action="vpp.location_taken_over",
-                 details={"location": setting.location_name, "previous_mdm": previous})
+    audit_record(
+        actor=actor,
+        action="vpp.location_taken_over",
+        details={"location": setting.location_name, "previous_mdm": previous},
+    )
     return setting
 
 
 def token_remove(*, actor) -> VppServerSetting:
     setting = VppServerSetting.load()
     details = {"org_name": setting.token_org_name, "location": setting.location_name}
-    for field in ("content_token_encrypted", "token_org_name", "token_uid", "location_name", "country_code",
-                  "token_health_detail", "other_mdm_name", "users_version_id", "notification_auth_token_encrypted"):
+    for field in (
+        "content_token_encrypted",
+        "token_org_name",
+        "token_uid",
+        "location_name",
+        "country_code",
+        "token_health_detail",
+        "other_mdm_name",
+        "users_version_id",
+        "notification_auth_token_encrypted",
+    ):
         setattr(setting, field, "")
     setting.token_expires_at = setting.token_uploaded_at = setting.token_health_checked_at = None
     setting.mdm_claimed_at = setting.notification_configured_at = None
@@ -254,8 +277,9 @@ def notifications_configure(*, public_url: str, actor) -> VppServerSetting:
         setting.notification_auth_token_encrypted = vault.encrypt(bearer)
         setting.save(update_fields=["notification_auth_token_encrypted", "updated_at"])
     try:
-        client.update_client_config(notification_url=url, notification_auth_token=bearer,
-                                    notification_types=NOTIFICATION_TYPES)
+        client.update_client_config(
+            notification_url=url, notification_auth_token=bearer, notification_types=NOTIFICATION_TYPES
+        )
     except vpp.VppError as exc:
         setting.notification_auth_token_encrypted = old_encrypted
         setting.save(update_fields=["notification_auth_token_encrypted", "updated_at"])

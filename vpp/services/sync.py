@@ -25,8 +25,11 @@ def sync_update_phase(*, job: Job, items: list[JobItem], client: VppClient, toke
     """users/update for active users whose email changed here since Apple last saw it."""
     config = client.service_config()
     changed = [
-        item for item in items
-        if item.vpp_user and item.user and item.user.email
+        item
+        for item in items
+        if item.vpp_user
+        and item.user
+        and item.user.email
         and item.user.email != item.vpp_user.apple_email
         and item.vpp_user.status in (VppUserStatus.INVITED, VppUserStatus.ASSOCIATED)
     ]

@@ -18,5 +18,8 @@ def vpp_actions(context) -> dict:
     user = getattr(request, "user", None)
     setting = request_setting(request) if request else VppServerSetting.load()
     allowed = {action.value: bool(user and user.has_perm(perm)) for action, perm in PERMISSIONS.items()}
-    return {"blocker": action_blocker(setting), "needs_token": setting.user_based and not setting.has_token,
-            "allowed": allowed}
+    return {
+        "blocker": action_blocker(setting),
+        "needs_token": setting.user_based and not setting.has_token,
+        "allowed": allowed,
+    }

@@ -6,8 +6,10 @@ from vpp.services.secrets_rotation import secrets_rotate
 
 
 class Command(BaseCommand):
-    help = ("Re-encrypt every stored secret with the newest key (the first in KMCONSOLE_ENCRYPTION_KEYS). "
-            "Afterwards the older keys can be removed from the list.")
+    help = (
+        "Re-encrypt every stored secret with the newest key (the first in KMCONSOLE_ENCRYPTION_KEYS). "
+        "Afterwards the older keys can be removed from the list."
+    )
 
     def handle(self, *args, **options):
         report = secrets_rotate()
