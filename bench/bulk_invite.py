@@ -207,10 +207,10 @@ def main() -> None:
 
     from kmconsole.celery import app, ensure_queue_dirs
     from vpp import secrets
+    from vpp.jobs.engine import job_create
+    from vpp.jobs.plan import vpp_plan_build
     from vpp.models import Job, JobAction, VppServerSetting
     from vpp.sandbox.testing import start_process_sandbox
-    from vpp.services.jobs import job_create
-    from vpp.services.plan import vpp_plan_build
 
     call_command("migrate", verbosity=0)
     seed(args.users)

@@ -24,8 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vpp.client import RequestUser, VppClient
-from vpp.ratelimit import InProcessRateLimiter, RedisRateLimiter
+from vpp.apple.client import VppClient
+from vpp.apple.ratelimit import InProcessRateLimiter, RedisRateLimiter
+from vpp.apple.types import RequestUser
 from vpp.sandbox.testing import start_sandbox
 
 

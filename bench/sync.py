@@ -151,8 +151,8 @@ def _child_setup(ids_path: str, token: str, base_url: str) -> None:
 
 
 def _child_sync(base_url: str) -> None:
+    from vpp.jobs.phases import full_sync
     from vpp.models import VppServerSetting
-    from vpp.services import full_sync
 
     VppServerSetting.objects.filter(pk=1).update(api_base_url=base_url)
     full_sync._enqueue = lambda job_id: None  # this process is the worker

@@ -270,7 +270,7 @@ if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
 # The VPP sync tick claims a due run from the SyncSchedule row (vpp/services/schedule.py);
 # ``expires`` < 60 s so ticks queued while no worker runs are dropped, not replayed in a burst.
 CELERY_BEAT_SCHEDULE: dict = {
-    # Re-dispatches bulk jobs whose worker died or whose enqueue failed (vpp/services/jobs.py).
+    # Re-dispatches bulk jobs whose worker died or whose enqueue failed (vpp/jobs/engine.py).
     "vpp-jobs-sweep": {"task": "vpp.jobs_sweep", "schedule": 60.0},
     "vpp-sync-tick": {"task": "vpp.tasks.sync_tick", "schedule": 60.0, "options": {"expires": 55}},
     "vpp-token-health": {"task": "vpp.tasks.token_health_check", "schedule": 24 * 3600.0, "options": {"expires": 3600}},
@@ -293,7 +293,7 @@ VPP_JOB_STALE_SECONDS = env_int("VPP_JOB_STALE_SECONDS", 300, minimum=1)
 # user this long after it was sent (Apple: retry a request still PENDING after 10 minutes).
 VPP_CREATE_RECHECK_SECONDS = env_int("VPP_CREATE_RECHECK_SECONDS", 600, minimum=1)
 
-# --- Apple Push Notification service (invitations to our agent app; vpp/push.py) ----------
+# --- Apple Push Notification service (invitations to our agent app; vpp/apple/apns.py) ----------
 # APNS_HOST: https://api.push.apple.com (production apps), https://api.sandbox.push.apple.com
 # (development builds), or http://127.0.0.1:PORT for the local fake (manage.py fake_apns).
 APNS_HOST = env_url("APNS_HOST", "https://api.push.apple.com", schemes=("https", "http"))

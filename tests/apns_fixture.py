@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from vpp.push import ApnsConfig
+from vpp.apple.apns import ApnsConfig
 from vpp.sandbox.apns import FakeApnsServer, FakeApnsState
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from vpp.client import clear_service_config_cache
+from vpp.apple.client import clear_service_config_cache
 from vpp.sandbox.testing import TEST_OPTIONS, SandboxHandle, start_process_sandbox, start_thread_sandbox
 
 

@@ -18,9 +18,9 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
 
 from vpp import selectors
+from vpp.jobs.engine import job_create, job_retry_failed
+from vpp.jobs.plan import vpp_plan_build
 from vpp.models import InvitationChannel, ItemStatus, Job, JobAction, VppServerSetting
-from vpp.services.jobs import job_create, job_retry_failed
-from vpp.services.plan import vpp_plan_build
 
 ACTION_SLUGS = {"invite": JobAction.INVITE, "delete": JobAction.DELETE, "sync": JobAction.SYNC}
 PERMISSIONS = {

@@ -10,7 +10,7 @@ _APNS_SETTINGS = ("APNS_KEY", "APNS_KEY_ID", "APNS_TEAM_ID", "APNS_TOPIC")
 
 @register()
 def check_apns(app_configs=None, **kwargs) -> list[Error]:
-    from vpp.push import ApnsConfig, ApnsKeyError
+    from vpp.apple.apns import ApnsConfig, ApnsKeyError
 
     present = [name for name in _APNS_SETTINGS if getattr(settings, name, "")]
     if not present:

@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 from django import forms
 from django.core.exceptions import ValidationError
 
+from vpp.invitations.message import TemplateError, template_check
 from vpp.models import ScheduleMode, VppServerSetting
-from vpp.services.invitation_message import TemplateError, template_check
 from vpp.services.schedule import timezone_choices
 from vpp.services.setting import MAX_TOKEN_BYTES
 

@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from celery.signals import worker_ready
 
-from vpp.services import jobs
+from vpp.jobs import engine as jobs
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def sync_tick() -> bool:
 
     The claim is a conditional UPDATE, so two beats or a redelivered tick start one sync.
     """
-    from vpp.services.full_sync import SyncBlocked, sync_start
+    from vpp.jobs.phases.full_sync import SyncBlocked, sync_start
     from vpp.services.schedule import schedule_claim_due_run
 
     if not schedule_claim_due_run():
@@ -75,7 +75,7 @@ def sync_tick() -> bool:
 
 @shared_task(name="vpp.tasks.sync_run", ignore_result=True, soft_time_limit=1700, time_limit=1800)
 def sync_run_task(job_id: int) -> None:
-    from vpp.services.full_sync import sync_run
+    from vpp.jobs.phases.full_sync import sync_run
 
     sync_run(job_id=job_id)
 

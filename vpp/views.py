@@ -14,11 +14,12 @@ from django.views.decorators.http import require_POST
 
 from vpp import forms as f
 from vpp.audit import audit_record
+from vpp.invitations import message as invitation_message
+from vpp.jobs.phases.full_sync import SyncBlocked, running_sync_job, sync_start
 from vpp.models import SyncSchedule, TokenHealth, VppServerSetting
 from vpp.selectors import sync_orphans, token_problem, vpp_actions_disabled_reason
-from vpp.services import invitation_message, notifications
+from vpp.services import notifications
 from vpp.services import setting as setting_service
-from vpp.services.full_sync import SyncBlocked, running_sync_job, sync_start
 from vpp.services.schedule import ScheduleInput, schedule_update
 
 logger = logging.getLogger(__name__)

@@ -13,9 +13,10 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from users.models import User
-from vpp import client as vpp
+from vpp.apple.client import VppClient
+from vpp.apple.types import MdmInfo, RequestUser
+from vpp.jobs.phases import full_sync
 from vpp.models import SyncSchedule, VppServerSetting, VppUser, VppUserStatus
-from vpp.services import full_sync
 
 pytestmark = [pytest.mark.browser, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
@@ -66,9 +67,9 @@ def test_it_uploads_a_token_changes_the_schedule_and_syncs(
     # A user at Apple who accepted the invitation; the sync must find out.
     user = User.objects.create(display_name="Ada", login_id="ada", email="ada@example.com")
     ada = VppUser.objects.create(user=user, status=VppUserStatus.INVITED, apple_email=user.email)
-    apple = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
+    apple = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
     apple.wait_for_event(
-        apple.create_users([vpp.RequestUser(str(ada.client_user_id), email=user.email)])[0], poll_interval=0.05
+        apple.create_users([RequestUser(str(ada.client_user_id), email=user.email)])[0], poll_interval=0.05
     )
     [record] = vpp_sandbox.users()
     vpp_sandbox.accept_invitation(record["inviteCode"])
@@ -113,8 +114,8 @@ def test_it_screenshots_the_token_states(setting_page, vpp_sandbox, sandbox_url,
     page.screenshot(path=str(out / "vpp-setting-expired.png"), full_page=True)
 
     vpp_sandbox.reset()
-    other = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
-    other.update_client_config(mdm_info=vpp.MdmInfo(id="other", name="Other MDM Inc.", metadata="mdm.example"))
+    other = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
+    other.update_client_config(mdm_info=MdmInfo(id="other", name="Other MDM Inc.", metadata="mdm.example"))
     page.click("text=Check with Apple now")
     page.wait_for_selector("#takeover-button")
     page.screenshot(path=str(out / "vpp-setting-other-mdm.png"), full_page=True)

@@ -90,7 +90,7 @@ def token_setting(db):
 
 def run_job(job: Job, client, *, max_rounds: int = 200) -> Job:
     """Drive a job to its end in-process, as the worker would (dispatch → chunks → re-dispatch)."""
-    from vpp.services import jobs
+    from vpp.jobs import engine as jobs
 
     queue = [("dispatch", None, None)]
     rounds = 0

@@ -6,13 +6,8 @@ import itertools
 import uuid
 from dataclasses import dataclass, field
 
-from vpp.client import (
-    EventFailure,
-    EventStatus,
-    InvalidRequestError,
-    ServiceConfig,
-    VppApiUser,
-)
+from vpp.apple.errors import InvalidRequestError
+from vpp.apple.types import EventFailure, EventStatus, ServiceConfig, VppApiUser
 
 
 class Listing(list):

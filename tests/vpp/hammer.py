@@ -9,8 +9,8 @@ import sys
 
 import redis
 
-from vpp.client import VppClient
-from vpp.ratelimit import RedisRateLimiter
+from vpp.apple.client import VppClient
+from vpp.apple.ratelimit import RedisRateLimiter
 
 
 def main(base_url: str, token: str, redis_url: str, prefix: str, count: str, window: str) -> None:

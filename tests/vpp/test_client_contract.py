@@ -10,8 +10,19 @@ import pytest
 
 from tests.vpp.redis_helpers import delete_prefix, redis_or_skip, redis_url, unique_prefix
 from tests.vpp.vpp_helpers import max_in_any_window
-from vpp import client as vc
-from vpp.ratelimit import InProcessRateLimiter
+from vpp.apple.client import VppClient
+from vpp.apple.errors import (
+    ERROR_MESSAGES,
+    EventTimeoutError,
+    InvalidRequestError,
+    RateLimitedError,
+    ServiceUnavailableError,
+    TokenExpiredError,
+    TokenInvalidError,
+    TokenRevokedError,
+)
+from vpp.apple.ratelimit import InProcessRateLimiter
+from vpp.apple.types import MdmInfo, RequestUser, managed_by_other_mdm
 
 pytestmark = pytest.mark.sandbox
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,11 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def client_for(vpp_sandbox):
-    def make(token: str | None = None, **kwargs) -> vc.VppClient:
+    def make(token: str | None = None, **kwargs) -> VppClient:
         kwargs.setdefault("rate_limiter", InProcessRateLimiter())
         kwargs.setdefault("backoff_base", 0.01)
         kwargs.setdefault("backoff_max", 0.05)
-        return vc.VppClient(token or vpp_sandbox.token, base_url=vpp_sandbox.base_url, **kwargs)
+        return VppClient(token or vpp_sandbox.token, base_url=vpp_sandbox.base_url, **kwargs)
 
     return make
 
@@ -38,7 +49,7 @@ def endpoint_count(sandbox, key: str) -> int:
 
 
 def create_and_wait(client, ids, **user_kwargs):
-    events = client.create_users([vc.RequestUser(cid, **user_kwargs) for cid in ids])
+    events = client.create_users([RequestUser(cid, **user_kwargs) for cid in ids])
     return [client.wait_for_event(e, poll_interval=0.02, timeout=10) for e in events]
 
 
@@ -56,10 +67,10 @@ def test_client_config_round_trip_and_other_mdm_detection(vpp_sandbox, client):
     before = client.client_config()
     assert before.location_name and before.token_expires_at is not None and before.uid
     assert before.mdm_info is None
-    after = client.update_client_config(mdm_info=vc.MdmInfo(id="our-id", name="kmconsole", metadata="v1"))
-    assert after.mdm_info == vc.MdmInfo(id="our-id", name="kmconsole", metadata="v1")
-    assert not vc.managed_by_other_mdm(client.client_config().mdm_info, "our-id")
-    assert vc.managed_by_other_mdm(client.last_meta.mdm_info, "another-installation")
+    after = client.update_client_config(mdm_info=MdmInfo(id="our-id", name="kmconsole", metadata="v1"))
+    assert after.mdm_info == MdmInfo(id="our-id", name="kmconsole", metadata="v1")
+    assert not managed_by_other_mdm(client.client_config().mdm_info, "our-id")
+    assert managed_by_other_mdm(client.last_meta.mdm_info, "another-installation")
 
 
 def test_it_creates_250_users_in_3_requests_at_maxUsers_100(vpp_sandbox, client):
@@ -95,7 +106,7 @@ def test_get_update_retire_and_recreate_a_user(vpp_sandbox, client):
     create_and_wait(client, ["alice"], email="alice@example.org")
     user = client.get_user("alice")
     assert user.status == "Registered" and user.invite_code and user.email == "alice@example.org"
-    [event] = client.update_users([vc.RequestUser("alice", email="alice@new.example.org")])
+    [event] = client.update_users([RequestUser("alice", email="alice@new.example.org")])
     assert client.wait_for_event(event, poll_interval=0.02, timeout=10).status == "COMPLETE"
     assert client.get_user("alice").email == "alice@new.example.org"
     [event] = client.retire_users(["alice"])
@@ -113,7 +124,7 @@ def test_creating_an_active_user_fails_asynchronously_with_9716_as_data(vpp_sand
     assert status.status == "FAILED" and status.num_completed == 1
     [failure] = status.failures
     assert failure.error_number == 9716 and failure.client_user_ids == ["bob"]
-    assert failure.message == vc.ERROR_MESSAGES[9716]
+    assert failure.message == ERROR_MESSAGES[9716]
 
 
 def test_assets_assignments_and_revoke(vpp_sandbox, client):
@@ -134,14 +145,14 @@ def test_assets_assignments_and_revoke(vpp_sandbox, client):
 
 
 def test_an_unknown_event_is_a_permanent_9708(client):
-    with pytest.raises(vc.InvalidRequestError) as info:
+    with pytest.raises(InvalidRequestError) as info:
         client.event_status("00000000-0000-0000-0000-000000000000")
     assert info.value.error_number == 9708
 
 
 def test_invalid_requests_are_mapped_and_not_retried(vpp_sandbox, client):
-    with pytest.raises(vc.InvalidRequestError) as info:
-        client.create_users([vc.RequestUser("eve", email="not-an-email")])
+    with pytest.raises(InvalidRequestError) as info:
+        client.create_users([RequestUser("eve", email="not-an-email")])
     assert info.value.error_number == 9717 and info.value.http_status == 400
     assert vpp_sandbox.counters()["create_calls"] <= 1
     assert endpoint_count(vpp_sandbox, "POST /mdm/v2/users/create") == 1
@@ -149,7 +160,7 @@ def test_invalid_requests_are_mapped_and_not_retried(vpp_sandbox, client):
 
 @pytest.mark.parametrize(
     ("token_kind", "error"),
-    [("expired", vc.TokenExpiredError), ("revoked", vc.TokenRevokedError), ("malformed", vc.TokenInvalidError)],
+    [("expired", TokenExpiredError), ("revoked", TokenRevokedError), ("malformed", TokenInvalidError)],
 )
 @pytest.mark.parametrize("http_200", [False, True], ids=["http-401", "http-200"])
 def test_token_problems_are_distinct_permanent_errors(vpp_sandbox, client_for, token_kind, error, http_200):
@@ -170,7 +181,7 @@ def test_token_problems_are_distinct_permanent_errors(vpp_sandbox, client_for, t
 def test_a_token_expired_at_run_time(vpp_sandbox, client):
     client.client_config()
     vpp_sandbox.expire_token()
-    with pytest.raises(vc.TokenExpiredError):
+    with pytest.raises(TokenExpiredError):
         client.list_assets()
 
 
@@ -190,10 +201,10 @@ def test_a_long_retry_after_pauses_the_token_instead_of_blocking(vpp_sandbox, cl
     client = client_for(rate_limiter=limiter, retry_budget=2)
     client.service_config()
     vpp_sandbox.control(fail_next=1, fail_status=503, retry_after=120)
-    with pytest.raises(vc.ServiceUnavailableError) as info:
+    with pytest.raises(ServiceUnavailableError) as info:
         client.client_config()
     assert info.value.retry_after == pytest.approx(120, abs=1)
-    with pytest.raises(vc.RateLimitedError):
+    with pytest.raises(RateLimitedError):
         client_for(rate_limiter=limiter, retry_budget=2).list_assets()  # another caller, same token
     assert endpoint_count(vpp_sandbox, "GET /mdm/v2/assets") == 0
 
@@ -201,8 +212,8 @@ def test_a_long_retry_after_pauses_the_token_instead_of_blocking(vpp_sandbox, cl
 def test_a_500_on_create_is_not_resent_and_says_the_outcome_is_unknown(vpp_sandbox, client):
     client.service_config()
     vpp_sandbox.control(fail_next=1, fail_status=500, retry_after=None)
-    with pytest.raises(vc.ServiceUnavailableError) as info:
-        client.create_users([vc.RequestUser("frank")])
+    with pytest.raises(ServiceUnavailableError) as info:
+        client.create_users([RequestUser("frank")])
     assert info.value.error_number == 9603 and info.value.outcome_unknown
     assert endpoint_count(vpp_sandbox, "POST /mdm/v2/users/create") == 1
 
@@ -252,8 +263,8 @@ def test_the_rate_limit_holds_across_two_processes_sharing_redis(vpp_sandbox):
 
 def test_a_pending_event_times_out_as_a_transient_error(vpp_sandbox, client):
     vpp_sandbox.control(pending_seconds=60)
-    [event] = client.create_users([vc.RequestUser("grace")])
-    with pytest.raises(vc.EventTimeoutError) as info:
+    [event] = client.create_users([RequestUser("grace")])
+    with pytest.raises(EventTimeoutError) as info:
         client.wait_for_event(event, poll_interval=0.05, timeout=0.2)
     assert info.value.last_status.status == "PENDING" and info.value.last_status.event_type == "CREATE"
     vpp_sandbox.advance()

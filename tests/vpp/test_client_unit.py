@@ -13,8 +13,25 @@ import responses
 from responses import matchers
 
 from tests.vpp.vpp_helpers import SERVICE_CONFIG, make_stoken
-from vpp import client as vc
-from vpp.ratelimit import InProcessRateLimiter
+from vpp.apple.client import VppClient, _store_config, clear_service_config_cache
+from vpp.apple.errors import (
+    ERROR_MESSAGES,
+    EventTimeoutError,
+    InvalidRequestError,
+    NotPermittedError,
+    PermanentVppError,
+    RateLimitedError,
+    ServiceUnavailableError,
+    TokenExpiredError,
+    TokenInvalidError,
+    TokenRevokedError,
+    TransientVppError,
+    VppError,
+    error_for,
+    parse_retry_after,
+)
+from vpp.apple.ratelimit import InProcessRateLimiter
+from vpp.apple.types import Assignment, MdmInfo, RequestUser, ServiceConfig, VppApiUser, managed_by_other_mdm
 
 BASE = "https://vpp.example/mdm/v2"
 TOKEN = make_stoken()
@@ -22,9 +39,9 @@ TOKEN = make_stoken()
 
 @pytest.fixture(autouse=True)
 def _fresh_config_cache():
-    vc.clear_service_config_cache()
+    clear_service_config_cache()
     yield
-    vc.clear_service_config_cache()
+    clear_service_config_cache()
 
 
 @pytest.fixture
@@ -34,12 +51,12 @@ def rsps():
         yield mock
 
 
-def make_client(**kwargs) -> vc.VppClient:
+def make_client(**kwargs) -> VppClient:
     kwargs.setdefault("rate_limiter", InProcessRateLimiter())
     kwargs.setdefault("backoff_base", 0.001)
     kwargs.setdefault("backoff_max", 0.002)
     kwargs.setdefault("parallel_requests", 1)  # deterministic call order; parallel tests set it
-    return vc.VppClient(TOKEN, base_url=BASE, **kwargs)
+    return VppClient(TOKEN, base_url=BASE, **kwargs)
 
 
 def calls_to(rsps, path):
@@ -63,19 +80,19 @@ def test_it_reads_service_config_without_auth_and_caches_it(rsps):
 
 
 def test_it_falls_back_to_apples_example_limits_only_when_a_key_is_absent():
-    config = vc.ServiceConfig.from_json({"limits": {"maxUsers": 7, "maxRequestPerSecond": "bad"}})
+    config = ServiceConfig.from_json({"limits": {"maxUsers": 7, "maxRequestPerSecond": "bad"}})
     assert config.max_users == 7
     assert config.max_request_per_second == 15
     assert config.max_revoke_client_user_ids == 100
 
 
 def test_it_builds_invitation_urls_from_the_template():
-    config = vc.ServiceConfig.from_json(SERVICE_CONFIG)
+    config = ServiceConfig.from_json(SERVICE_CONFIG)
     assert config.invitation_url("abc123") == "https://invite.example/associate?inviteCode=abc123&mt=8"
-    plain = vc.ServiceConfig.from_json({"urls": {"invitationEmail": "https://x/?c=%inviteCode%"}})
+    plain = ServiceConfig.from_json({"urls": {"invitationEmail": "https://x/?c=%inviteCode%"}})
     assert plain.invitation_url("Z") == "https://x/?c=Z"
-    with pytest.raises(vc.InvalidRequestError):
-        vc.ServiceConfig.from_json({}).invitation_url("Z")
+    with pytest.raises(InvalidRequestError):
+        ServiceConfig.from_json({}).invitation_url("Z")
 
 
 # --- client config --------------------------------------------------------------------
@@ -101,15 +118,15 @@ def test_it_reads_and_updates_client_config(rsps):
     config = client.client_config()
     assert config.location_name == "Main Campus" and config.country_code == "US"
     assert config.token_expires_at == datetime(2027, 11, 8, 22, 33, 22, tzinfo=UTC)
-    assert vc.managed_by_other_mdm(config.mdm_info, "our-id")
+    assert managed_by_other_mdm(config.mdm_info, "our-id")
     assert "hooksecret" not in repr(config)
     updated = client.update_client_config(
-        mdm_info=vc.MdmInfo(id="OUR", name="kmconsole", metadata=""),
+        mdm_info=MdmInfo(id="OUR", name="kmconsole", metadata=""),
         notification_url="https://console.example/hook",
         notification_auth_token="hooksecret",
         notification_types=["USER_ASSOCIATED", "USER_MANAGEMENT"],
     )
-    assert not vc.managed_by_other_mdm(updated.mdm_info, "our")
+    assert not managed_by_other_mdm(updated.mdm_info, "our")
     sent = json.loads(calls_to(rsps, "/client/config")[-1].request.body)
     assert sent == {
         "mdmInfo": {"id": "OUR", "name": "kmconsole", "metadata": ""},
@@ -124,14 +141,14 @@ def test_it_reads_and_updates_client_config(rsps):
     ("info", "expected"),
     [
         (None, False),
-        (vc.MdmInfo(id="", name="x"), False),
-        (vc.MdmInfo(id="ABC", name="x"), False),
-        (vc.MdmInfo(id="abc", name="x"), False),
-        (vc.MdmInfo(id="other", name="x"), True),
+        (MdmInfo(id="", name="x"), False),
+        (MdmInfo(id="ABC", name="x"), False),
+        (MdmInfo(id="abc", name="x"), False),
+        (MdmInfo(id="other", name="x"), True),
     ],
 )
 def test_it_tells_whether_another_mdm_manages_the_location(info, expected):
-    assert vc.managed_by_other_mdm(info, "abc") is expected
+    assert managed_by_other_mdm(info, "abc") is expected
 
 
 # --- users ----------------------------------------------------------------------------
@@ -195,7 +212,7 @@ def test_it_keeps_paging_when_totalPages_says_more_even_without_nextPageIndex(rs
 
 def test_it_stops_on_a_repeated_page(rsps):
     rsps.get(f"{BASE}/users", json=_users_page(0, [], next_index=0, total=5))
-    with pytest.raises(vc.ServiceUnavailableError):
+    with pytest.raises(ServiceUnavailableError):
         list(make_client().iter_users())
 
 
@@ -213,7 +230,7 @@ def test_it_parses_users_tolerantly(rsps):
         ),
     )
     users = list(make_client().iter_users())
-    assert users[0] == vc.VppApiUser(client_user_id="a", status="Associated", email="a@x.org", id_hash="h")
+    assert users[0] == VppApiUser(client_user_id="a", status="Associated", email="a@x.org", id_hash="h")
     assert [u.active for u in users] == [True, False, False]
 
 
@@ -243,7 +260,7 @@ def test_it_splits_creates_by_maxUsers_dedupes_and_returns_event_ids_in_order(rs
     rsps.post(f"{BASE}/users/create", json={"eventId": "e1"})
     rsps.post(f"{BASE}/users/create", json={"eventId": "e2"})
     rsps.post(f"{BASE}/users/create", json={"eventId": "e3"})
-    users = [vc.RequestUser(f"c{i}", email=f"u{i}@x.org") for i in range(7)] + [vc.RequestUser("c0", email="dup")]
+    users = [RequestUser(f"c{i}", email=f"u{i}@x.org") for i in range(7)] + [RequestUser("c0", email="dup")]
     assert make_client().create_users(users) == ["e1", "e2", "e3"]
     bodies = [json.loads(c.request.body) for c in calls_to(rsps, "/users/create")]
     assert [len(b["users"]) for b in bodies] == [3, 3, 1]
@@ -255,7 +272,7 @@ def test_it_sends_managed_apple_ids_on_update_and_only_ids_on_retire(rsps):
     rsps.post(f"{BASE}/users/update", json={"eventId": "u1"})
     rsps.post(f"{BASE}/users/retire", json={"eventId": "r1"})
     client = make_client()
-    assert client.update_users([vc.RequestUser("c1", managed_apple_id="m@x.appleid.com")]) == ["u1"]
+    assert client.update_users([RequestUser("c1", managed_apple_id="m@x.appleid.com")]) == ["u1"]
     assert client.retire_users(["c1", "c2", "c1"]) == ["r1"]
     assert json.loads(calls_to(rsps, "/users/update")[0].request.body) == {
         "users": [{"clientUserId": "c1", "managedAppleId": "m@x.appleid.com"}]
@@ -268,8 +285,8 @@ def test_it_sends_managed_apple_ids_on_update_and_only_ids_on_retire(rsps):
 def test_a_failing_batch_carries_the_event_ids_already_queued(rsps):
     rsps.post(f"{BASE}/users/create", json={"eventId": "e1"})
     rsps.post(f"{BASE}/users/create", json={"errorNumber": 9717, "errorMessage": "Invalid email"}, status=400)
-    with pytest.raises(vc.InvalidRequestError) as info:
-        make_client().create_users([vc.RequestUser(f"c{i}") for i in range(5)])
+    with pytest.raises(InvalidRequestError) as info:
+        make_client().create_users([RequestUser(f"c{i}") for i in range(5)])
     assert info.value.event_ids == ["e1"]
     assert info.value.error_number == 9717
     assert [(o.keys, o.event_id) for o in info.value.batches] == [(["c0", "c1", "c2"], "e1"), (["c3", "c4"], None)]
@@ -277,8 +294,8 @@ def test_a_failing_batch_carries_the_event_ids_already_queued(rsps):
 
 
 def test_it_refuses_users_without_an_id(rsps):
-    with pytest.raises(vc.InvalidRequestError):
-        make_client().create_users([vc.RequestUser("")])
+    with pytest.raises(InvalidRequestError):
+        make_client().create_users([RequestUser("")])
     assert not calls_to(rsps, "/users/create")
 
 
@@ -333,7 +350,7 @@ def test_it_iterates_assignments_with_filters(rsps):
         ],
     )
     items = list(make_client().iter_assignments(client_user_id="c1", adam_id="1", since_version_id="v1"))
-    assert items[0] == vc.Assignment(
+    assert items[0] == Assignment(
         adam_id="1", pricing_param="STDQ", client_user_id="c1", serial_number=None, user_status="Associated"
     )
     assert items[1].serial_number == "SN1" and items[1].client_user_id is None
@@ -360,7 +377,7 @@ def test_it_returns_per_user_failures_as_data(rsps):
     assert (status.num_requested, status.num_completed) == (3, 1)
     assert status.failures[0].error_number == 9716
     assert status.failures[0].client_user_ids == ["c1", "c2"]
-    assert status.failures[0].message == vc.ERROR_MESSAGES[9716]
+    assert status.failures[0].message == ERROR_MESSAGES[9716]
     assert status.failures[1].message == "Something new"
     assert status.failed_client_user_ids() == {"c1", "c2"}
 
@@ -377,16 +394,16 @@ def test_wait_for_event_polls_until_finished(rsps):
 
 def test_wait_for_event_raises_a_transient_timeout_at_the_deadline(rsps):
     rsps.get(f"{BASE}/status", json={"eventStatus": "PENDING", "eventType": "CREATE"})
-    with pytest.raises(vc.EventTimeoutError) as info:
+    with pytest.raises(EventTimeoutError) as info:
         make_client().wait_for_event("e1", poll_interval=0.01, timeout=0.05)
-    assert isinstance(info.value, vc.TransientVppError)
+    assert isinstance(info.value, TransientVppError)
     assert info.value.event_id == "e1" and info.value.last_status.status == "PENDING"
 
 
 def test_wait_for_event_uses_the_settings_poll_interval_by_default(rsps, settings, monkeypatch):
     settings.VPP_EVENT_POLL_INTERVAL = 7
     rsps.get(f"{BASE}/status", json={"eventStatus": "PENDING"})
-    with pytest.raises(vc.EventTimeoutError):
+    with pytest.raises(EventTimeoutError):
         make_client().wait_for_event("e1", timeout=5)  # 7 s interval > 5 s deadline: one poll, no sleep
     assert len(calls_to(rsps, "/status")) == 1
 
@@ -395,23 +412,23 @@ def test_wait_for_event_uses_the_settings_poll_interval_by_default(rsps, setting
 
 ERROR_TABLE = [
     # (status, body, expected class, error number)
-    (401, {"errorNumber": 9621, "errorMessage": "expired"}, vc.TokenExpiredError, 9621),
-    (401, {"errorNumber": 9625, "errorMessage": "revoked"}, vc.TokenRevokedError, 9625),
-    (401, {"errorNumber": 9722, "errorMessage": "bad header"}, vc.TokenInvalidError, 9722),
-    (401, {"errorNumber": 9601, "errorMessage": "login"}, vc.TokenInvalidError, 9601),
-    (200, {"errorNumber": 9722, "errorMessage": "bad header"}, vc.TokenInvalidError, 9722),
-    (200, {"errorNumber": 9625}, vc.TokenRevokedError, 9625),
-    (403, {"errorNumber": 9637, "errorMessage": "facilitator"}, vc.NotPermittedError, 9637),
-    (403, {"errorNumber": 9647}, vc.NotPermittedError, 9647),
-    (400, {"errorNumber": 9602, "errorMessage": "Invalid argument"}, vc.InvalidRequestError, 9602),
-    (400, {"errorNumber": "9721"}, vc.InvalidRequestError, 9721),
-    (200, {"errorNumber": 9999, "errorMessage": "New thing"}, vc.InvalidRequestError, 9999),
-    (410, {"errorNumber": 9634}, vc.InvalidRequestError, 9634),
-    (401, None, vc.TokenInvalidError, None),
-    (403, "<html>Forbidden</html>", vc.NotPermittedError, None),
-    (404, "<html>Not Found</html>", vc.InvalidRequestError, None),
-    (400, "", vc.InvalidRequestError, None),
-    (302, "", vc.InvalidRequestError, None),
+    (401, {"errorNumber": 9621, "errorMessage": "expired"}, TokenExpiredError, 9621),
+    (401, {"errorNumber": 9625, "errorMessage": "revoked"}, TokenRevokedError, 9625),
+    (401, {"errorNumber": 9722, "errorMessage": "bad header"}, TokenInvalidError, 9722),
+    (401, {"errorNumber": 9601, "errorMessage": "login"}, TokenInvalidError, 9601),
+    (200, {"errorNumber": 9722, "errorMessage": "bad header"}, TokenInvalidError, 9722),
+    (200, {"errorNumber": 9625}, TokenRevokedError, 9625),
+    (403, {"errorNumber": 9637, "errorMessage": "facilitator"}, NotPermittedError, 9637),
+    (403, {"errorNumber": 9647}, NotPermittedError, 9647),
+    (400, {"errorNumber": 9602, "errorMessage": "Invalid argument"}, InvalidRequestError, 9602),
+    (400, {"errorNumber": "9721"}, InvalidRequestError, 9721),
+    (200, {"errorNumber": 9999, "errorMessage": "New thing"}, InvalidRequestError, 9999),
+    (410, {"errorNumber": 9634}, InvalidRequestError, 9634),
+    (401, None, TokenInvalidError, None),
+    (403, "<html>Forbidden</html>", NotPermittedError, None),
+    (404, "<html>Not Found</html>", InvalidRequestError, None),
+    (400, "", InvalidRequestError, None),
+    (302, "", InvalidRequestError, None),
 ]
 
 
@@ -421,7 +438,7 @@ def test_it_maps_errors_to_named_permanent_exceptions_without_retrying(rsps, sta
     rsps.get(f"{BASE}/client/config", status=status, **kwargs)
     with pytest.raises(cls) as info:
         make_client().client_config()
-    assert isinstance(info.value, vc.PermanentVppError)
+    assert isinstance(info.value, PermanentVppError)
     assert info.value.error_number == number
     assert info.value.http_status == status
     assert info.value.message and info.value.message.endswith(".")
@@ -429,18 +446,18 @@ def test_it_maps_errors_to_named_permanent_exceptions_without_retrying(rsps, sta
 
 
 TRANSIENT_TABLE = [
-    (429, {"errorNumber": 9646, "errorMessage": "Too many"}, vc.RateLimitedError, 9646),
-    (200, {"errorNumber": 9646}, vc.RateLimitedError, 9646),
-    (429, "", vc.RateLimitedError, None),
-    (500, {"errorNumber": 9603, "errorMessage": "internal"}, vc.ServiceUnavailableError, 9603),
-    (503, {"errorNumber": 9729}, vc.ServiceUnavailableError, 9729),
-    (200, {"errorNumber": 9644}, vc.ServiceUnavailableError, 9644),
-    (502, "<html><body>Bad gateway</body></html>", vc.ServiceUnavailableError, None),
-    (504, "", vc.ServiceUnavailableError, None),
-    (200, "<html>maintenance</html>", vc.ServiceUnavailableError, None),
-    (200, "", vc.ServiceUnavailableError, None),
-    (200, "[1, 2]", vc.ServiceUnavailableError, None),
-    (200, '{"truncated": ', vc.ServiceUnavailableError, None),
+    (429, {"errorNumber": 9646, "errorMessage": "Too many"}, RateLimitedError, 9646),
+    (200, {"errorNumber": 9646}, RateLimitedError, 9646),
+    (429, "", RateLimitedError, None),
+    (500, {"errorNumber": 9603, "errorMessage": "internal"}, ServiceUnavailableError, 9603),
+    (503, {"errorNumber": 9729}, ServiceUnavailableError, 9729),
+    (200, {"errorNumber": 9644}, ServiceUnavailableError, 9644),
+    (502, "<html><body>Bad gateway</body></html>", ServiceUnavailableError, None),
+    (504, "", ServiceUnavailableError, None),
+    (200, "<html>maintenance</html>", ServiceUnavailableError, None),
+    (200, "", ServiceUnavailableError, None),
+    (200, "[1, 2]", ServiceUnavailableError, None),
+    (200, '{"truncated": ', ServiceUnavailableError, None),
 ]
 
 
@@ -462,13 +479,13 @@ def test_it_recovers_when_a_retry_succeeds(rsps):
 
 def test_it_parses_retry_after_in_both_forms():
     now = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
-    assert vc.parse_retry_after("120") == 120
-    assert vc.parse_retry_after(" 2.5 ") == 2.5
-    assert vc.parse_retry_after(format_datetime(now + timedelta(seconds=90), usegmt=True), now=now) == 90
-    assert vc.parse_retry_after("Sat, 28 Nov 2026 11:00:00 GMT", now=now) == 0  # in the past
-    assert vc.parse_retry_after("soon") is None
-    assert vc.parse_retry_after("") is None and vc.parse_retry_after(None) is None
-    assert vc.parse_retry_after("-5") == 0
+    assert parse_retry_after("120") == 120
+    assert parse_retry_after(" 2.5 ") == 2.5
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=90), usegmt=True), now=now) == 90
+    assert parse_retry_after("Sat, 28 Nov 2026 11:00:00 GMT", now=now) == 0  # in the past
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("") is None and parse_retry_after(None) is None
+    assert parse_retry_after("-5") == 0
 
 
 @pytest.mark.parametrize("header", ["3600", "HTTP-date"])
@@ -478,13 +495,13 @@ def test_a_long_retry_after_pauses_every_caller_and_is_not_waited_out_inline(rsp
     rsps.get(f"{BASE}/client/config", status=503, json={"errorNumber": 9729}, headers={"Retry-After": header})
     limiter = InProcessRateLimiter()
     client = make_client(rate_limiter=limiter, retry_budget=5)
-    with pytest.raises(vc.ServiceUnavailableError) as info:
+    with pytest.raises(ServiceUnavailableError) as info:
         client.client_config()
     assert 3500 < info.value.retry_after <= 3600
     assert 3500 < limiter.paused_for(client.limiter_key) <= 3600
     assert len(calls_to(rsps, "/client/config")) == 1
     # Another client of the same token is held back without calling Apple.
-    with pytest.raises(vc.RateLimitedError) as info:
+    with pytest.raises(RateLimitedError) as info:
         make_client(rate_limiter=limiter, retry_budget=5).client_config()
     assert info.value.retry_after > 3500
     assert len(calls_to(rsps, "/client/config")) == 1
@@ -504,7 +521,7 @@ def test_a_short_retry_after_is_honoured_then_retried(rsps):
 def test_429_on_a_post_is_retried_because_apple_refused_it(rsps):
     rsps.post(f"{BASE}/users/create", status=429, json={"errorNumber": 9646})
     rsps.post(f"{BASE}/users/create", json={"eventId": "ok"})
-    assert make_client().create_users([vc.RequestUser("c1")]) == ["ok"]
+    assert make_client().create_users([RequestUser("c1")]) == ["ok"]
     assert len(calls_to(rsps, "/users/create")) == 2
 
 
@@ -522,7 +539,7 @@ def test_429_on_a_post_is_retried_because_apple_refused_it(rsps):
 )
 def test_async_posts_are_not_blindly_retried_when_apple_may_have_acted(rsps, kwargs, retried):
     rsps.post(f"{BASE}/users/retire", **kwargs)
-    with pytest.raises(vc.ServiceUnavailableError) as info:
+    with pytest.raises(ServiceUnavailableError) as info:
         make_client(max_retries=1).retire_users(["c1"])
     assert info.value.outcome_unknown is not retried
     assert len(calls_to(rsps, "/users/retire")) == (2 if retried else 1)
@@ -537,20 +554,20 @@ def test_reads_are_retried_after_timeouts_and_connection_errors(rsps):
 
 def test_the_retry_budget_bounds_total_time(rsps):
     rsps.get(f"{BASE}/client/config", status=503, json={"errorNumber": 9729})
-    with pytest.raises(vc.ServiceUnavailableError):
+    with pytest.raises(ServiceUnavailableError):
         make_client(max_retries=50, backoff_base=0.05, backoff_max=0.05, retry_budget=0.3).client_config()
     assert 2 <= len(calls_to(rsps, "/client/config")) <= 13  # delays of 25-50 ms within 0.3 s, far below 50 tries
 
 
 def test_connection_refused_becomes_a_transient_error():
-    client = vc.VppClient(
+    client = VppClient(
         TOKEN,
         base_url="http://127.0.0.1:9/mdm/v2",
         rate_limiter=InProcessRateLimiter(),
         max_retries=0,
         timeout=(0.5, 0.5),
     )
-    with pytest.raises(vc.ServiceUnavailableError) as info:
+    with pytest.raises(ServiceUnavailableError) as info:
         client.service_config()
     assert not info.value.outcome_unknown
 
@@ -560,17 +577,17 @@ def test_the_token_never_appears_in_errors_logs_or_repr(rsps, caplog):
     rsps.get(f"{BASE}/client/config", status=401, json={"errorNumber": 9722, "errorMessage": "bad"})
     rsps.get(f"{BASE}/assets", status=503, json={"errorNumber": 9729})
     client = make_client(max_retries=1)
-    with pytest.raises(vc.VppError) as one:
+    with pytest.raises(VppError) as one:
         client.client_config()
-    with pytest.raises(vc.VppError) as two:
+    with pytest.raises(VppError) as two:
         client.list_assets()
     for text in (str(one.value), repr(one.value), str(two.value), repr(client), caplog.text, client.limiter_key):
         assert TOKEN not in text
 
 
 def test_error_strings_name_the_apple_number():
-    exc = vc.error_for(http_status=401, error_number=9621)
-    assert str(exc) == f"{vc.ERROR_MESSAGES[9621]} (Apple error 9621)"
+    exc = error_for(http_status=401, error_number=9621)
+    assert str(exc) == f"{ERROR_MESSAGES[9621]} (Apple error 9621)"
 
 
 def test_from_setting_decrypts_the_token_and_uses_the_override_url(db, settings):
@@ -578,15 +595,15 @@ def test_from_setting_decrypts_the_token_and_uses_the_override_url(db, settings)
     from vpp.secrets import encrypt
 
     setting = VppServerSetting.load()
-    with pytest.raises(vc.TokenInvalidError):
-        vc.VppClient.from_setting(setting)
+    with pytest.raises(TokenInvalidError):
+        VppClient.from_setting(setting)
     setting.content_token_encrypted = encrypt(TOKEN)
     setting.api_base_url = "http://127.0.0.1:1234/mdm/v2/"
-    client = vc.VppClient.from_setting(setting, rate_limiter=InProcessRateLimiter())
+    client = VppClient.from_setting(setting, rate_limiter=InProcessRateLimiter())
     assert client.base_url == "http://127.0.0.1:1234/mdm/v2"
     setting.api_base_url = ""
     settings.VPP_API_BASE_URL = "http://127.0.0.1:4321/mdm/v2"
-    assert vc.VppClient.from_setting(setting, rate_limiter=InProcessRateLimiter()).base_url == settings.VPP_API_BASE_URL
+    assert VppClient.from_setting(setting, rate_limiter=InProcessRateLimiter()).base_url == settings.VPP_API_BASE_URL
 
 
 def test_a_lowered_limit_rereads_service_config_and_resplits_once(rsps):
@@ -596,14 +613,14 @@ def test_a_lowered_limit_rereads_service_config_and_resplits_once(rsps):
     rsps.post(f"{BASE}/users/create", status=400, json={"errorNumber": 9714})
     rsps.post(f"{BASE}/users/create", json={"eventId": "a"})
     rsps.post(f"{BASE}/users/create", json={"eventId": "b"})
-    assert client.create_users([vc.RequestUser(f"c{i}") for i in range(4)]) == ["a", "b"]
+    assert client.create_users([RequestUser(f"c{i}") for i in range(4)]) == ["a", "b"]
     bodies = [json.loads(c.request.body) for c in calls_to(rsps, "/users/create")]
     assert [len(b["users"]) for b in bodies] == [3, 2, 2]
 
 
 def test_a_second_too_many_error_is_raised(rsps):
     rsps.post(f"{BASE}/assets/revoke", status=400, json={"errorNumber": 9701})
-    with pytest.raises(vc.InvalidRequestError) as info:
+    with pytest.raises(InvalidRequestError) as info:
         make_client().revoke_assets(client_user_ids=["a", "b", "c"])
     assert info.value.error_number == 9701
     assert len(calls_to(rsps, "/assets/revoke")) == 2
@@ -630,8 +647,8 @@ def test_parallel_batches_keep_event_ids_in_batch_order(rsps):
 
 def test_a_failed_parallel_batch_reports_every_batch_outcome(rsps):
     rsps.add_callback(responses.POST, f"{BASE}/users/create", callback=_event_from_body)
-    users = [vc.RequestUser(f"c{i}") for i in range(30)]  # batches start c0, c3, c6, c9, ...
-    with pytest.raises(vc.ServiceUnavailableError) as info:
+    users = [RequestUser(f"c{i}") for i in range(30)]  # batches start c0, c3, c6, c9, ...
+    with pytest.raises(ServiceUnavailableError) as info:
         make_client(parallel_requests=3).create_users(users)
     outcomes = info.value.batches
     assert [o.keys[0] for o in outcomes] == [f"c{i}" for i in range(0, 30, 3)]
@@ -704,7 +721,7 @@ def test_assignments_follow_pages_in_parallel_too(rsps):
 
 
 def test_posting_to_a_closed_port_is_retried_since_nothing_was_sent():
-    client = vc.VppClient(
+    client = VppClient(
         TOKEN,
         base_url="http://127.0.0.1:9/mdm/v2",
         rate_limiter=InProcessRateLimiter(),
@@ -712,7 +729,7 @@ def test_posting_to_a_closed_port_is_retried_since_nothing_was_sent():
         backoff_base=0.001,
         timeout=(0.5, 0.5),
     )
-    vc._store_config(client.base_url, vc.ServiceConfig.from_json(SERVICE_CONFIG))
-    with pytest.raises(vc.ServiceUnavailableError) as info:
+    _store_config(client.base_url, ServiceConfig.from_json(SERVICE_CONFIG))
+    with pytest.raises(ServiceUnavailableError) as info:
         client.retire_users(["c1"])
     assert not info.value.outcome_unknown

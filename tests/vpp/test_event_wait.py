@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from vpp.client import EventStatus
+from vpp.apple.types import EventStatus
+from vpp.jobs import apple_io
 from vpp.models import Job, JobAction, JobStatus
-from vpp.services import apple_io
 from vpp.services.notifications import notification_receive
 
 pytestmark = pytest.mark.django_db

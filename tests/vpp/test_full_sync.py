@@ -9,7 +9,9 @@ import pytest
 from django.db import connection
 
 from users.models import User
-from vpp import client as vpp
+from vpp.apple.client import VppClient
+from vpp.apple.types import RequestUser
+from vpp.jobs.phases import full_sync as sync_service
 from vpp.models import (
     AuditEvent,
     Job,
@@ -23,7 +25,6 @@ from vpp.models import (
     VppUser,
     VppUserStatus,
 )
-from vpp.services import full_sync as sync_service
 from vpp.services import setting as setting_service
 
 pytestmark = pytest.mark.sandbox
@@ -36,14 +37,14 @@ def apple(vpp_sandbox, settings):
     setting.api_base_url = vpp_sandbox.base_url
     setting.save()
     setting_service.token_upload(data=vpp_sandbox.token, actor=None)
-    return vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
+    return VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
 
 
 def make_user(apple, name, *, email=None, status=VppUserStatus.INVITED, at_apple=True):
     user = User.objects.create(display_name=name, login_id=name.lower(), email=email or f"{name.lower()}@example.com")
     vpp_user = VppUser.objects.create(user=user, status=status, apple_email=user.email)
     if at_apple:
-        [event] = apple.create_users([vpp.RequestUser(client_user_id=str(vpp_user.client_user_id), email=user.email)])
+        [event] = apple.create_users([RequestUser(client_user_id=str(vpp_user.client_user_id), email=user.email)])
         assert apple.wait_for_event(event, poll_interval=0.05).status == "COMPLETE"
     return vpp_user
 
@@ -70,7 +71,7 @@ def test_it_runs_a_full_then_a_delta_sync(apple, vpp_sandbox, django_capture_on_
     deactivated = make_user(apple, "Fay")
     orphan_id = str(uuid.uuid4())
     apple.wait_for_event(
-        apple.create_users([vpp.RequestUser(client_user_id=orphan_id, email="o@example.com")])[0], poll_interval=0.05
+        apple.create_users([RequestUser(client_user_id=orphan_id, email="o@example.com")])[0], poll_interval=0.05
     )
     vpp_sandbox.accept_invitation(apple_record(vpp_sandbox, accepted)["inviteCode"], "ada@icloud.example")
     apple.wait_for_event(apple.retire_users([str(retired_at_apple.client_user_id)])[0], poll_interval=0.05)
@@ -120,9 +121,7 @@ def test_it_runs_a_full_then_a_delta_sync(apple, vpp_sandbox, django_capture_on_
 def test_it_streams_many_pages(apple, vpp_sandbox, django_capture_on_commit_callbacks):
     users = [make_user(apple, f"U{i}", at_apple=False) for i in range(7)]
     apple.wait_for_event(
-        apple.create_users([vpp.RequestUser(client_user_id=str(u.client_user_id), email=u.apple_email) for u in users])[
-            0
-        ],
+        apple.create_users([RequestUser(client_user_id=str(u.client_user_id), email=u.apple_email) for u in users])[0],
         poll_interval=0.05,
     )
     VppUser.objects.update(status=VppUserStatus.PENDING)
@@ -225,7 +224,7 @@ def test_it_keeps_a_reinvited_user_active_despite_the_retired_history_row(
     again = make_user(apple, "Gil")
     cid = str(again.client_user_id)
     apple.wait_for_event(apple.retire_users([cid])[0], poll_interval=0.05)
-    apple.wait_for_event(apple.create_users([vpp.RequestUser(cid, email="gil@example.com")])[0], poll_interval=0.05)
+    apple.wait_for_event(apple.create_users([RequestUser(cid, email="gil@example.com")])[0], poll_interval=0.05)
     assert sorted(r["status"] for r in vpp_sandbox.users()) == ["Registered", "Retired"]
     vpp_sandbox.control(page_size=page_size)
     run_sync(django_capture_on_commit_callbacks)
@@ -242,7 +241,7 @@ def test_it_lists_orphans_on_the_sync_job_page(apple, client, admin_user, django
     User.objects.filter(pk=moved.user_id).update(email="hal.new@example.com")
     orphan_id = str(uuid.uuid4())
     apple.wait_for_event(
-        apple.create_users([vpp.RequestUser(client_user_id=orphan_id, email="x@example.com")])[0], poll_interval=0.05
+        apple.create_users([RequestUser(client_user_id=orphan_id, email="x@example.com")])[0], poll_interval=0.05
     )
     job = run_sync(django_capture_on_commit_callbacks)
     client.force_login(admin_user)

@@ -10,8 +10,9 @@ from django.utils import timezone
 
 from tests.vpp.worker import Worker, purge_queue, wait_until
 from users.models import User
-from vpp import client as vpp
 from vpp import tasks
+from vpp.apple.client import VppClient
+from vpp.apple.types import RequestUser
 from vpp.models import Job, JobAction, JobStatus, ScheduleMode, SyncSchedule, VppServerSetting, VppUser, VppUserStatus
 from vpp.services import setting as setting_service
 from vpp.services.schedule import ScheduleInput, schedule_update
@@ -26,9 +27,9 @@ def test_two_ticks_through_the_worker_start_one_sync_that_finishes(vpp_sandbox, 
     setting_service.token_upload(data=vpp_sandbox.token, actor=None)
     user = User.objects.create(display_name="Ada", login_id="ada", email="ada@example.com")
     ada = VppUser.objects.create(user=user, status=VppUserStatus.INVITED, apple_email=user.email)
-    apple = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
+    apple = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
     apple.wait_for_event(
-        apple.create_users([vpp.RequestUser(str(ada.client_user_id), email=user.email)])[0], poll_interval=0.05
+        apple.create_users([RequestUser(str(ada.client_user_id), email=user.email)])[0], poll_interval=0.05
     )
     vpp_sandbox.accept_invitation(vpp_sandbox.users()[0]["inviteCode"])
 

@@ -6,7 +6,7 @@ from email.policy import compat32
 
 import pytest
 
-from vpp.invitations import EmailChannel, Invitation
+from vpp.invitations.channels import EmailChannel, Invitation
 from vpp.models import VppServerSetting
 
 

@@ -12,10 +12,10 @@ from django.utils import timezone
 
 from tests.vpp.conftest import run_job
 from users.models import User
-from vpp.invitations import email_error_transient
+from vpp.invitations.channels import email_error_transient
+from vpp.jobs.engine import job_create
+from vpp.jobs.plan import vpp_plan_build
 from vpp.models import InvitationDelivery, ItemStatus, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
-from vpp.services.jobs import job_create
-from vpp.services.plan import vpp_plan_build
 
 pytestmark = pytest.mark.django_db
 
@@ -79,7 +79,7 @@ def test_a_refused_recipient_fails_at_once_and_a_busy_one_is_tried_again(
     flaky_mail.refuse = {gone.email: 550, busy.email: 451}
 
     job = invite([gone, busy, fine])
-    from vpp.services import jobs
+    from vpp.jobs import engine as jobs
 
     jobs.job_dispatch(job_id=job.pk, client=apple)
     with pytest.raises(jobs.JobDeferred):
@@ -133,8 +133,8 @@ def test_it_tells_mail_errors_that_may_pass_from_final_ones(exc, transient):
 def test_the_job_panel_says_why_invitations_wait_and_when_they_are_tried_again(
     admin_client, apple, token_setting, user_factory, flaky_mail
 ):
+    from vpp.jobs import engine as jobs
     from vpp.models import Job
-    from vpp.services import jobs
 
     flaky_mail.refuse_connections = 1
     job = invite([user_factory()])

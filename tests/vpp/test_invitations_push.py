@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from users.models import ActivationState, Device, Platform, User
-from vpp.invitations_push import (
+from vpp.apple.apns import ApnsProvider, MemoryTokenStore
+from vpp.invitations.push import (
     DeliveryStatus,
     PushMessage,
     device_push_token_clear,
     push_invitation,
     push_invitations,
 )
-from vpp.push import ApnsProvider, MemoryTokenStore
 
 pytestmark = pytest.mark.django_db
 
@@ -145,7 +145,7 @@ def test_it_uses_a_given_provider_and_leaves_it_open(fake_apns, db):
 
 
 def test_it_plugs_into_the_invitation_channel_seam(apns_settings, fake_apns):
-    from vpp.invitations import Invitation, get_channel
+    from vpp.invitations.channels import Invitation, get_channel
     from vpp.models import VppServerSetting
 
     user = make_user("ivy", (Platform.IOS, ACTIVE, token(70)))
@@ -163,9 +163,9 @@ def test_it_plugs_into_the_invitation_channel_seam(apns_settings, fake_apns):
 def test_it_delivers_a_push_invite_job_end_to_end(apns_settings, fake_apns, apple, token_setting, user_factory):
     # The job engine (vpp/services) with an in-memory Apple, pushes over HTTP/2 to the fake.
     from tests.vpp.conftest import run_job
+    from vpp.jobs.engine import job_create
+    from vpp.jobs.plan import vpp_plan_build
     from vpp.models import InvitationDelivery, JobAction, VppUser, VppUserStatus
-    from vpp.services.jobs import job_create
-    from vpp.services.plan import vpp_plan_build
 
     apns_settings.VPP_EVENT_POLL_INTERVAL = 0
     reachable, gone = user_factory(push_token=token(80)), user_factory(push_token=token(81))
@@ -187,9 +187,9 @@ def test_it_delivers_a_push_invite_job_end_to_end(apns_settings, fake_apns, appl
 def test_a_push_invite_waits_out_an_apns_outage(apns_settings, fake_apns, apple, token_setting, user_factory):
     # APNs 503 is transient: the item stays at "deliver" and the chunk runs again (an attempt).
     from tests.vpp.conftest import run_job
+    from vpp.jobs.engine import job_create
+    from vpp.jobs.plan import vpp_plan_build
     from vpp.models import JobAction, JobItem
-    from vpp.services.jobs import job_create
-    from vpp.services.plan import vpp_plan_build
 
     apns_settings.VPP_EVENT_POLL_INTERVAL = 0
     user = user_factory(push_token=token(90))

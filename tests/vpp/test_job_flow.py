@@ -9,7 +9,9 @@ from django.core import mail
 
 from tests.vpp.conftest import run_job
 from users.models import User
-from vpp.client import RateLimitedError, TokenExpiredError
+from vpp.apple.errors import RateLimitedError, TokenExpiredError
+from vpp.jobs.engine import job_create, job_retry_failed
+from vpp.jobs.plan import vpp_plan_build
 from vpp.models import (
     AuditEvent,
     InvitationDelivery,
@@ -20,8 +22,6 @@ from vpp.models import (
     VppUser,
     VppUserStatus,
 )
-from vpp.services.jobs import job_create, job_retry_failed
-from vpp.services.plan import vpp_plan_build
 
 pytestmark = pytest.mark.django_db
 
@@ -90,7 +90,7 @@ def test_it_never_creates_twice_when_a_create_may_have_reached_apple(apple, toke
     # A worker sent the create, Apple made the user, and the worker died before storing the event.
     from django.utils import timezone
 
-    from vpp.client import RequestUser
+    from vpp.apple.types import RequestUser
 
     apple.create_users([RequestUser(str(vpp_user.client_user_id), user.email)])
     JobItem.objects.filter(job=job).update(request_sent_at=timezone.now())
@@ -102,7 +102,7 @@ def test_it_never_creates_twice_when_a_create_may_have_reached_apple(apple, toke
 def test_it_treats_9716_already_exists_as_created(apple, token_setting, user_factory):
     user = user_factory()
     job = start(JobAction.INVITE, [user])
-    from vpp.client import RequestUser
+    from vpp.apple.types import RequestUser
 
     apple.create_users([RequestUser(str(VppUser.objects.get(user=user).client_user_id), user.email)])
     job = run_job(job, apple)
@@ -188,7 +188,7 @@ def test_it_fails_the_whole_job_when_the_token_expires_mid_job(apple, token_sett
 
 
 def test_it_honours_retry_after_and_then_finishes(apple, token_setting, user_factory, monkeypatch):
-    from vpp.services import jobs
+    from vpp.jobs import engine as jobs
 
     users = [user_factory() for _ in range(2)]
     job = start(JobAction.INVITE, users)

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from vpp.jobs import leases as job_lease
+from vpp.jobs.leases import CREATE_TURN, READBACK, lease_claim, lease_held, lease_release
 from vpp.models import Job, JobAction
-from vpp.services import job_lease
-from vpp.services.job_lease import CREATE_TURN, READBACK, lease_claim, lease_held, lease_release
 
 pytestmark = pytest.mark.django_db
 

@@ -8,11 +8,13 @@ from django.core import mail
 from tests.sandbox_fixture import store_sandbox_token
 from tests.vpp.conftest import run_job
 from users.models import User
-from vpp.client import VppClient
+from vpp.apple.client import VppClient
+from vpp.jobs import engine as jobs
+from vpp.jobs import leases as job_lease
+from vpp.jobs import readback
+from vpp.jobs.engine import job_create
+from vpp.jobs.plan import vpp_plan_build
 from vpp.models import ItemStatus, Job, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
-from vpp.services import job_lease, jobs, readback
-from vpp.services.jobs import job_create
-from vpp.services.plan import vpp_plan_build
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sandbox]
 

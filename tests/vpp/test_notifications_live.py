@@ -7,7 +7,8 @@ import pytest
 import requests
 
 from users.models import User
-from vpp import client as vpp
+from vpp.apple.client import VppClient
+from vpp.apple.types import RequestUser
 from vpp.models import AppleNotification, Job, VppServerSetting, VppUser, VppUserStatus
 from vpp.services import setting as setting_service
 
@@ -26,8 +27,8 @@ def test_it_turns_an_accepted_invitation_into_associated_through_a_notification(
 
     user = User.objects.create(display_name="Ada", login_id="ada", email="ada@example.com")
     vpp_user = VppUser.objects.create(user=user, status=VppUserStatus.INVITED, apple_email=user.email)
-    apple = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
-    [event] = apple.create_users([vpp.RequestUser(client_user_id=str(vpp_user.client_user_id), email=user.email)])
+    apple = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
+    [event] = apple.create_users([RequestUser(client_user_id=str(vpp_user.client_user_id), email=user.email)])
     apple.wait_for_event(event, poll_interval=0.05)
     [record] = [r for r in vpp_sandbox.users() if r["clientUserId"] == str(vpp_user.client_user_id)]
 
@@ -61,8 +62,8 @@ def test_it_keeps_the_old_secret_when_apple_cannot_reach_the_address(vpp_sandbox
 
 
 def test_a_notification_from_the_sandbox_ends_the_wait_for_a_pending_event(live_server, vpp_sandbox_factory, settings):
+    from vpp.jobs import apple_io
     from vpp.models import JobAction, JobStatus
-    from vpp.services import apple_io
 
     settings.VPP_EVENT_POLL_INTERVAL = 30  # Apple's pace for polling a pending event
     sandbox = vpp_sandbox_factory(pending_seconds=1.0, notification_retry_seconds=0.05)
@@ -71,10 +72,10 @@ def test_a_notification_from_the_sandbox_ends_the_wait_for_a_pending_event(live_
     setting.save()
     setting_service.token_upload(data=sandbox.token, actor=None)
     setting_service.notifications_configure(public_url=live_server.url, actor=None)
-    apple = vpp.VppClient(sandbox.token, base_url=sandbox.base_url)
+    apple = VppClient(sandbox.token, base_url=sandbox.base_url)
     job = Job.objects.create(action=JobAction.INVITE, status=JobStatus.RUNNING, total=1)
 
-    [event] = apple.create_users([vpp.RequestUser(client_user_id="1b0d5c36-8c7e-4f51-9d43-7d1f8f3e6a01")])
+    [event] = apple.create_users([RequestUser(client_user_id="1b0d5c36-8c7e-4f51-9d43-7d1f8f3e6a01")])
     finished, _ = apple_io.events_wait(job=job, token="t", client=apple, event_ids=[event])
 
     assert finished[event].status == "COMPLETE"

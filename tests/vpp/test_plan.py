@@ -6,9 +6,9 @@ import pytest
 
 from tests.vpp.conftest import make_user
 from users.models import ActivationState, Platform, User
-from vpp import invitations
+from vpp.invitations import channels as invitations
+from vpp.jobs.plan import STEP_CREATE, STEP_DELIVER, vpp_plan_build
 from vpp.models import InvitationChannel, Job, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
-from vpp.services.plan import STEP_CREATE, STEP_DELIVER, vpp_plan_build
 
 pytestmark = pytest.mark.django_db
 

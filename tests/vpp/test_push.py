@@ -1,4 +1,4 @@
-"""vpp/push.py: provider tokens (minted once, shared, refreshed) and the APNs answer mapping.
+"""vpp/apple/apns.py: provider tokens (minted once, shared, refreshed) and the APNs answer mapping.
 
 Runs against the fake APNs over real HTTP/2 (tests/apns_fixture.py).
 """
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.core.checks import run_checks
 
 from tests.apns_fixture import new_pem
-from vpp.push import (
+from vpp.apple.apns import (
     INVITATION_URL_KEY,
     ApnsConfigError,
     ApnsKeyError,

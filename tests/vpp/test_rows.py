@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.vpp.conftest import make_users
+from vpp.jobs.rows import rows_insert, rows_update
 from vpp.models import VppUser, VppUserStatus
-from vpp.services.rows import rows_insert, rows_update
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,8 @@ import time_machine
 from django.db import connection
 
 from vpp import tasks
+from vpp.jobs.phases import full_sync as sync_service
 from vpp.models import ScheduleMode, SyncResult, SyncSchedule
-from vpp.services import full_sync as sync_service
 from vpp.services import schedule as sched
 
 UTC = dt.UTC

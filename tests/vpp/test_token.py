@@ -9,8 +9,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from vpp import client as vpp
 from vpp import secrets as vault
+from vpp.apple.client import VppClient
+from vpp.apple.types import MdmInfo
 from vpp.models import AuditEvent, TokenHealth, VppServerSetting
 from vpp.services import setting as setting_service
 
@@ -82,7 +83,7 @@ def test_it_stores_a_good_token_encrypted_claims_the_location_and_never_shows_it
     assert vpp_sandbox.token not in setting.content_token_encrypted
     assert setting.token_org_name == vpp_sandbox.org and setting.location_name
     assert setting.mdm_claimed_at is not None
-    config = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url).client_config()
+    config = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url).client_config()
     assert config.mdm_info.id == str(setting.mdm_id) and config.mdm_info.name == "kmconsole"
     html = client.get(URL).content.decode()
     assert vpp_sandbox.org in html and setting.location_name in html
@@ -149,8 +150,8 @@ def test_it_runs_the_daily_health_check_task(sandbox_setting, vpp_sandbox):
 
 
 def _other_mdm_claims(vpp_sandbox):
-    other = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
-    other.update_client_config(mdm_info=vpp.MdmInfo(id="other-mdm-id", name="Other MDM", metadata="elsewhere"))
+    other = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
+    other.update_client_config(mdm_info=MdmInfo(id="other-mdm-id", name="Other MDM", metadata="elsewhere"))
 
 
 def test_it_asks_before_taking_over_a_location_another_mdm_holds(client, admin, sandbox_setting, vpp_sandbox):
@@ -163,13 +164,13 @@ def test_it_asks_before_taking_over_a_location_another_mdm_holds(client, admin, 
     assert "must stop using this token" in html
     # Not confirmed: nothing changes at Apple.
     assert client.post(URL, {"section": "takeover"}).status_code == 422
-    check = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url).client_config()
+    check = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url).client_config()
     assert check.mdm_info.id == "other-mdm-id"
     # Confirmed: kmconsole claims the location.
     assert client.post(URL, {"section": "takeover", "understood": "on"}).status_code == 302
     setting = VppServerSetting.load()
     assert setting.token_health == TokenHealth.VALID and setting.other_mdm_name == ""
-    check = vpp.VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url).client_config()
+    check = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url).client_config()
     assert check.mdm_info.id == str(setting.mdm_id)
     assert AuditEvent.objects.filter(action="vpp.location_taken_over").exists()
 

@@ -15,9 +15,9 @@ from tests.sandbox_fixture import store_sandbox_token
 from tests.vpp.conftest import make_users
 from tests.vpp.worker import Worker, purge_queue, read_outbox, wait_until
 from users.models import User
+from vpp.jobs.engine import job_create
+from vpp.jobs.plan import vpp_plan_build
 from vpp.models import ItemStatus, Job, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
-from vpp.services.jobs import job_create
-from vpp.services.plan import vpp_plan_build
 
 pytestmark = [pytest.mark.worker, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 

@@ -10,7 +10,7 @@ class JobAction(models.TextChoices):
     INVITE = "invite", "Send VPP invitation"
     DELETE = "delete", "Delete from VPP"
     SYNC = "sync", "Sync VPP"
-    # The full sync of the VPP Server Setting page / schedule (vpp/services/full_sync.py): its
+    # The full sync of the VPP Server Setting page / schedule (vpp/jobs/phases/full_sync.py): its
     # own task and one-per-token guard, so the bulk-job dispatcher and sweeper leave it alone.
     SYNC_ALL = "sync_all", "Full sync with Apple"
 
@@ -34,16 +34,16 @@ class Job(models.Model):
     # What the admin chose: {"ids": [...]} or {"filter": {...}, "all_matching": true}; or {"schedule": ...}.
     selection = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
-    # The step the workers are on (see vpp/services/jobs.py PHASES); items carry their own step.
+    # The step the workers are on (see vpp/jobs/engine.py PHASES); items carry their own step.
     phase = models.CharField(max_length=16, blank=True)
     total = models.PositiveIntegerField(default=0)
     succeeded = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
     # The invite read-back watermark: Apple's users versionId before our first create, moved on
-    # by each completed listing (vpp/services/readback.py).
+    # by each completed listing (vpp/jobs/readback.py).
     apple_version_id = models.CharField(max_length=100, blank=True)
-    # Job-level leases (vpp/services/job_lease.py): one chunk at a time sends its creates, so the
+    # Job-level leases (vpp/jobs/leases.py): one chunk at a time sends its creates, so the
     # chunks reach their CPU-heavy steps one after another; one lists the read-back delta.
     create_turn_until = models.DateTimeField(null=True, blank=True)
     readback_lease_until = models.DateTimeField(null=True, blank=True)

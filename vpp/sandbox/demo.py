@@ -65,7 +65,7 @@ def demo_claim(*, api_base_url: str) -> None:
 
     Does nothing when the console is not pointed at this sandbox (a real token was left alone).
     """
-    from vpp.client import VppError
+    from vpp.apple.errors import VppError
     from vpp.models import VppServerSetting
     from vpp.services.setting import token_claim
 

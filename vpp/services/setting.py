@@ -17,14 +17,17 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from vpp import client as vpp
 from vpp import secrets as vault
+from vpp.apple.client import VppClient
+from vpp.apple.errors import TokenExpiredError, TokenInvalidError, TokenRevokedError, TransientVppError, VppError
+from vpp.apple.token_file import MAX_TOKEN_FILE_BYTES, TokenFileError, parse_content_token
+from vpp.apple.types import ClientConfig, MdmInfo, managed_by_other_mdm
 from vpp.audit import audit_record
 from vpp.models import TokenHealth, VppServerSetting
 
 logger = logging.getLogger(__name__)
 
-MAX_TOKEN_BYTES = vpp.MAX_TOKEN_FILE_BYTES
+MAX_TOKEN_BYTES = MAX_TOKEN_FILE_BYTES
 EXPIRING_WITHIN = dt.timedelta(days=30)
 MDM_NAME = "kmconsole"
 NOTIFICATION_TYPES = ["USER_MANAGEMENT", "USER_ASSOCIATED", "ASSET_MANAGEMENT", "ASSET_COUNT"]
@@ -52,7 +55,7 @@ class NotificationSetupError(RuntimeError):
 class TokenCheck:
     health: str
     detail: str
-    config: vpp.ClientConfig | None = None
+    config: ClientConfig | None = None
 
 
 def _version() -> str:
@@ -62,38 +65,38 @@ def _version() -> str:
         return "dev"
 
 
-def our_mdm_info(setting: VppServerSetting) -> vpp.MdmInfo:
+def our_mdm_info(setting: VppServerSetting) -> MdmInfo:
     metadata_text = f"host={socket.gethostname()}; version={_version()}"
-    return vpp.MdmInfo(id=str(setting.mdm_id), name=MDM_NAME, metadata=metadata_text[:255])
+    return MdmInfo(id=str(setting.mdm_id), name=MDM_NAME, metadata=metadata_text[:255])
 
 
-def setting_client(setting: VppServerSetting) -> vpp.VppClient:
+def setting_client(setting: VppServerSetting) -> VppClient:
     if not setting.has_token:
         raise NoToken("no content token uploaded")
-    return vpp.VppClient.from_setting(setting)
+    return VppClient.from_setting(setting)
 
 
-def _client_for(raw_token: str, setting: VppServerSetting) -> vpp.VppClient:
-    return vpp.VppClient(raw_token, base_url=setting.api_base_url or settings.VPP_API_BASE_URL)
+def _client_for(raw_token: str, setting: VppServerSetting) -> VppClient:
+    return VppClient(raw_token, base_url=setting.api_base_url or settings.VPP_API_BASE_URL)
 
 
-def health_from_error(exc: vpp.VppError) -> TokenCheck | None:
+def health_from_error(exc: VppError) -> TokenCheck | None:
     """Token states Apple reports as errors; None for errors that say nothing about the token."""
-    if isinstance(exc, vpp.TokenExpiredError):
+    if isinstance(exc, TokenExpiredError):
         return TokenCheck(TokenHealth.EXPIRED, f"Apple reports the token expired (error {exc.error_number}).")
-    if isinstance(exc, vpp.TokenRevokedError):
+    if isinstance(exc, TokenRevokedError):
         return TokenCheck(
             TokenHealth.REVOKED,
             f"Apple reports the token revoked (error {exc.error_number}). "
             "Download a new one in Apple Business/School Manager.",
         )
-    if isinstance(exc, vpp.TokenInvalidError):
+    if isinstance(exc, TokenInvalidError):
         return TokenCheck(TokenHealth.INVALID, f"Apple does not accept this token (error {exc.error_number}).")
     return None
 
 
-def _health_from_config(config: vpp.ClientConfig, setting: VppServerSetting, now: dt.datetime) -> TokenCheck:
-    if vpp.managed_by_other_mdm(config.mdm_info, str(setting.mdm_id)):
+def _health_from_config(config: ClientConfig, setting: VppServerSetting, now: dt.datetime) -> TokenCheck:
+    if managed_by_other_mdm(config.mdm_info, str(setting.mdm_id)):
         name = config.mdm_info.name if config.mdm_info else "another MDM"
         return TokenCheck(TokenHealth.OTHER_MDM, f"This location is managed by {name!r}.", config)
     expires = config.token_expires_at or setting.token_expires_at
@@ -105,17 +108,17 @@ def _health_from_config(config: vpp.ClientConfig, setting: VppServerSetting, now
     return TokenCheck(TokenHealth.VALID, "", config)
 
 
-def _apply_config(setting: VppServerSetting, config: vpp.ClientConfig) -> None:
+def _apply_config(setting: VppServerSetting, config: ClientConfig) -> None:
     setting.location_name = config.location_name or ""
     setting.country_code = (config.country_code or "")[:2]
     setting.token_uid = config.uid or ""
     if config.token_expires_at:
         setting.token_expires_at = config.token_expires_at
-    other = vpp.managed_by_other_mdm(config.mdm_info, str(setting.mdm_id))
+    other = managed_by_other_mdm(config.mdm_info, str(setting.mdm_id))
     setting.other_mdm_name = (config.mdm_info.name if other and config.mdm_info else "")[:200]
 
 
-def _claim(client: vpp.VppClient, setting: VppServerSetting, now: dt.datetime) -> vpp.ClientConfig:
+def _claim(client: VppClient, setting: VppServerSetting, now: dt.datetime) -> ClientConfig:
     config = client.update_client_config(mdm_info=our_mdm_info(setting))
     setting.mdm_claimed_at = now
     return config
@@ -129,14 +132,14 @@ def token_upload(*, data: str | bytes, actor, now: dt.datetime | None = None) ->
     """
     now = now or timezone.now()
     try:
-        parsed = vpp.parse_content_token(data, now=now)
-    except vpp.TokenFileError as exc:
+        parsed = parse_content_token(data, now=now)
+    except TokenFileError as exc:
         raise TokenRejected(exc.reason) from None
     setting = VppServerSetting.load()
     client = _client_for(parsed.raw, setting)
     try:
         config = client.client_config()
-    except vpp.VppError as exc:
+    except VppError as exc:
         check = health_from_error(exc)
         raise TokenRejected(check.detail if check else f"Apple could not check the token: {exc.message}") from None
     replaced = setting.has_token
@@ -159,12 +162,10 @@ def token_upload(*, data: str | bytes, actor, now: dt.datetime | None = None) ->
     return setting
 
 
-def _claim_unless_held(
-    client: vpp.VppClient, setting: VppServerSetting, config: vpp.ClientConfig, now: dt.datetime
-) -> None:
+def _claim_unless_held(client: VppClient, setting: VppServerSetting, config: ClientConfig, now: dt.datetime) -> None:
     """Record the location and claim it with our mdmInfo, unless another MDM holds it; store the health."""
     _apply_config(setting, config)
-    if not vpp.managed_by_other_mdm(config.mdm_info, str(setting.mdm_id)) and _needs_claim(config, setting):
+    if not managed_by_other_mdm(config.mdm_info, str(setting.mdm_id)) and _needs_claim(config, setting):
         config = _claim(client, setting, now)
     _store_check(setting, _health_from_config(config, setting, now), now)
 
@@ -178,7 +179,7 @@ def token_claim(*, now: dt.datetime | None = None) -> VppServerSetting:
     return setting
 
 
-def _needs_claim(config: vpp.ClientConfig, setting: VppServerSetting) -> bool:
+def _needs_claim(config: ClientConfig, setting: VppServerSetting) -> bool:
     mine = our_mdm_info(setting)
     info = config.mdm_info
     return info is None or (info.id, info.name, info.metadata) != (mine.id, mine.name, mine.metadata)
@@ -244,10 +245,10 @@ def token_check_health(*, now: dt.datetime | None = None) -> TokenCheck:
         return check
     try:
         config = setting_client(setting).client_config()
-    except vpp.TransientVppError as exc:
+    except TransientVppError as exc:
         logger.warning("token health check postponed: %s", exc.message)
         return TokenCheck(setting.token_health, setting.token_health_detail)
-    except vpp.VppError as exc:
+    except VppError as exc:
         check = health_from_error(exc) or TokenCheck(TokenHealth.INVALID, exc.message)
     except vault.SecretUnreadable:
         check = TokenCheck(TokenHealth.INVALID, "The stored token cannot be decrypted with the configured keys.")
@@ -280,7 +281,7 @@ def notifications_configure(*, public_url: str, actor) -> VppServerSetting:
         client.update_client_config(
             notification_url=url, notification_auth_token=bearer, notification_types=NOTIFICATION_TYPES
         )
-    except vpp.VppError as exc:
+    except VppError as exc:
         setting.notification_auth_token_encrypted = old_encrypted
         setting.save(update_fields=["notification_auth_token_encrypted", "updated_at"])
         raise NotificationSetupError(f"Apple did not accept the notification address: {exc.message}") from None

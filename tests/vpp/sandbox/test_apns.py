@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from tests.apns_fixture import new_pem
-from vpp.push import ApnsConfig, ApnsProvider, MemoryTokenStore
+from vpp.apple.apns import ApnsConfig, ApnsProvider, MemoryTokenStore
 from vpp.sandbox.apns import (
     FakeApnsServer,
     demo_apns_env,

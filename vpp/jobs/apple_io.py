@@ -9,8 +9,10 @@ from typing import TypeVar
 from django.conf import settings
 from django.utils import timezone
 
-from vpp.client import EventStatus, InvalidRequestError, VppApiUser, VppClient
-from vpp.services.jobs import JobDeferred, job_heartbeat
+from vpp.apple.client import VppClient
+from vpp.apple.errors import InvalidRequestError
+from vpp.apple.types import EventStatus, VppApiUser
+from vpp.jobs.engine import JobDeferred, job_heartbeat
 
 T = TypeVar("T")
 

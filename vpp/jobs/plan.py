@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import QuerySet
 
-from vpp.invitations import channels_for
+from vpp.invitations.channels import channels_for
 from vpp.models import InvitationChannel, JobAction, VppUserStatus
 from vpp.selectors import users_with_vpp_facts
 

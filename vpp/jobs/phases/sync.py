@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from vpp.client import RequestUser, VppApiUser, VppClient
+from vpp.apple.client import VppClient
+from vpp.apple.types import RequestUser, VppApiUser
+from vpp.jobs.apple_io import ACTIVE_STATUSES, batches, events_wait, failures_by_user, prefer, users_listing
+from vpp.jobs.phases.invite import _move, item_fail, item_succeed
+from vpp.jobs.rows import rows_update
 from vpp.models import Job, JobItem, VppUserStatus
-from vpp.services.apple_io import ACTIVE_STATUSES, batches, events_wait, failures_by_user, prefer, users_listing
-from vpp.services.invite import _move, item_fail, item_succeed
-from vpp.services.rows import rows_update
 
 # Up to this many users, one filtered listing per user is cheaper than a full listing.
 PER_USER_READ_LIMIT = 50

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from vpp.client import InvalidRequestError, VppClient
+from vpp.apple.client import VppClient
+from vpp.apple.errors import InvalidRequestError
+from vpp.jobs.apple_io import USER_NOT_FOUND, batches, events_wait, failures_by_user
+from vpp.jobs.phases.invite import item_fail, item_succeed
 from vpp.models import Job, JobItem, VppUser, VppUserStatus
-from vpp.services.apple_io import USER_NOT_FOUND, batches, events_wait, failures_by_user
-from vpp.services.invite import item_fail, item_succeed
 
 NOT_AT_APPLE = "Apple had no record of this user; marked retired here."
 

@@ -15,11 +15,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from vpp.client import InvalidRequestError, RequestUser, TransientVppError, VppClient
-from vpp.invitations import Invitation, channels_for
-from vpp.models import InvitationDelivery, ItemStatus, Job, JobItem, VppServerSetting, VppUser, VppUserStatus
-from vpp.services import readback
-from vpp.services.apple_io import (
+from vpp.apple.client import VppClient
+from vpp.apple.errors import InvalidRequestError, TransientVppError
+from vpp.apple.types import RequestUser
+from vpp.invitations.channels import Invitation, channels_for
+from vpp.jobs import readback
+from vpp.jobs.apple_io import (
     ACTIVE_STATUSES,
     USER_EXISTS,
     EventsStillPending,
@@ -29,8 +30,9 @@ from vpp.services.apple_io import (
     poll_interval,
     users_version_now,
 )
-from vpp.services.job_lease import CREATE_TURN, lease_held
-from vpp.services.jobs import JobDeferred, backoff_seconds
+from vpp.jobs.engine import JobDeferred, backoff_seconds
+from vpp.jobs.leases import CREATE_TURN, lease_held
+from vpp.models import InvitationDelivery, ItemStatus, Job, JobItem, VppServerSetting, VppUser, VppUserStatus
 
 logger = logging.getLogger(__name__)
 

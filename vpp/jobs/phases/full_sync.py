@@ -23,7 +23,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from users.models import User
-from vpp import client as vpp
+from vpp.apple.client import VppClient
+from vpp.apple.errors import InvalidRequestError, VppError
+from vpp.apple.types import EventStatus, RequestUser, VppApiUser
 from vpp.audit import audit_record
 from vpp.models import (
     FINISHED_JOB_STATUSES,
@@ -163,13 +165,13 @@ def sync_run(*, job_id: int) -> Job:
         _push_emails(client, job, counts)
         _retire_departed(client, job, counts)
         _read_apple_users(client, job, run, setting, counts)
-    except vpp.VppError as exc:
+    except VppError as exc:
         _record_token_state(exc)
         return _finish(job, run, counts, SyncResult.FAILED, exc.message)
     return _finish(job, run, counts, SyncResult.PARTIAL if counts["failed"] else SyncResult.SUCCEEDED, "")
 
 
-def _record_token_state(exc: vpp.VppError) -> None:
+def _record_token_state(exc: VppError) -> None:
     check = health_from_error(exc)
     if check:
         VppServerSetting.objects.filter(pk=1).update(
@@ -222,11 +224,11 @@ def _label(vpp_user: VppUser) -> str:
     return (f"{user.display_name} ({user.login_id})" if user else f"deleted user {vpp_user.client_user_id}")[:300]
 
 
-def _wait_all(client: vpp.VppClient, event_ids: list[str]) -> list[vpp.EventStatus]:
+def _wait_all(client: VppClient, event_ids: list[str]) -> list[EventStatus]:
     return [client.wait_for_event(event_id) for event_id in event_ids]
 
 
-def _failed_ids(statuses: list[vpp.EventStatus]) -> dict[str, str]:
+def _failed_ids(statuses: list[EventStatus]) -> dict[str, str]:
     failed = {}
     for status in statuses:
         for failure in status.failures:
@@ -255,7 +257,7 @@ def _items(job: Job, rows: list[VppUser], step: str, failed: dict[str, str]) -> 
     JobItem.objects.bulk_create(items, batch_size=WRITE_BATCH, ignore_conflicts=True)
 
 
-def _push_emails(client: vpp.VppClient, job: Job, counts: Counter) -> None:
+def _push_emails(client: VppClient, job: Job, counts: Counter) -> None:
     """Emails changed here since Apple last heard of them → users/update."""
     from django.db.models import F
 
@@ -266,7 +268,7 @@ def _push_emails(client: vpp.VppClient, job: Job, counts: Counter) -> None:
         .select_related("user")
     )
     for chunk in _chunks(changed.iterator(chunk_size=WRITE_BATCH), WRITE_BATCH):
-        requests = [vpp.RequestUser(client_user_id=str(row.client_user_id), email=row.user.email) for row in chunk]
+        requests = [RequestUser(client_user_id=str(row.client_user_id), email=row.user.email) for row in chunk]
         failed = _failed_ids(_wait_all(client, client.update_users(requests)))
         ok = [row for row in chunk if str(row.client_user_id) not in failed and "*" not in failed]
         for row in ok:
@@ -278,7 +280,7 @@ def _push_emails(client: vpp.VppClient, job: Job, counts: Counter) -> None:
         _beat(job, "push", counts)
 
 
-def _retire_departed(client: vpp.VppClient, job: Job, counts: Counter) -> None:
+def _retire_departed(client: VppClient, job: Job, counts: Counter) -> None:
     """Device user deleted or deactivated here → revoke licences, then retire at Apple."""
     departed = (
         VppUser.objects.filter(status__in=ACTIVE)
@@ -322,7 +324,7 @@ def _read_apple_users(client, job, run, setting, counts) -> None:
     since = setting.users_version_id or None
     try:
         version = _read_pages(client, job, run, since, counts)
-    except vpp.InvalidRequestError as exc:
+    except InvalidRequestError as exc:
         if since is None or exc.error_number != 9721:
             raise
         logger.warning("stored users versionId no longer valid (9721); running a full read instead")
@@ -358,7 +360,7 @@ class _Local:
 _LOCAL_FIELDS = ("pk", "user_id", "status", "invite_code", "id_hash", "apple_email")
 
 
-def _apply_page(job, run, apple_users: list[vpp.VppApiUser], seen_active: set[str], counts: Counter) -> None:
+def _apply_page(job, run, apple_users: list[VppApiUser], seen_active: set[str], counts: Counter) -> None:
     by_id = {}
     for au in apple_users:
         if au.status in ("Registered", "Associated"):
@@ -452,7 +454,7 @@ def _uuids(ids) -> list:
     return out
 
 
-def _merge(row: _Local, au: vpp.VppApiUser) -> bool:
+def _merge(row: _Local, au: VppApiUser) -> bool:
     """Copy Apple's view onto the row; True if anything changed."""
     new_status = APPLE_TO_LOCAL.get(au.status, row.status)
     if new_status == VppUserStatus.RETIRED and row.status == VppUserStatus.PENDING:

@@ -24,15 +24,17 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from vpp.client import (
+from vpp.apple.client import VppClient
+from vpp.apple.errors import (
     NotPermittedError,
     PermanentVppError,
     TokenExpiredError,
     TokenInvalidError,
     TokenRevokedError,
     TransientVppError,
-    VppClient,
 )
+from vpp.jobs.plan import STEP_CREATE, Plan
+from vpp.jobs.rows import rows_insert, rows_update
 from vpp.models import (
     FINISHED_JOB_STATUSES,
     OPEN_ITEM_STATUSES,
@@ -47,8 +49,6 @@ from vpp.models import (
     VppUser,
     VppUserStatus,
 )
-from vpp.services.plan import STEP_CREATE, Plan
-from vpp.services.rows import rows_insert, rows_update
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ ALL_CHUNKS = -1
 
 
 def engine_jobs():
-    """Jobs this module runs (the scheduled full sync of vpp/services/full_sync.py runs itself)."""
+    """Jobs this module runs (the scheduled full sync of vpp/jobs/phases/full_sync.py runs itself)."""
     return Job.objects.filter(sync_run__isnull=True)
 
 
@@ -187,7 +187,7 @@ def job_create(*, plan: Plan, actor, selection: dict, ip: str | None = None, ret
 
 
 def _skip_text(code: str) -> str:
-    from vpp.services.plan import SKIP_REASONS
+    from vpp.jobs.plan import SKIP_REASONS
 
     return SKIP_REASONS.get(code, code)
 
@@ -247,7 +247,7 @@ def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[
 
 def _capture_version(job: Job, client: VppClient | None) -> bool:
     """Before the first create: Apple's users versionId (the read-back is a delta from it)."""
-    from vpp.services.invite import job_capture_version
+    from vpp.jobs.phases.invite import job_capture_version
 
     try:
         job_capture_version(job=job, client=client or vpp_client_for_jobs())
@@ -392,7 +392,7 @@ def job_heartbeat(*, job: Job, token: str | None = None) -> None:
 
 
 def _handler(phase: str):
-    from vpp.services import delete, invite, sync
+    from vpp.jobs.phases import delete, invite, sync
 
     return {
         "invite": invite.invite_phase,
@@ -480,7 +480,7 @@ def _token_broken(exc: PermanentVppError) -> None:
 def job_retry_failed(*, job: Job, actor, ip: str | None = None) -> Job | None:
     """A new job over the failed items of ``job`` (eligibility re-checked)."""
     from users.models import User
-    from vpp.services.plan import vpp_plan_build
+    from vpp.jobs.plan import vpp_plan_build
 
     user_ids = list(JobItem.objects.filter(job=job, status=ItemStatus.FAILED).values_list("user_id", flat=True))
     user_ids = [pk for pk in user_ids if pk is not None]
@@ -494,7 +494,7 @@ def jobs_sweep() -> list[int]:
     """Re-dispatch jobs that went silent (worker died) or never reached the broker."""
     limits = job_limits()
     stale = timezone.now() - timedelta(seconds=limits.stale_seconds)
-    # Full syncs run as one task of their own (vpp/services/full_sync.py), not in chunks.
+    # Full syncs run as one task of their own (vpp/jobs/phases/full_sync.py), not in chunks.
     jobs = (
         Job.objects.exclude(status__in=FINISHED_JOB_STATUSES)
         .exclude(action=JobAction.SYNC_ALL)

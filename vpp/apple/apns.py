@@ -1,6 +1,6 @@
 """APNs provider: app pushes to our agent app with token-based (.p8 / ES256 JWT) auth.
 
-The only module that speaks HTTP to the Apple Push Notification service (like vpp/client.py
+The only module that speaks HTTP to the Apple Push Notification service (like vpp/apple/client.py
 for VPP). Apple's rules it follows
 (https://developer.apple.com/documentation/usernotifications/establishing-a-token-based-connection-to-apns):
 

@@ -11,7 +11,7 @@ created them, so the job keeps one **watermark** (``Job.apple_version_id``):
 - everything Apple had up to a completed listing's versionId is stored for the whole job, so
   that versionId is a safe watermark; an older one only makes the next listing longer.
 
-Only one chunk lists at a time (a job lease, vpp/services/job_lease.py): chunks whose creates
+Only one chunk lists at a time (a job lease, vpp/jobs/leases.py): chunks whose creates
 finish together would otherwise list the same users in parallel. The others wait for the
 listing and usually find their codes stored; a lease left by a dead worker expires.
 """
@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from vpp.client import InvalidRequestError, VppClient
+from vpp.apple.client import VppClient
+from vpp.apple.errors import InvalidRequestError
+from vpp.jobs.apple_io import ACTIVE_STATUSES, users_listing
+from vpp.jobs.leases import READBACK, lease_held
+from vpp.jobs.rows import rows_update
 from vpp.models import ItemStatus, Job, JobItem, VppUser, VppUserStatus
-from vpp.services.apple_io import ACTIVE_STATUSES, users_listing
-from vpp.services.job_lease import READBACK, lease_held
-from vpp.services.rows import rows_update
 
 
 def has_code(item: JobItem) -> bool:

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from django.db.models import Q
 from django.utils import timezone
 
+from vpp.jobs.engine import job_heartbeat, job_limits
 from vpp.models import Job
-from vpp.services.jobs import job_heartbeat, job_limits
 
 LEASE_SECONDS = 15  # a step that outlives it lets a second chunk in (slower, still correct)
 # Each look is an UPDATE (and, for the read-back, a SELECT): a waiter looks ~7 times a second.

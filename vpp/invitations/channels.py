@@ -1,11 +1,11 @@
 """Invitation channels: how an invitation link reaches a device user.
 
-The job flow (vpp/services/invite.py) only talks to this module. A channel is anything with
+The job flow (vpp/jobs/phases/invite.py) only talks to this module. A channel is anything with
 the ``Channel`` shape, registered under a name that matches ``InvitationChannel`` ("email",
 "push"); the "both" setting means every registered channel the user can be reached on.
-Email is built in; the APNs push channel plugs in from vpp/push.py::
+Email is built in; the APNs push channel plugs in from vpp/apple/apns.py::
 
-    from vpp.invitations import register_channel
+    from vpp.invitations.channels import register_channel
     register_channel(ApnsChannel())
 
 Sending is at most once per (VPP user, channel, job): see InvitationDelivery.
@@ -214,13 +214,13 @@ def email_error_transient(exc: Exception) -> bool:
 
 
 class PushChannel:
-    """Invitations as an APNs alert to the agent app (vpp/invitations_push.py does the sending)."""
+    """Invitations as an APNs alert to the agent app (vpp/invitations/push.py does the sending)."""
 
     name = "push"
     body = "Tap to join and receive apps and books from {organisation}."
 
     def available(self) -> bool:
-        from vpp.push import ApnsConfig, ApnsNotConfiguredError
+        from vpp.apple.apns import ApnsConfig, ApnsNotConfiguredError
 
         try:
             ApnsConfig.from_settings()
@@ -229,12 +229,12 @@ class PushChannel:
         return True
 
     def can_reach(self, user) -> bool:
-        from vpp.invitations_push import push_devices
+        from vpp.invitations.push import push_devices
 
         return push_devices(user).exists()
 
     def send(self, invitations: Sequence[Invitation], *, setting: VppServerSetting) -> list[DeliveryResult]:
-        from vpp.invitations_push import PushMessage, push_invitations
+        from vpp.invitations.push import PushMessage, push_invitations
 
         messages = [
             PushMessage(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from django.db.models import QuerySet
 
 from users.models import Device, activated_apple_device_q
-from vpp.push import (
+from vpp.apple.apns import (
     ApnsError,
     ApnsProvider,
     ApnsRateLimitedError,
