@@ -151,13 +151,19 @@ def _child_setup(ids_path: str, token: str, base_url: str) -> None:
 
 
 def _child_sync(base_url: str) -> None:
-    from vpp.jobs.phases import full_sync
-    from vpp.models import VppServerSetting
+    from vpp.jobs import engine
+    from vpp.models import Job, VppServerSetting
+    from vpp.services import sync
 
     VppServerSetting.objects.filter(pk=1).update(api_base_url=base_url)
-    full_sync._enqueue = lambda job_id: None  # this process is the worker
-    started = full_sync.sync_start(actor=None, trigger="manual")
-    job = full_sync.sync_run(job_id=started.job.pk)
+    sync.job_enqueue = lambda *, job_id: True  # this process is the worker
+    started = sync.sync_start(actor=None, trigger="manual")
+    queue = engine.job_dispatch(job_id=started.job.pk)
+    while queue:  # the worker's loop, in-process: each chunk, then the next phase
+        phase, chunk = queue.pop(0)
+        if engine.job_process_chunk(job_id=started.job.pk, phase=phase, chunk=chunk):
+            queue += engine.job_dispatch(job_id=started.job.pk)
+    job = Job.objects.get(pk=started.job.pk)
     run = job.sync_run
     print(json.dumps({"status": job.status, "full": run.full, "counts": run.counts}))
 

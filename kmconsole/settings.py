@@ -266,14 +266,14 @@ if CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILITY_TIMEOUT:
 if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
     raise ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT must stay below CELERY_TASK_TIME_LIMIT")
 # Beat runs one static entry per periodic concern; schedules themselves live in the
-# database (see vpp/schedule.py), so this dict never changes at run time.
+# database (see vpp/services/schedule.py), so this dict never changes at run time.
 # The VPP sync tick claims a due run from the SyncSchedule row (vpp/services/schedule.py);
 # ``expires`` < 60 s so ticks queued while no worker runs are dropped, not replayed in a burst.
 CELERY_BEAT_SCHEDULE: dict = {
-    # Re-dispatches bulk jobs whose worker died or whose enqueue failed (vpp/jobs/engine.py).
+    # Re-dispatches jobs whose worker died or whose enqueue failed (vpp/jobs/engine.py).
     "vpp-jobs-sweep": {"task": "vpp.jobs_sweep", "schedule": 60.0},
-    "vpp-sync-tick": {"task": "vpp.tasks.sync_tick", "schedule": 60.0, "options": {"expires": 55}},
-    "vpp-token-health": {"task": "vpp.tasks.token_health_check", "schedule": 24 * 3600.0, "options": {"expires": 3600}},
+    "vpp-sync-tick": {"task": "vpp.sync_tick", "schedule": 60.0, "options": {"expires": 55}},
+    "vpp-token-health": {"task": "vpp.token_health_check", "schedule": 24 * 3600.0, "options": {"expires": 3600}},
 }
 
 # --- Apple VPP -----------------------------------------------------------------------------

@@ -14,13 +14,14 @@ from django.views.decorators.http import require_POST
 
 from vpp import forms as f
 from vpp.audit import audit_record
+from vpp.content_token import NoContentToken
 from vpp.invitations import message as invitation_message
-from vpp.jobs.phases.full_sync import SyncBlocked, running_sync_job, sync_start
 from vpp.models import SyncSchedule, TokenHealth, VppServerSetting
 from vpp.selectors import sync_orphans, token_problem, vpp_actions_disabled_reason
 from vpp.services import notifications
 from vpp.services import setting as setting_service
 from vpp.services.schedule import ScheduleInput, schedule_update
+from vpp.services.sync import SyncBlocked, running_sync_job, sync_start
 
 logger = logging.getLogger(__name__)
 CHANGE_PERM = "vpp.change_vppserversetting"
@@ -192,7 +193,7 @@ def _notifications(request, setting, schedule):
         return {"notifications_form": form, "open_section": "notifications"}
     try:
         setting_service.notifications_configure(public_url=form.cleaned_data["public_url"], actor=request.user)
-    except (setting_service.NotificationSetupError, setting_service.NoToken) as exc:
+    except (setting_service.NotificationSetupError, NoContentToken) as exc:
         form.add_error(None, getattr(exc, "reason", "Upload a content token first."))
         return {"notifications_form": form, "open_section": "notifications"}
     messages.success(request, "Apple will send notifications to this console.")

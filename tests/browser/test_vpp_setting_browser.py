@@ -12,11 +12,12 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
+from tests.vpp.conftest import run_job
 from users.models import User
 from vpp.apple.client import VppClient
 from vpp.apple.types import MdmInfo, RequestUser
-from vpp.jobs.phases import full_sync
-from vpp.models import SyncSchedule, VppServerSetting, VppUser, VppUserStatus
+from vpp.models import Job, SyncSchedule, VppServerSetting, VppUser, VppUserStatus
+from vpp.services import sync as sync_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
@@ -80,11 +81,13 @@ def test_it_uploads_a_token_changes_the_schedule_and_syncs(
     def worker(job_id):
         try:
             release.wait(20)
-            full_sync.sync_run(job_id=job_id)
+            run_job(Job.objects.get(pk=job_id), None)
         finally:
             connection.close()
 
-    monkeypatch.setattr(full_sync, "_enqueue", lambda job_id: threading.Thread(target=worker, args=(job_id,)).start())
+    monkeypatch.setattr(
+        sync_service, "job_enqueue", lambda *, job_id: threading.Thread(target=worker, args=(job_id,)).start()
+    )
     page.click("#sync-now")
     page.wait_for_selector("#sync-running")
     assert "is queued" in page.inner_text("#sync-running")

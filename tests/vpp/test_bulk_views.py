@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import pytest
+from celery import current_app
 from django.contrib.auth.models import Permission
 from django.contrib.auth.models import User as Admin
 from kombu.exceptions import OperationalError
@@ -45,7 +46,7 @@ def admin_client(client, token_setting):
 @pytest.fixture
 def no_enqueue(monkeypatch):
     sent = []
-    monkeypatch.setattr("vpp.tasks.job_dispatch.apply_async", lambda args: sent.append(args))
+    monkeypatch.setattr(current_app, "send_task", lambda name, args: sent.append(args))
     return sent
 
 
@@ -182,7 +183,7 @@ def test_a_broker_outage_keeps_the_job_and_says_so(admin_client, monkeypatch, dj
     def down(*args, **kwargs):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr("vpp.tasks.job_dispatch.apply_async", down)
+    monkeypatch.setattr(current_app, "send_task", down)
     with django_capture_on_commit_callbacks(execute=True):
         response = post(admin_client, "invite", {"pk": [make_user().pk]}, step="apply")
     job = Job.objects.get()

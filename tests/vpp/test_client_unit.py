@@ -590,22 +590,6 @@ def test_error_strings_name_the_apple_number():
     assert str(exc) == f"{ERROR_MESSAGES[9621]} (Apple error 9621)"
 
 
-def test_from_setting_decrypts_the_token_and_uses_the_override_url(db, settings):
-    from vpp.models import VppServerSetting
-    from vpp.secrets import encrypt
-
-    setting = VppServerSetting.load()
-    with pytest.raises(TokenInvalidError):
-        VppClient.from_setting(setting)
-    setting.content_token_encrypted = encrypt(TOKEN)
-    setting.api_base_url = "http://127.0.0.1:1234/mdm/v2/"
-    client = VppClient.from_setting(setting, rate_limiter=InProcessRateLimiter())
-    assert client.base_url == "http://127.0.0.1:1234/mdm/v2"
-    setting.api_base_url = ""
-    settings.VPP_API_BASE_URL = "http://127.0.0.1:4321/mdm/v2"
-    assert VppClient.from_setting(setting, rate_limiter=InProcessRateLimiter()).base_url == settings.VPP_API_BASE_URL
-
-
 def test_a_lowered_limit_rereads_service_config_and_resplits_once(rsps):
     client = make_client()
     client.service_config()  # cached: maxUsers 3

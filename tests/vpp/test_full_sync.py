@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import uuid
 
 import pytest
 from django.db import connection
 
+from tests.vpp.conftest import run_job
 from users.models import User
 from vpp.apple.client import VppClient
 from vpp.apple.types import RequestUser
-from vpp.jobs.phases import full_sync as sync_service
 from vpp.models import (
     AuditEvent,
     Job,
@@ -26,6 +27,7 @@ from vpp.models import (
     VppUserStatus,
 )
 from vpp.services import setting as setting_service
+from vpp.services import sync as sync_service
 
 pytestmark = pytest.mark.sandbox
 
@@ -58,7 +60,7 @@ def run_sync(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         started = sync_service.sync_start(actor=None, trigger="manual")
     assert started.started
-    return sync_service.sync_run(job_id=started.job.pk)
+    return run_job(started.job, None)
 
 
 @pytest.mark.django_db
@@ -141,7 +143,7 @@ def test_it_shows_the_running_sync_instead_of_starting_another(apple, django_cap
     assert first.started and not second.started and second.job.pk == first.job.pk
     assert len(callbacks) == 1
     assert Job.objects.filter(action=JobAction.SYNC_ALL).count() == 1
-    sync_service.sync_run(job_id=first.job.pk)
+    run_job(first.job, None)
     assert sync_service.sync_start(actor=None).started  # finished: a new one may start
 
 
@@ -157,7 +159,7 @@ def test_it_records_a_token_revoked_mid_sync(apple, vpp_sandbox, django_capture_
     with django_capture_on_commit_callbacks(execute=False):
         started = sync_service.sync_start(actor=None)
     vpp_sandbox.revoke_token()
-    job = sync_service.sync_run(job_id=started.job.pk)
+    job = run_job(started.job, None)
     assert job.status == JobStatus.FAILED and "revoked" in job.error.lower()
     assert VppServerSetting.load().token_health == TokenHealth.REVOKED
     assert SyncSchedule.load().last_result == SyncResult.FAILED
@@ -165,7 +167,7 @@ def test_it_records_a_token_revoked_mid_sync(apple, vpp_sandbox, django_capture_
 
 @pytest.mark.django_db(transaction=True)
 def test_it_starts_one_sync_when_two_requests_race(apple, monkeypatch):
-    monkeypatch.setattr(sync_service, "_enqueue", lambda job_id: None)
+    monkeypatch.setattr(sync_service, "job_enqueue", lambda *, job_id: True)
     barrier = threading.Barrier(3)
     results = []
 
@@ -187,33 +189,53 @@ def test_it_starts_one_sync_when_two_requests_race(apple, monkeypatch):
 
 
 @pytest.mark.django_db
-def test_it_replaces_a_sync_whose_worker_vanished(apple, django_capture_on_commit_callbacks):
+def test_a_sync_whose_worker_vanished_is_resumed_by_the_sweeper_not_replaced(
+    apple, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    from vpp.jobs import engine
+
+    settings.VPP_JOB_STALE_SECONDS = 60
     with django_capture_on_commit_callbacks(execute=False):
         first = sync_service.sync_start(actor=None)
+    # A worker claimed the read phase, then died: no heartbeat for longer than the stale time.
+    long_ago = first.job.created_at - dt.timedelta(seconds=120)
     Job.objects.filter(pk=first.job.pk).update(
-        status=JobStatus.RUNNING, heartbeat_at=first.job.created_at - sync_service.STALE_AFTER
+        status=JobStatus.RUNNING, phase="read_all", phase_token="dead-worker", heartbeat_at=long_ago
     )
     with django_capture_on_commit_callbacks(execute=False):
         second = sync_service.sync_start(actor=None)
-    assert second.started and second.job.pk != first.job.pk
-    assert Job.objects.get(pk=first.job.pk).status == JobStatus.FAILED
-    assert SyncSchedule.load().running_job_id == second.job.pk
+    assert not second.started and second.job.pk == first.job.pk  # still one sync per token
+    enqueued = []
+    monkeypatch.setattr(engine, "job_enqueue", lambda *, job_id: enqueued.append(job_id) or True)
+    assert engine.jobs_sweep() == [first.job.pk] and enqueued == [first.job.pk]
+    job = run_job(first.job, None)
+    assert (job.status, job.phase_token) == (JobStatus.DONE, "")
+    schedule = SyncSchedule.load()
+    assert schedule.running_job_id is None and schedule.last_result == SyncResult.SUCCEEDED
 
 
 @pytest.mark.django_db
-def test_it_fails_the_sync_at_once_when_the_broker_is_down(apple, monkeypatch, django_capture_on_commit_callbacks):
-    from vpp import tasks
+def test_a_broker_that_is_down_is_retried_by_the_sweeper_as_for_every_job(
+    apple, monkeypatch, django_capture_on_commit_callbacks
+):
+    from celery import current_app
+
+    from vpp.jobs import engine
 
     def refuse(*args, **kwargs):
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr(tasks.sync_run_task, "delay", refuse)
+    monkeypatch.setattr(current_app, "send_task", refuse)
     with django_capture_on_commit_callbacks(execute=True):
         started = sync_service.sync_start(actor=None)
     job = Job.objects.get(pk=started.job.pk)
-    assert job.status == JobStatus.FAILED and "task queue" in job.error
-    schedule = SyncSchedule.load()
-    assert schedule.running_job_id is None and schedule.last_result == SyncResult.FAILED
+    assert job.status == JobStatus.QUEUED and job.enqueue_error  # shown on the job, kept for the sweeper
+    assert SyncSchedule.load().running_job_id == job.pk
+    sent = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, args: sent.append((name, args)))
+    assert engine.jobs_sweep() == [job.pk]
+    assert sent == [("vpp.job_dispatch", [job.pk])]
+    assert Job.objects.get(pk=job.pk).enqueue_error == ""
 
 
 @pytest.mark.django_db

@@ -8,7 +8,7 @@ from django.core import mail
 from tests.sandbox_fixture import store_sandbox_token
 from tests.vpp.conftest import run_job
 from users.models import User
-from vpp.apple.client import VppClient
+from vpp.content_token import vpp_client
 from vpp.jobs import engine as jobs
 from vpp.jobs import leases as job_lease
 from vpp.jobs import readback
@@ -32,7 +32,7 @@ def start(action, users, channel="email"):
 
 
 def client(setting):
-    return VppClient.from_setting(setting)
+    return vpp_client(setting)
 
 
 def test_it_invites_accepts_syncs_deletes_and_reinvites(vpp_sandbox, sandbox_setting, user_factory):

@@ -10,7 +10,6 @@ import time_machine
 from django.db import connection
 
 from vpp import tasks
-from vpp.jobs.phases import full_sync as sync_service
 from vpp.models import ScheduleMode, SyncResult, SyncSchedule
 from vpp.services import schedule as sched
 
@@ -87,7 +86,7 @@ def _save(**overrides):
 @pytest.mark.django_db
 def test_it_claims_a_due_run_once_through_the_tick(monkeypatch):
     started = []
-    monkeypatch.setattr(sync_service, "sync_start", lambda **kw: started.append(kw))
+    monkeypatch.setattr(sched, "sync_start", lambda **kw: started.append(kw))
     with time_machine.travel(utc(2026, 3, 28, 12), tick=False) as traveller:
         schedule, changes = _save()
         assert schedule.next_run_at == utc(2026, 3, 29, 1, 0)
@@ -105,7 +104,7 @@ def test_it_claims_a_due_run_once_through_the_tick(monkeypatch):
 
 @pytest.mark.django_db
 def test_it_does_not_tick_a_disabled_schedule(monkeypatch):
-    monkeypatch.setattr(sync_service, "sync_start", lambda **kw: pytest.fail("must not start"))
+    monkeypatch.setattr(sched, "sync_start", lambda **kw: pytest.fail("must not start"))
     with time_machine.travel(utc(2026, 6, 1, 12), tick=False) as traveller:
         _save()
         _save(enabled=False)
@@ -130,7 +129,7 @@ def test_it_records_a_skipped_run_when_the_token_blocks_the_sync():
 def test_it_starts_one_sync_when_two_ticks_race(monkeypatch):
     """Two workers tick at the same instant (threads, each with its own DB connection)."""
     started = []
-    monkeypatch.setattr(sync_service, "sync_start", lambda **kw: started.append(kw))
+    monkeypatch.setattr(sched, "sync_start", lambda **kw: started.append(kw))
     with time_machine.travel(utc(2026, 6, 1, 12), tick=False):
         _save(mode=ScheduleMode.INTERVAL, interval_hours=2)
     due = SyncSchedule.load().next_run_at

@@ -25,16 +25,12 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 from redis.exceptions import RedisError
 
 from vpp.apple import ratelimit
-
-if TYPE_CHECKING:
-    from vpp.models import VppServerSetting
-
 from vpp.apple.errors import (
     _RATE_LIMIT_NUMBERS,
     _TOO_MANY_NUMBERS,
@@ -257,17 +253,6 @@ class VppClient:
 
     def __repr__(self) -> str:
         return f"<VppClient {self.base_url}>"  # never the token
-
-    @classmethod
-    def from_setting(cls, setting: VppServerSetting, **kwargs) -> VppClient:
-        from django.conf import settings
-
-        from vpp.secrets import decrypt
-
-        if not setting.content_token_encrypted:
-            raise TokenInvalidError("No content token has been uploaded.")
-        base_url = setting.api_base_url or settings.VPP_API_BASE_URL or APPLE_BASE_URL
-        return cls(decrypt(setting.content_token_encrypted), base_url=base_url, **kwargs)
 
     # ---- configuration ----------------------------------------------------------------
 

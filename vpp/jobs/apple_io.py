@@ -12,11 +12,10 @@ from django.utils import timezone
 from vpp.apple.client import VppClient
 from vpp.apple.errors import InvalidRequestError
 from vpp.apple.types import EventStatus, VppApiUser
-from vpp.jobs.engine import JobDeferred, job_heartbeat
+from vpp.jobs.items import JobDeferred, job_heartbeat
 
 T = TypeVar("T")
 
-ACTIVE_STATUSES = ("Registered", "Associated")
 UNKNOWN_EVENT = 9708
 USER_EXISTS = 9716
 USER_NOT_FOUND = 9609
@@ -126,7 +125,7 @@ def prefer(current: VppApiUser | None, candidate: VppApiUser) -> VppApiUser:
     """Of several rows for one clientUserId, the active one wins over retired history."""
     if current is None:
         return candidate
-    if candidate.status in ACTIVE_STATUSES and current.status not in ACTIVE_STATUSES:
+    if candidate.active and not current.active:
         return candidate
     return current
 

@@ -1,39 +1,42 @@
-"""Bulk VPP jobs: create (one transaction), dispatch in chunks, claim items, finish once.
+"""The one job engine: every background job kind (invite, delete, sync of a selection, the
+scheduled full sync, and the kinds to come) is created, enqueued, dispatched, chunked,
+advanced, finished and swept here.
 
-Lifecycle (reliability notes §1.5-1.7):
+Lifecycle (docs/vpp-jobs.md):
 - ``job_create`` writes the Job, its items and the audit event in one transaction and
-  enqueues ``vpp.job_dispatch`` on commit.
-- ``job_dispatch`` picks the job's current phase (the first with open items) and enqueues one
-  ``vpp.job_chunk`` per chunk of that phase. A phase handler (invite/delete/sync modules)
-  processes the claimed items and moves each to its next step or to a final status.
-- When a chunk leaves no open item in the phase, the job moves to the next phase with a
-  conditional UPDATE (so exactly one worker re-dispatches), and finishes when none are left.
-- Items are claimed with a conditional UPDATE and a claim token; attempts are capped.
-  Work of a dead worker is found by ``jobs_sweep`` (stale heartbeat) and re-dispatched.
+  enqueues ``vpp.job_dispatch`` on commit (other kinds create their Job and call ``job_enqueue``).
+- ``job_dispatch`` picks the job's current phase (vpp/jobs/phases/__init__.py: the kind's
+  phases in order) and returns one (phase, chunk) pair per chunk of open items, or one
+  (phase, ALL_CHUNKS) for a single-task or job-level phase; the task enqueues them.
+- ``job_process_chunk`` claims the chunk's items (or the job-level phase as a whole) with a
+  conditional UPDATE and a claim token, runs the phase, and maps Apple's errors onto the
+  items or the job. Attempts are capped; Retry-After pauses the whole job.
+- When a phase has nothing open left the job moves to the next phase with a conditional
+  UPDATE (exactly one worker re-dispatches) and finishes when none is left.
+- ``jobs_sweep`` re-dispatches jobs that went silent (the worker died) or never reached the
+  broker: one sweeper, one heartbeat and one "broker down" policy for every kind.
+
+Tasks are enqueued by name (``vpp.job_dispatch``), so this module never imports vpp/tasks.py.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
+from celery import current_app
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from users.models import User
 from vpp.apple.client import VppClient
-from vpp.apple.errors import (
-    NotPermittedError,
-    PermanentVppError,
-    TokenExpiredError,
-    TokenInvalidError,
-    TokenRevokedError,
-    TransientVppError,
-)
-from vpp.jobs.plan import STEP_CREATE, Plan
+from vpp.apple.errors import NotPermittedError, PermanentVppError, TransientVppError, VppError
+from vpp.content_token import NoContentToken, health_from_error, token_health_record_error, vpp_client
+from vpp.jobs.items import JobDeferred, backoff_seconds, job_heartbeat, job_limits, job_release
+from vpp.jobs.phases import PHASES, JobKind, Phase, kind_for
+from vpp.jobs.plan import SKIP_REASONS, STEP_CREATE, Plan, vpp_plan_build
 from vpp.jobs.rows import rows_insert, rows_update
 from vpp.models import (
     FINISHED_JOB_STATUSES,
@@ -44,75 +47,15 @@ from vpp.models import (
     JobAction,
     JobItem,
     JobStatus,
-    TokenHealth,
-    VppServerSetting,
     VppUser,
     VppUserStatus,
 )
+from vpp.selectors import job_item_counts
 
 logger = logging.getLogger(__name__)
 
-# Phases per action, in order, and the item steps each phase takes. An invite chunk carries
-# its users through create → read back → deliver in one task, so email for early chunks
-# overlaps Apple's rate-limited calls for later ones.
-PHASES: dict[str, list[str]] = {
-    JobAction.INVITE: ["invite"],
-    JobAction.DELETE: ["delete"],
-    JobAction.SYNC: ["update", "read"],
-}
-PHASE_STEPS: dict[str, tuple[str, ...]] = {
-    "invite": ("create", "readback", "deliver"),
-    "delete": ("delete",),
-    "update": ("update",),
-    "read": ("read",),
-}
-# Phases that read Apple's listing once for all items run as a single task.
-SINGLE_TASK_PHASES = {"read"}
 ALL_CHUNKS = -1
-
-
-def engine_jobs():
-    """Jobs this module runs (the scheduled full sync of vpp/jobs/phases/full_sync.py runs itself)."""
-    return Job.objects.filter(sync_run__isnull=True)
-
-
-class JobDeferred(Exception):
-    """The chunk must run again later (Apple said wait, or events are still pending).
-
-    ``counts_as_attempt``: waiting for Apple's events is progress and costs no attempt, but a
-    retry after a failure (e.g. the mail server was down) does, so attempts stay capped.
-    """
-
-    def __init__(self, countdown: float, *, counts_as_attempt: bool = False):
-        super().__init__(f"deferred for {countdown:.1f} s")
-        self.countdown = countdown
-        self.counts_as_attempt = counts_as_attempt
-
-
-class NoTokenError(Exception):
-    """No content token uploaded: the console cannot act at Apple."""
-
-
-@dataclass(frozen=True)
-class JobLimits:
-    chunk_size: int
-    max_attempts: int
-    stale_seconds: int
-
-
-def job_limits() -> JobLimits:
-    return JobLimits(
-        chunk_size=getattr(settings, "VPP_JOB_CHUNK_SIZE", 1000),
-        max_attempts=getattr(settings, "VPP_JOB_MAX_ATTEMPTS", 8),
-        stale_seconds=getattr(settings, "VPP_JOB_STALE_SECONDS", 300),
-    )
-
-
-def vpp_client_for_jobs() -> VppClient:
-    setting = VppServerSetting.load()
-    if not setting.has_token:
-        raise NoTokenError("Upload a content token in Setting › iOS/macOS › VPP Server Setting.")
-    return VppClient.from_setting(setting)
+DISPATCH_TASK = "vpp.job_dispatch"
 
 
 # --------------------------------------------------------------------------- creation
@@ -187,8 +130,6 @@ def job_create(*, plan: Plan, actor, selection: dict, ip: str | None = None, ret
 
 
 def _skip_text(code: str) -> str:
-    from vpp.jobs.plan import SKIP_REASONS
-
     return SKIP_REASONS.get(code, code)
 
 
@@ -202,11 +143,10 @@ def _summary(selection: dict) -> str:
 
 
 def job_enqueue(*, job_id: int) -> bool:
-    """Publish the dispatch message; a broker outage is recorded, not raised (the sweeper retries)."""
-    from vpp.tasks import job_dispatch
-
+    """Publish the dispatch message (by task name); a broker outage is recorded on the job, not
+    raised, and the sweeper publishes it again. Returns True when the broker took it."""
     try:
-        job_dispatch.apply_async(args=[job_id])
+        current_app.send_task(DISPATCH_TASK, args=[job_id])
     except Exception as exc:  # noqa: BLE001 - kombu OperationalError and friends
         logger.warning("could not enqueue job %s: %s", job_id, exc)
         Job.objects.filter(pk=job_id).update(enqueue_error="Background work is unavailable right now")
@@ -222,72 +162,93 @@ def _open_items(job: Job):
     return JobItem.objects.filter(job=job, status__in=OPEN_ITEM_STATUSES)
 
 
+def _phase_from(job: Job, kind: JobKind, start: int) -> Phase | None:
+    """The first phase at or after ``start`` with work: a job-level phase, or one with open items."""
+    open_steps = set(_open_items(job).values_list("step", flat=True).distinct())
+    for phase in kind.phases[start:]:
+        if phase.job_level or open_steps & set(phase.steps):
+            return phase
+    return None
+
+
+def _current_phase(job: Job, kind: JobKind) -> Phase | None:
+    """Where the job is: its recorded phase (resumed after a restart), else the first with work."""
+    start = kind.index(job.phase) if job.phase in {p.name for p in kind.phases} else 0
+    return _phase_from(job, kind, start)
+
+
 def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[str, int]]:
-    """Start or resume a job: returns the (phase, chunk) pairs to enqueue."""
-    job = engine_jobs().filter(pk=job_id).first()
+    """Start or resume a job: returns the (phase, chunk) pairs to enqueue (``ALL_CHUNKS`` for a
+    single-task or job-level phase). A finished or unknown job gives []."""
+    job = Job.objects.filter(pk=job_id).first()
     if job is None or job.finished:
         return []
     now = timezone.now()
     Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.RUNNING, started_at=now, heartbeat_at=now
     )
-    phase = _current_phase(job)
+    kind = kind_for(job.action)
+    phase = _current_phase(job, kind)
     if phase is None:
         _finish(job)
         return []
-    Job.objects.filter(pk=job.pk).update(phase=phase, heartbeat_at=now)
-    if phase == "invite" and not job.apple_version_id and not _capture_version(job, client):
+    Job.objects.filter(pk=job.pk).update(phase=phase.name, heartbeat_at=now)
+    job.phase = phase.name
+    if phase.prepare is not None and not _prepare(job, phase, client):
         return []
-    if phase in SINGLE_TASK_PHASES:
-        return [(phase, ALL_CHUNKS)]
-    open_items = _open_items(job).filter(step__in=PHASE_STEPS[phase])
-    chunks = open_items.values_list("chunk", flat=True).distinct().order_by("chunk")
-    return [(phase, chunk) for chunk in chunks]
+    if phase.single_task or phase.job_level:
+        return [(phase.name, ALL_CHUNKS)]
+    chunks = _open_items(job).filter(step__in=phase.steps).values_list("chunk", flat=True).distinct()
+    return [(phase.name, chunk) for chunk in chunks.order_by("chunk")]
 
 
-def _capture_version(job: Job, client: VppClient | None) -> bool:
-    """Before the first create: Apple's users versionId (the read-back is a delta from it)."""
-    from vpp.jobs.phases.invite import job_capture_version
-
+def _prepare(job: Job, phase: Phase, client: VppClient | None) -> bool:
     try:
-        job_capture_version(job=job, client=client or vpp_client_for_jobs())
-    except NoTokenError as exc:
-        job_fail(job=job, message=str(exc))
+        phase.prepare(job=job, client=client or vpp_client())
+    except (NoContentToken, PermanentVppError) as exc:
+        _stop(job, exc)
         return False
-    except (TokenExpiredError, TokenRevokedError, TokenInvalidError) as exc:
-        _token_broken(exc)
-        job_fail(job=job, message=f"{exc.message} The job stopped.", error_number=exc.error_number)
-        return False
-    except TransientVppError:
-        pass  # no delta then: the read-back asks Apple user by user
     return True
 
 
-def _current_phase(job: Job) -> str | None:
-    steps = set(_open_items(job).values_list("step", flat=True).distinct())
-    return next((phase for phase in PHASES[job.action] if steps & set(PHASE_STEPS[phase])), None)
+def job_task_options(phase_name: str) -> dict:
+    """Celery options for a chunk task of this phase (a longer time limit where the phase needs it)."""
+    phase = PHASES.get(phase_name)
+    if phase is None or phase.time_limit is None:
+        return {}
+    return {"time_limit": phase.time_limit, "soft_time_limit": max(1, phase.time_limit - 100)}
 
 
 def job_advance(*, job: Job, phase: str) -> bool:
-    """After a chunk: move to the next phase when this one has no open items. True = re-dispatch."""
-    if _open_items(job).filter(step__in=PHASE_STEPS[phase]).exists():
+    """After a chunk: move to the next phase when this one has nothing open. True = re-dispatch."""
+    kind = kind_for(job.action)
+    current = kind.phases[kind.index(phase)]
+    if not current.job_level and _open_items(job).filter(step__in=current.steps).exists():
         return False
-    next_phase = _current_phase(job)
-    if next_phase is None:
-        return _finish(job) and False
+    following = _phase_from(job, kind, kind.index(phase) + 1)
+    if following is None:
+        _finish(job)
+        return False
     # Only one finishing chunk wins the phase change, so only one re-dispatch happens.
-    return bool(Job.objects.filter(pk=job.pk, phase=phase, status=JobStatus.RUNNING).update(phase=next_phase))
+    return bool(
+        Job.objects.filter(pk=job.pk, phase=phase, status=JobStatus.RUNNING).update(
+            phase=following.name, phase_token="", phase_attempts=0
+        )
+    )
 
 
 def _finish(job: Job, *, status: str = JobStatus.DONE, error: str = "") -> bool:
-    from vpp.selectors import job_item_counts
-
+    """Close the job once (conditional UPDATE): final counts from its items, then the kind's
+    finish hook or the generic audit event. Returns True for the one caller that closed it."""
     _settle_failed_vpp_users(job)
     counts = job_item_counts(job)
+    # A job that ran to the end is on no phase any more; a stopped one shows where it stopped.
+    phase = {"phase": "done"} if status == JobStatus.DONE else {}
     won = (
         Job.objects.filter(pk=job.pk)
         .exclude(status__in=FINISHED_JOB_STATUSES)
         .update(
+            **phase,
             status=status,
             finished_at=timezone.now(),
             succeeded=counts[ItemStatus.SUCCEEDED],
@@ -297,23 +258,29 @@ def _finish(job: Job, *, status: str = JobStatus.DONE, error: str = "") -> bool:
             retry_after_until=None,
             delivery_retry_until=None,
             delivery_retry_reason="",
+            phase_token="",
         )
     )
-    if won:
-        job.refresh_from_db()
-        AuditEvent.objects.create(
-            actor=job.started_by,
-            actor_name=job.started_by.get_username() if job.started_by else "schedule",
-            action=f"vpp.{job.action}.finished",
-            target_summary=f"job #{job.pk}",
-            count=job.total,
-            outcome=(
-                f"{job.get_status_display()}: {job.succeeded} succeeded, {job.failed} failed, "
-                f"{job.skipped} skipped" + (f" — {error}" if error else "")
-            )[:200],
-            job=job,
-        )
-    return bool(won)
+    if not won:
+        return False
+    job.refresh_from_db()
+    kind = kind_for(job.action)
+    if kind.on_finish is not None:
+        kind.on_finish(job)
+        return True
+    AuditEvent.objects.create(
+        actor=job.started_by,
+        actor_name=job.started_by.get_username() if job.started_by else "schedule",
+        action=f"vpp.{job.action}.finished",
+        target_summary=f"job #{job.pk}",
+        count=job.total,
+        outcome=(
+            f"{job.get_status_display()}: {job.succeeded} succeeded, {job.failed} failed, "
+            f"{job.skipped} skipped" + (f" — {error}" if error else "")
+        )[:200],
+        job=job,
+    )
+    return True
 
 
 def _settle_failed_vpp_users(job: Job) -> None:
@@ -349,12 +316,12 @@ def job_cancel(*, job: Job) -> None:
 # --------------------------------------------------------------------------- chunks
 
 
-def _claim(job: Job, phase: str, chunk: int) -> tuple[str, list[JobItem]]:
+def _claim(job: Job, phase: Phase, chunk: int) -> tuple[str, list[JobItem]]:
     """Claim this chunk's pending items (and items a dead worker left in flight)."""
     limits = job_limits()
     now = timezone.now()
     stale = now - timedelta(seconds=limits.stale_seconds)
-    items = JobItem.objects.filter(job=job, step__in=PHASE_STEPS[phase])
+    items = JobItem.objects.filter(job=job, step__in=phase.steps)
     if chunk != ALL_CHUNKS:
         items = items.filter(chunk=chunk)
     claimable = Q(status=ItemStatus.PENDING) | Q(status=ItemStatus.IN_FLIGHT, claimed_at__lt=stale)
@@ -376,72 +343,124 @@ def _claim(job: Job, phase: str, chunk: int) -> tuple[str, list[JobItem]]:
     return token, claimed
 
 
-def job_release(*, token: str, refund_attempt: bool = False) -> None:
-    """Give claimed, unfinished items back to the queue (transient error, waiting for Apple)."""
-    update = {"status": ItemStatus.PENDING, "claimed_at": None}
-    if refund_attempt:
-        update["attempts"] = F("attempts") - 1
-    JobItem.objects.filter(claim_token=token, status=ItemStatus.IN_FLIGHT, attempts__gt=0).update(**update)
-
-
-def job_heartbeat(*, job: Job, token: str | None = None) -> None:
+def _claim_job_level(job: Job, phase: Phase) -> str | None:
+    """Claim a job-level phase as a whole: free, or held by a task that went silent (no heartbeat
+    for ``stale_seconds``). None when another live task holds it; the job fails once the phase
+    has been claimed ``max_attempts`` times (a crash every time)."""
+    limits = job_limits()
     now = timezone.now()
-    Job.objects.filter(pk=job.pk).update(heartbeat_at=now)
-    if token:
-        JobItem.objects.filter(claim_token=token, status=ItemStatus.IN_FLIGHT).update(claimed_at=now)
+    stale = now - timedelta(seconds=limits.stale_seconds)
+    token = uuid.uuid4().hex
+    won = (
+        Job.objects.filter(pk=job.pk, phase=phase.name)
+        .filter(Q(phase_token="") | Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True))
+        .update(phase_token=token, phase_attempts=F("phase_attempts") + 1, heartbeat_at=now)
+    )
+    if not won:
+        return None
+    attempts = Job.objects.values_list("phase_attempts", flat=True).get(pk=job.pk)
+    if attempts > limits.max_attempts:
+        job_fail(
+            job=job,
+            message=f"Gave up after {limits.max_attempts} attempts (Apple kept failing, or the worker kept stopping).",
+        )
+        return None
+    return token
 
 
-def _handler(phase: str):
-    from vpp.jobs.phases import delete, invite, sync
-
-    return {
-        "invite": invite.invite_phase,
-        "delete": delete.delete_phase,
-        "update": sync.sync_update_phase,
-        "read": sync.sync_read_phase,
-    }[phase]
+def _release_job_level(job: Job, token: str, *, refund_attempt: bool) -> None:
+    update = {"phase_token": ""}
+    if refund_attempt:
+        update["phase_attempts"] = F("phase_attempts") - 1
+    Job.objects.filter(pk=job.pk, phase_token=token, phase_attempts__gt=0).update(**update)
 
 
 def job_process_chunk(*, job_id: int, phase: str, chunk: int, client: VppClient | None = None) -> bool:
     """Run one chunk of one phase. Returns True when the job should be re-dispatched.
 
-    Raises JobDeferred when the chunk must run again later.
+    Raises JobDeferred when the chunk must run again later (Retry-After, backoff, events
+    still pending at Apple); the task re-queues it with that countdown.
     """
-    job = engine_jobs().filter(pk=job_id).first()
+    job = Job.objects.filter(pk=job_id).first()
     if job is None or job.finished or job.phase != phase:
         return False  # redelivered or stale message: nothing to do
     now = timezone.now()
     if job.retry_after_until and job.retry_after_until > now:
         raise JobDeferred((job.retry_after_until - now).total_seconds())
-    token, items = _claim(job, phase, chunk)
-    if items:
-        try:
-            client = client or vpp_client_for_jobs()
-            _handler(phase)(job=job, items=items, client=client, token=token)
-        except NoTokenError as exc:
-            job_fail(job=job, message=str(exc))
+    kind = kind_for(job.action)
+    current = kind.phases[kind.index(phase)]
+    if current.job_level:
+        token = _claim_job_level(job, current)
+        if token is None:
             return False
-        except (TokenExpiredError, TokenRevokedError, TokenInvalidError, NotPermittedError) as exc:
-            _token_broken(exc)
-            job_fail(job=job, message=f"{exc.message} The job stopped.", error_number=exc.error_number)
-            return False
-        except TransientVppError as exc:
-            job_release(token=token)
-            wait = _transient_wait(exc, items)
-            Job.objects.filter(pk=job.pk).update(retry_after_until=timezone.now() + timedelta(seconds=wait))
-            raise JobDeferred(wait) from exc
-        except JobDeferred as deferred:
-            job_release(token=token, refund_attempt=not deferred.counts_as_attempt)
-            raise
-        except PermanentVppError as exc:
-            _fail_claimed(token, exc.message, exc.error_number)
-        except Exception:
-            logger.exception("job %s phase %s chunk %s failed", job.pk, phase, chunk)
-            _fail_claimed(token, "Internal error while processing this user (see the worker log).", None)
-        job_release(token=token)  # safety net: nothing stays in flight after its task (attempts are capped)
+        items: list[JobItem] = []
+    else:
+        token, items = _claim(job, current, chunk)
+    if (items or current.job_level) and not _run(job, current, chunk, items, token, client):
+        return False
     Job.objects.filter(pk=job.pk, retry_after_until__lte=timezone.now()).update(retry_after_until=None)
     job_heartbeat(job=job)
     return job_advance(job=job, phase=phase)
+
+
+def _run(job: Job, phase: Phase, chunk: int, items: list[JobItem], token: str, client: VppClient | None) -> bool:
+    """Run the phase on the claimed work and map failures. False when the job stopped."""
+    try:
+        phase.run(job=job, items=items, client=client or vpp_client(), token=token)
+    except (NoContentToken, PermanentVppError) as exc:
+        if phase.job_level or _stops_job(exc):
+            _stop(job, exc)
+            return False
+        _fail_claimed(token, exc.message, exc.error_number)
+    except TransientVppError as exc:
+        _release(job, phase, token)
+        wait = float(exc.retry_after) if exc.retry_after else backoff_seconds(items) if items else _job_backoff(job)
+        Job.objects.filter(pk=job.pk).update(retry_after_until=timezone.now() + timedelta(seconds=wait))
+        raise JobDeferred(wait) from exc
+    except JobDeferred as deferred:
+        _release(job, phase, token, refund_attempt=not deferred.counts_as_attempt)
+        raise
+    except Exception:
+        logger.exception("job %s phase %s chunk %s failed", job.pk, phase.name, chunk)
+        if phase.job_level:
+            job_fail(job=job, message="Internal error while running this job (see the worker log).")
+            return False
+        _fail_claimed(token, "Internal error while processing this user (see the worker log).", None)
+    if phase.job_level:
+        Job.objects.filter(pk=job.pk, phase_token=token).update(phase_token="", phase_attempts=0)
+    else:
+        job_release(token=token)  # safety net: nothing stays in flight after its task (attempts are capped)
+    return True
+
+
+def _release(job: Job, phase: Phase, token: str, *, refund_attempt: bool = False) -> None:
+    if phase.job_level:
+        _release_job_level(job, token, refund_attempt=refund_attempt)
+    else:
+        job_release(token=token, refund_attempt=refund_attempt)
+
+
+def _job_backoff(job: Job) -> float:
+    attempts = Job.objects.values_list("phase_attempts", flat=True).get(pk=job.pk)
+    return float(min(300, 2 ** min(max(attempts, 1), 8)))
+
+
+def _stops_job(exc: Exception) -> bool:
+    """No token, a token Apple refuses (expired, revoked, not accepted), or an account that may
+    not do this: every other user of the job would fail the same way."""
+    return isinstance(exc, NoContentToken | NotPermittedError) or (
+        isinstance(exc, VppError) and health_from_error(exc) is not None
+    )
+
+
+def _stop(job: Job, exc: Exception) -> None:
+    """The whole job stops: record what Apple said about the token, fail what is left."""
+    if isinstance(exc, VppError):
+        token_health_record_error(exc)
+        message = exc.message if isinstance(exc, NotPermittedError) else f"{exc.message} The job stopped."
+        job_fail(job=job, message=message, error_number=exc.error_number)
+    else:
+        job_fail(job=job, message=str(exc))
 
 
 def _fail_claimed(token: str, message: str, error_number: int | None) -> None:
@@ -450,38 +469,11 @@ def _fail_claimed(token: str, message: str, error_number: int | None) -> None:
     )
 
 
-def _transient_wait(exc: TransientVppError, items: list[JobItem]) -> float:
-    if exc.retry_after:
-        return float(exc.retry_after)
-    return backoff_seconds(items)
-
-
-def backoff_seconds(items: list[JobItem]) -> float:
-    """Exponential backoff by the items' attempts so far: 2, 4, 8 … 256 s (then attempts run out)."""
-    attempts = max((item.attempts for item in items), default=1)
-    return float(min(300, 2 ** min(attempts, 8)))
-
-
-def _token_broken(exc: PermanentVppError) -> None:
-    if isinstance(exc, NotPermittedError):
-        return  # the token is fine; this account may not do this (shown on the job)
-    health = {
-        TokenExpiredError: TokenHealth.EXPIRED,
-        TokenRevokedError: TokenHealth.REVOKED,
-    }.get(type(exc), TokenHealth.INVALID)
-    VppServerSetting.objects.filter(pk=1).update(
-        token_health=health, token_health_detail=exc.message[:500], token_health_checked_at=timezone.now()
-    )
-
-
 # --------------------------------------------------------------------------- retries & sweeper
 
 
 def job_retry_failed(*, job: Job, actor, ip: str | None = None) -> Job | None:
     """A new job over the failed items of ``job`` (eligibility re-checked)."""
-    from users.models import User
-    from vpp.jobs.plan import vpp_plan_build
-
     user_ids = list(JobItem.objects.filter(job=job, status=ItemStatus.FAILED).values_list("user_id", flat=True))
     user_ids = [pk for pk in user_ids if pk is not None]
     if not user_ids:
@@ -491,18 +483,16 @@ def job_retry_failed(*, job: Job, actor, ip: str | None = None) -> Job | None:
 
 
 def jobs_sweep() -> list[int]:
-    """Re-dispatch jobs that went silent (worker died) or never reached the broker."""
+    """Re-dispatch jobs that went silent (worker died) or never reached the broker. Returns their ids."""
     limits = job_limits()
     stale = timezone.now() - timedelta(seconds=limits.stale_seconds)
-    # Full syncs run as one task of their own (vpp/jobs/phases/full_sync.py), not in chunks.
-    jobs = (
-        Job.objects.exclude(status__in=FINISHED_JOB_STATUSES)
-        .exclude(action=JobAction.SYNC_ALL)
-        .filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, created_at__lt=stale) | ~Q(enqueue_error=""))
+    jobs = Job.objects.exclude(status__in=FINISHED_JOB_STATUSES).filter(
+        Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, created_at__lt=stale) | ~Q(enqueue_error="")
     )
     redispatched = []
     for job in jobs:
-        Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
+        # Silent for stale_seconds: whoever held its job-level phase is gone too.
+        Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now(), phase_token="")
         if job_enqueue(job_id=job.pk):
             redispatched.append(job.pk)
     return redispatched

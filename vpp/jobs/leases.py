@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from vpp.jobs.engine import job_heartbeat, job_limits
+from vpp.jobs.items import job_heartbeat, job_limits
 from vpp.models import Job
 
 LEASE_SECONDS = 15  # a step that outlives it lets a second chunk in (slower, still correct)

@@ -22,7 +22,8 @@ from django.utils import timezone
 
 from vpp.apple.client import VppClient
 from vpp.apple.errors import InvalidRequestError
-from vpp.jobs.apple_io import ACTIVE_STATUSES, users_listing
+from vpp.apple.types import UserStatus
+from vpp.jobs.apple_io import users_listing
 from vpp.jobs.leases import READBACK, lease_held
 from vpp.jobs.rows import rows_update
 from vpp.models import ItemStatus, Job, JobItem, VppUser, VppUserStatus
@@ -105,13 +106,13 @@ def store_apple_records(job: Job, found: dict) -> None:
     changed = []
     for vpp_user in waiting:
         apple = found.get(str(vpp_user.client_user_id).lower())
-        if apple is None or apple.status not in ACTIVE_STATUSES:
+        if apple is None or not apple.active:
             continue
         vpp_user.apple_email = apple.email or ""
         vpp_user.invite_code = apple.invite_code or ""
         vpp_user.id_hash = apple.id_hash or ""
         vpp_user.last_synced_at = now
-        if apple.status == "Associated":
-            vpp_user.status = VppUserStatus.ASSOCIATED
+        if apple.status == UserStatus.ASSOCIATED:
+            vpp_user.status = VppUserStatus.from_apple(apple.status, vpp_user.status)
         changed.append(vpp_user)
     rows_update(changed, ["apple_email", "invite_code", "id_hash", "status", "last_synced_at"])

@@ -12,9 +12,10 @@ from vpp.models.notification import AppleNotification, NotificationType
 from vpp.models.schedule import ScheduleMode, SyncResult, SyncSchedule
 from vpp.models.setting import AssignmentMethod, InvitationChannel, TokenHealth, VppServerSetting
 from vpp.models.sync import SyncOrphan, SyncRun
-from vpp.models.vpp_user import InvitationDelivery, VppUser, VppUserStatus
+from vpp.models.vpp_user import ACTIVE_VPP_STATUSES, InvitationDelivery, VppUser, VppUserStatus
 
 __all__ = [
+    "ACTIVE_VPP_STATUSES",
     "FINISHED_JOB_STATUSES",
     "OPEN_ITEM_STATUSES",
     "AppleNotification",

@@ -10,8 +10,8 @@ class JobAction(models.TextChoices):
     INVITE = "invite", "Send VPP invitation"
     DELETE = "delete", "Delete from VPP"
     SYNC = "sync", "Sync VPP"
-    # The full sync of the VPP Server Setting page / schedule (vpp/jobs/phases/full_sync.py): its
-    # own task and one-per-token guard, so the bulk-job dispatcher and sweeper leave it alone.
+    # The full sync of the VPP Server Setting page and the schedule: job-level phases on the same
+    # engine (vpp/jobs/phases/full_sync.py), started by vpp/services/sync.py (one per token).
     SYNC_ALL = "sync_all", "Full sync with Apple"
 
 
@@ -34,7 +34,7 @@ class Job(models.Model):
     # What the admin chose: {"ids": [...]} or {"filter": {...}, "all_matching": true}; or {"schedule": ...}.
     selection = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
-    # The step the workers are on (see vpp/jobs/engine.py PHASES); items carry their own step.
+    # The phase the workers are on (see vpp/jobs/phases/__init__.py); items carry their own step.
     phase = models.CharField(max_length=16, blank=True)
     total = models.PositiveIntegerField(default=0)
     succeeded = models.PositiveIntegerField(default=0)
@@ -59,6 +59,11 @@ class Job(models.Model):
     # (the job panel shows it until then; a chunk that fails again sets a later one).
     delivery_retry_until = models.DateTimeField(null=True, blank=True)
     delivery_retry_reason = models.CharField(max_length=300, blank=True)
+    # A job-level phase (no per-user items to claim, e.g. the full sync's read of Apple's users)
+    # is claimed as a whole: the claiming task's token, and how many tasks have claimed it
+    # (capped like an item's attempts). See vpp/jobs/engine.py.
+    phase_token = models.CharField(max_length=32, blank=True)
+    phase_attempts = models.PositiveSmallIntegerField(default=0)
     # Set when the broker refused the message; the sweeper retries the dispatch.
     enqueue_error = models.CharField(max_length=300, blank=True)
     error = models.CharField(max_length=500, blank=True)

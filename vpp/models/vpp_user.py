@@ -6,6 +6,8 @@ import uuid
 
 from django.db import models
 
+from vpp.apple.types import UserStatus
+
 
 class VppUserStatus(models.TextChoices):
     # "Not a VPP user" is the absence of a row.
@@ -13,6 +15,27 @@ class VppUserStatus(models.TextChoices):
     INVITED = "invited", "Invited"  # Apple "Registered", inviteCode known
     ASSOCIATED = "associated", "Associated"  # accepted; Apple "Associated"
     RETIRED = "retired", "Retired"  # deleted from VPP; may be invited again
+
+    @classmethod
+    def from_apple(cls, apple_status: str, current: str) -> str:
+        """Our status for Apple's user status (``current`` when Apple sent one we do not know).
+
+        The one mapping between Apple's user statuses and ours: Registered → invited,
+        Associated → associated, Retired and Deleted → retired. Apple's statuses:
+        https://developer.apple.com/documentation/devicemanagement/get-users
+        """
+        return APPLE_TO_LOCAL.get(apple_status, current)
+
+
+# Apple's statuses (vpp.apple.types.UserStatus) → ours. Read through VppUserStatus.from_apple.
+APPLE_TO_LOCAL = {
+    UserStatus.REGISTERED: VppUserStatus.INVITED,
+    UserStatus.ASSOCIATED: VppUserStatus.ASSOCIATED,
+    UserStatus.RETIRED: VppUserStatus.RETIRED,
+    UserStatus.DELETED: VppUserStatus.RETIRED,
+}
+# Ours that Apple counts as an active VPP user (pending: our create may be in flight).
+ACTIVE_VPP_STATUSES = (VppUserStatus.PENDING, VppUserStatus.INVITED, VppUserStatus.ASSOCIATED)
 
 
 class VppUser(models.Model):

@@ -24,7 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from django.db import transaction
 from django.utils import timezone
 
-from vpp.models import ScheduleMode, SyncSchedule
+from vpp.models import ScheduleMode, SyncResult, SyncSchedule
+from vpp.services.sync import SyncBlocked, sync_start
 
 logger = logging.getLogger(__name__)
 UTC = dt.UTC
@@ -173,8 +174,21 @@ def schedule_claim_due_run(*, now: dt.datetime | None = None) -> bool:
 
 def schedule_record_skip(*, reason: str, now: dt.datetime | None = None) -> None:
     """A due scheduled run that could not start (e.g. the token expired): say so on the page."""
-    from vpp.models import SyncResult
-
     SyncSchedule.objects.filter(pk=1).update(
         last_run_at=now or timezone.now(), last_result=SyncResult.SKIPPED, last_detail=reason[:500], last_counts={}
     )
+
+
+def schedule_tick(*, now: dt.datetime | None = None) -> bool:
+    """The one-minute Beat tick: claim a due scheduled run and start the full sync.
+
+    Returns True when this caller claimed a run (started, or recorded as skipped because the
+    token blocks it). A second beat or a redelivered tick finds the run claimed and does nothing.
+    """
+    if not schedule_claim_due_run(now=now):
+        return False
+    try:
+        sync_start(actor=None, trigger="schedule")
+    except SyncBlocked as exc:
+        schedule_record_skip(reason=exc.reason, now=now)
+    return True

@@ -9,20 +9,19 @@ import datetime as dt
 import logging
 import secrets
 import socket
-from dataclasses import dataclass
 from importlib import metadata
 
-from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from vpp import secrets as vault
 from vpp.apple.client import VppClient
-from vpp.apple.errors import TokenExpiredError, TokenInvalidError, TokenRevokedError, TransientVppError, VppError
+from vpp.apple.errors import TransientVppError, VppError
 from vpp.apple.token_file import MAX_TOKEN_FILE_BYTES, TokenFileError, parse_content_token
 from vpp.apple.types import ClientConfig, MdmInfo, managed_by_other_mdm
 from vpp.audit import audit_record
+from vpp.content_token import TokenCheck, health_from_error, vpp_client
 from vpp.models import TokenHealth, VppServerSetting
 
 logger = logging.getLogger(__name__)
@@ -41,21 +40,10 @@ class TokenRejected(ValueError):
         self.reason = reason
 
 
-class NoToken(RuntimeError):
-    pass
-
-
 class NotificationSetupError(RuntimeError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class TokenCheck:
-    health: str
-    detail: str
-    config: ClientConfig | None = None
 
 
 def _version() -> str:
@@ -68,31 +56,6 @@ def _version() -> str:
 def our_mdm_info(setting: VppServerSetting) -> MdmInfo:
     metadata_text = f"host={socket.gethostname()}; version={_version()}"
     return MdmInfo(id=str(setting.mdm_id), name=MDM_NAME, metadata=metadata_text[:255])
-
-
-def setting_client(setting: VppServerSetting) -> VppClient:
-    if not setting.has_token:
-        raise NoToken("no content token uploaded")
-    return VppClient.from_setting(setting)
-
-
-def _client_for(raw_token: str, setting: VppServerSetting) -> VppClient:
-    return VppClient(raw_token, base_url=setting.api_base_url or settings.VPP_API_BASE_URL)
-
-
-def health_from_error(exc: VppError) -> TokenCheck | None:
-    """Token states Apple reports as errors; None for errors that say nothing about the token."""
-    if isinstance(exc, TokenExpiredError):
-        return TokenCheck(TokenHealth.EXPIRED, f"Apple reports the token expired (error {exc.error_number}).")
-    if isinstance(exc, TokenRevokedError):
-        return TokenCheck(
-            TokenHealth.REVOKED,
-            f"Apple reports the token revoked (error {exc.error_number}). "
-            "Download a new one in Apple Business/School Manager.",
-        )
-    if isinstance(exc, TokenInvalidError):
-        return TokenCheck(TokenHealth.INVALID, f"Apple does not accept this token (error {exc.error_number}).")
-    return None
 
 
 def _health_from_config(config: ClientConfig, setting: VppServerSetting, now: dt.datetime) -> TokenCheck:
@@ -136,7 +99,7 @@ def token_upload(*, data: str | bytes, actor, now: dt.datetime | None = None) ->
     except TokenFileError as exc:
         raise TokenRejected(exc.reason) from None
     setting = VppServerSetting.load()
-    client = _client_for(parsed.raw, setting)
+    client = vpp_client(setting, raw_token=parsed.raw)
     try:
         config = client.client_config()
     except VppError as exc:
@@ -174,7 +137,7 @@ def token_claim(*, now: dt.datetime | None = None) -> VppServerSetting:
     """Check the stored token at Apple and claim its location as an upload does (the demo set-up)."""
     now = now or timezone.now()
     setting = VppServerSetting.load()
-    client = setting_client(setting)
+    client = vpp_client(setting)
     _claim_unless_held(client, setting, client.client_config(), now)
     return setting
 
@@ -196,7 +159,7 @@ def token_takeover(*, actor, now: dt.datetime | None = None) -> VppServerSetting
     """Claim a location another MDM holds (after the admin confirmed what that means)."""
     now = now or timezone.now()
     setting = VppServerSetting.load()
-    client = setting_client(setting)
+    client = vpp_client(setting)
     previous = setting.other_mdm_name
     config = _claim(client, setting, now)
     _apply_config(setting, config)
@@ -244,7 +207,7 @@ def token_check_health(*, now: dt.datetime | None = None) -> TokenCheck:
         _store_check(setting, check, now)
         return check
     try:
-        config = setting_client(setting).client_config()
+        config = vpp_client(setting).client_config()
     except TransientVppError as exc:
         logger.warning("token health check postponed: %s", exc.message)
         return TokenCheck(setting.token_health, setting.token_health_detail)
@@ -270,7 +233,7 @@ def notifications_configure(*, public_url: str, actor) -> VppServerSetting:
     TEST_NOTIFICATION while handling the request and rejects the setup if we refuse it.
     """
     setting = VppServerSetting.load()
-    client = setting_client(setting)
+    client = vpp_client(setting)
     url = notification_url_for(public_url)
     bearer = secrets.token_urlsafe(32)
     old_encrypted, old_url = setting.notification_auth_token_encrypted, setting.notification_url

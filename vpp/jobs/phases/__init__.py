@@ -1,0 +1,79 @@
+"""The registry the engine reads: every job kind, its phases in order, and what runs each phase.
+
+A **phase** is run by ``run(job=, items=, client=, token=)`` on the items of one chunk that the
+engine has claimed for it (``steps``: the item steps it takes). A phase with no steps is a
+**job-level** phase: the engine claims the phase as a whole (no per-user items exist before it
+runs) and calls ``run`` with ``items=[]``. ``single_task`` phases run once for all chunks (they
+read Apple's listing once); ``time_limit`` (seconds) overrides the task's default for a phase
+that may run long. ``prepare(job=, client=)`` runs before the phase's first chunks are queued.
+
+A **job kind** lists its phases; ``on_finish(job)`` replaces the engine's generic "finished"
+audit event with the kind's own record (the full sync's result on the setting page).
+
+Add a job kind by writing its phase module(s) here and one ``JobKind`` entry below. How the
+engine runs them: docs/vpp-jobs.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vpp.jobs.phases import delete, full_sync, invite, sync
+from vpp.models import Job, JobAction
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One step of a job kind (see the module docstring for the fields)."""
+
+    name: str
+    run: Callable[..., None]
+    steps: tuple[str, ...] = ()
+    single_task: bool = False
+    time_limit: int | None = None
+    prepare: Callable[..., None] | None = None
+
+    @property
+    def job_level(self) -> bool:
+        return not self.steps
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A kind of job (one ``JobAction``): its phases in order and an optional finish hook."""
+
+    action: str
+    phases: tuple[Phase, ...]
+    on_finish: Callable[[Job], None] | None = None
+
+    def index(self, phase: str) -> int:
+        """The position of phase ``phase`` (raises ValueError for a phase of another kind)."""
+        return [p.name for p in self.phases].index(phase)
+
+
+# An invite chunk carries its users through create → read back → deliver in one task, so
+# email for early chunks overlaps Apple's rate-limited calls for later ones.
+INVITE = Phase("invite", invite.invite_phase, steps=("create", "readback", "deliver"), prepare=invite.invite_prepare)
+DELETE = Phase("delete", delete.delete_phase, steps=("delete",))
+SYNC_UPDATE = Phase("update", sync.sync_update_phase, steps=("update",))
+SYNC_READ = Phase("read", sync.sync_read_phase, steps=("read",), single_task=True)
+# The full sync: job-level phases; reading a large organisation's users takes minutes.
+FULL_PUSH = Phase("push", full_sync.full_sync_push_phase, time_limit=1800)
+FULL_RETIRE = Phase("retire", full_sync.full_sync_retire_phase, time_limit=1800)
+FULL_READ = Phase("read_all", full_sync.full_sync_read_phase, time_limit=1800)
+
+KINDS: dict[str, JobKind] = {
+    JobAction.INVITE: JobKind(JobAction.INVITE, (INVITE,)),
+    JobAction.DELETE: JobKind(JobAction.DELETE, (DELETE,)),
+    JobAction.SYNC: JobKind(JobAction.SYNC, (SYNC_UPDATE, SYNC_READ)),
+    JobAction.SYNC_ALL: JobKind(
+        JobAction.SYNC_ALL, (FULL_PUSH, FULL_RETIRE, FULL_READ), on_finish=full_sync.full_sync_finished
+    ),
+}
+PHASES: dict[str, Phase] = {phase.name: phase for kind in KINDS.values() for phase in kind.phases}
+
+
+def kind_for(action: str) -> JobKind:
+    """The registered kind of ``action`` (raises KeyError for an unknown action)."""
+    return KINDS[action]

@@ -11,7 +11,7 @@ from django.utils import timezone
 from vpp.apple.client import VppClient
 from vpp.apple.errors import InvalidRequestError
 from vpp.jobs.apple_io import USER_NOT_FOUND, batches, events_wait, failures_by_user
-from vpp.jobs.phases.invite import item_fail, item_succeed
+from vpp.jobs.items import item_fail, item_succeed
 from vpp.models import Job, JobItem, VppUser, VppUserStatus
 
 NOT_AT_APPLE = "Apple had no record of this user; marked retired here."

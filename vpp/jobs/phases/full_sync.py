@@ -1,37 +1,40 @@
-"""Full sync of VPP users with Apple (Sync now, and the schedule).
+"""Full sync of VPP users with Apple: three job-level phases on the one job engine.
 
-1. **Push** what changed here: emails changed locally (users/update, batched by the client
-   to maxUsers), and VPP users whose device user was deleted or deactivated here (their
-   licences revoked, then retired at Apple).
-2. **Read** Apple's users: the first run in full, later runs as a delta from the stored
+1. ``push``: emails changed here since Apple last saw them → users/update (batched by the
+   client to Apple's maxUsers).
+2. ``retire``: VPP users whose device user was deleted or deactivated here → licences
+   revoked, then retired at Apple.
+3. ``read_all``: Apple's users, the first run in full, later runs as a delta from the stored
    ``users_version_id``; pages are streamed, and each page is one SELECT ... IN and one
    executemany UPDATE, so memory stays flat whatever the size of the library.
 
-Only one sync runs per token: ``SyncSchedule.running_job_id`` is claimed with a conditional
-UPDATE in the transaction that creates the Job; a second request gets the running job.
+Each phase is safe to run again from its start (a worker that died mid-phase is replaced by
+the sweeper): changed emails and departed users are found anew, Apple's calls are repeatable,
+and per-user results are inserted once per job and user. Counters live on the ``SyncRun``; a
+phase resets its own counters when it starts. The job is started by vpp/services/sync.py.
+Apple's users listing and its versionId: https://developer.apple.com/documentation/devicemanagement/get-users
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections import Counter
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from users.models import User
 from vpp.apple.client import VppClient
-from vpp.apple.errors import InvalidRequestError, VppError
+from vpp.apple.errors import InvalidRequestError
 from vpp.apple.types import EventStatus, RequestUser, VppApiUser
 from vpp.audit import audit_record
+from vpp.jobs.items import job_heartbeat
 from vpp.models import (
-    FINISHED_JOB_STATUSES,
+    ACTIVE_VPP_STATUSES,
     ItemStatus,
     Job,
-    JobAction,
     JobItem,
     JobStatus,
     SyncOrphan,
@@ -42,171 +45,82 @@ from vpp.models import (
     VppUser,
     VppUserStatus,
 )
-from vpp.selectors import token_problem
-from vpp.services.setting import health_from_error, setting_client
 
 logger = logging.getLogger(__name__)
 
-# A sync whose worker vanished without finishing frees the lock after this long.
-STALE_AFTER = dt.timedelta(minutes=30)
 WRITE_BATCH = 500
-ACTIVE = (VppUserStatus.PENDING, VppUserStatus.INVITED, VppUserStatus.ASSOCIATED)
-APPLE_TO_LOCAL = {
-    "Registered": VppUserStatus.INVITED,
-    "Associated": VppUserStatus.ASSOCIATED,
-    "Retired": VppUserStatus.RETIRED,
-    "Deleted": VppUserStatus.RETIRED,
+SYNC_VERSION_UNKNOWN = 9721  # Apple no longer knows the stored sinceVersionId: read in full
+# The counters each phase owns (reset when the phase starts again after a worker died).
+PHASE_COUNTERS = {
+    "push": ("emails_pushed",),
+    "retire": ("retired_at_apple",),
+    "read_all": ("apple_users", "updated", "status_changed", "orphans", "retired_by_apple"),
 }
 
 
-class SyncBlocked(RuntimeError):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class SyncStart:
-    job: Job
-    started: bool  # False: a sync was already running; ``job`` is that one
-
-
-def running_sync_job() -> Job | None:
-    running_id = SyncSchedule.objects.filter(pk=1).values_list("running_job_id", flat=True).first()
-    return Job.objects.filter(pk=running_id).first() if running_id else None
-
-
-def _stale(job: Job | None, now: dt.datetime) -> bool:
-    if job is None or job.finished:
-        return True
-    last_sign = job.heartbeat_at or job.started_at or job.created_at
-    return last_sign < now - STALE_AFTER
-
-
-def sync_start(*, actor=None, trigger: str = "manual", now: dt.datetime | None = None) -> SyncStart:
-    """Create the sync Job and enqueue it, or return the one already running."""
-    now = now or timezone.now()
-    problem = token_problem(VppServerSetting.load())
-    if problem:
-        raise SyncBlocked(problem)
-    SyncSchedule.load()
-    with transaction.atomic():
-        running = running_sync_job()
-        if running is not None and not _stale(running, now):
-            return SyncStart(running, started=False)
-        job = Job.objects.create(
-            action=JobAction.SYNC_ALL,
-            started_by=actor,
-            status=JobStatus.QUEUED,
-            selection={"scope": "all", "trigger": trigger},
-        )
-        seen = running.pk if running else None
-        won = SyncSchedule.objects.filter(pk=1, running_job_id=seen).update(
-            running_job_id=job.pk,
-            last_job_id=job.pk,
-            last_run_at=now,
-            last_result=SyncResult.RUNNING,
-            last_counts={},
-            last_detail="",
-            last_finished_at=None,
-        )
-        if won:
-            if running is not None and not running.finished:
-                # Its worker vanished (no heartbeat for STALE_AFTER): close it so lists stay honest.
-                Job.objects.filter(pk=running.pk).exclude(status__in=FINISHED_JOB_STATUSES).update(
-                    status=JobStatus.FAILED, finished_at=now, error="The worker stopped answering; superseded."
-                )
-            SyncRun.objects.create(job=job, trigger=trigger)
-            audit_record(actor=actor, action="vpp.sync_started", details={"trigger": trigger}, job=job)
-            transaction.on_commit(lambda: _enqueue(job.pk))
-        else:  # somebody else claimed it between our read and our UPDATE: drop our job
-            transaction.set_rollback(True)
-    if won:
-        return SyncStart(job, started=True)
-    last_id = SyncSchedule.objects.values_list("last_job_id", flat=True).get(pk=1)
-    return SyncStart(running_sync_job() or Job.objects.get(pk=last_id), started=False)
-
-
-def _enqueue(job_id: int) -> None:
-    from vpp.tasks import sync_run_task
-
-    try:
-        sync_run_task.delay(job_id)
-    except Exception as exc:  # the broker is down: say so now rather than hold the lock for 30 min
-        logger.exception("could not enqueue VPP sync job %s", job_id)
-        job = Job.objects.get(pk=job_id)
-        Job.objects.filter(pk=job_id).update(enqueue_error=str(exc)[:300])
-        _finish(
-            job,
-            SyncRun.objects.get(job=job),
-            Counter(),
-            SyncResult.FAILED,
-            "The task queue could not be reached; try again when the worker and broker are up.",
-        )
-
-
-# --- the run ------------------------------------------------------------------------
-
-
-def sync_run(*, job_id: int) -> Job:
-    """Run a claimed sync Job to the end. Safe to call twice (a finished job is left alone)."""
-    now = timezone.now()
-    claimed = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, phase="push"
-    )
-    job = Job.objects.get(pk=job_id)
-    if not claimed and job.status != JobStatus.RUNNING:
-        return job
+def _start(job: Job, phase: str) -> tuple[SyncRun, Counter]:
+    """The run and its counters as this phase starts: its own counters at 0, items as recorded."""
     run = SyncRun.objects.get(job=job)
-    counts: Counter = Counter(run.counts)
-    setting = VppServerSetting.load()
-    try:
-        client = setting_client(setting)
-        _push_emails(client, job, counts)
-        _retire_departed(client, job, counts)
-        _read_apple_users(client, job, run, setting, counts)
-    except VppError as exc:
-        _record_token_state(exc)
-        return _finish(job, run, counts, SyncResult.FAILED, exc.message)
-    return _finish(job, run, counts, SyncResult.PARTIAL if counts["failed"] else SyncResult.SUCCEEDED, "")
+    counts = Counter(run.counts)
+    for key in PHASE_COUNTERS[phase]:
+        counts[key] = 0
+    items = dict(JobItem.objects.filter(job=job).values_list("status").annotate(n=Count("id")).order_by())
+    counts["succeeded"] = items.get(ItemStatus.SUCCEEDED, 0)
+    counts["failed"] = items.get(ItemStatus.FAILED, 0)
+    counts["items"] = counts["succeeded"] + counts["failed"]
+    return run, counts
 
 
-def _record_token_state(exc: VppError) -> None:
-    check = health_from_error(exc)
-    if check:
-        VppServerSetting.objects.filter(pk=1).update(
-            token_health=check.health, token_health_detail=check.detail, token_health_checked_at=timezone.now()
-        )
-
-
-def _beat(job: Job, phase: str, counts: Counter) -> None:
-    now = timezone.now()
-    Job.objects.filter(pk=job.pk).update(
-        phase=phase, heartbeat_at=now, total=counts["items"], succeeded=counts["succeeded"], failed=counts["failed"]
-    )
+def _beat(job: Job, run: SyncRun, counts: Counter) -> None:
+    """Progress: the run's counters, the job's totals and heartbeat, the setting page's summary."""
+    SyncRun.objects.filter(pk=run.pk).update(counts=dict(counts))
+    Job.objects.filter(pk=job.pk).update(total=counts["items"], succeeded=counts["succeeded"], failed=counts["failed"])
     SyncSchedule.objects.filter(pk=1, running_job_id=job.pk).update(last_counts=dict(counts))
+    job_heartbeat(job=job)
 
 
-def _finish(job: Job, run: SyncRun, counts: Counter, result: str, detail: str) -> Job:
+def full_sync_push_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+    """Phase ``push``: changed emails → users/update. ``items`` is empty (a job-level phase)."""
+    run, counts = _start(job, "push")
+    _push_emails(client, job, run, counts)
+    _beat(job, run, counts)
+
+
+def full_sync_retire_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+    """Phase ``retire``: departed device users → licences revoked, then retired at Apple."""
+    run, counts = _start(job, "retire")
+    _retire_departed(client, job, run, counts)
+    _beat(job, run, counts)
+
+
+def full_sync_read_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+    """Phase ``read_all``: Apple's users (in full, or as a delta) onto the VppUsers here."""
+    run, counts = _start(job, "read_all")
+    SyncOrphan.objects.filter(run=run).delete()  # a restarted read lists them again
+    _read_apple_users(client, job, run, VppServerSetting.load(), counts)
+    _beat(job, run, counts)
+
+
+def full_sync_finished(job: Job) -> None:
+    """The engine finished the job (done or failed): record the result for the setting page, free
+    the one-per-token claim, and write the audit event."""
+    run = SyncRun.objects.get(job=job)
+    counts = Counter(run.counts)
+    counts.update({"succeeded": 0, "failed": 0})  # keys present even when 0
+    counts["succeeded"], counts["failed"] = job.succeeded, job.failed
+    counts["items"] = job.succeeded + job.failed
+    if job.status != JobStatus.DONE:
+        result = SyncResult.FAILED
+    else:
+        result = SyncResult.PARTIAL if job.failed else SyncResult.SUCCEEDED
+    SyncRun.objects.filter(pk=run.pk).update(counts=dict(counts))
+    Job.objects.filter(pk=job.pk).update(total=counts["items"])
     now = timezone.now()
-    status = JobStatus.FAILED if result == SyncResult.FAILED else JobStatus.DONE
-    run.counts = dict(counts)
-    run.save(update_fields=["counts"])
-    Job.objects.filter(pk=job.pk).update(
-        status=status,
-        phase="done",
-        finished_at=now,
-        heartbeat_at=now,
-        error=detail[:500],
-        succeeded=counts["succeeded"],
-        failed=counts["failed"],
-        total=counts["items"],
-    )
     SyncSchedule.objects.filter(pk=1, last_job_id=job.pk).update(
-        last_result=result, last_counts=dict(counts), last_detail=detail[:500], last_finished_at=now
+        last_result=result, last_counts=dict(counts), last_detail=job.error[:500], last_finished_at=now
     )
     SyncSchedule.objects.filter(pk=1, running_job_id=job.pk).update(running_job_id=None)
-    job.refresh_from_db()
+    job.total = counts["items"]
     audit_record(
         actor=None,
         action="vpp.sync_finished",
@@ -216,7 +130,6 @@ def _finish(job: Job, run: SyncRun, counts: Counter, result: str, detail: str) -
         job=job,
     )
     logger.info("VPP sync job %s finished: %s %s", job.pk, result, dict(counts))
-    return job
 
 
 def _label(vpp_user: VppUser) -> str:
@@ -257,12 +170,10 @@ def _items(job: Job, rows: list[VppUser], step: str, failed: dict[str, str]) -> 
     JobItem.objects.bulk_create(items, batch_size=WRITE_BATCH, ignore_conflicts=True)
 
 
-def _push_emails(client: VppClient, job: Job, counts: Counter) -> None:
+def _push_emails(client: VppClient, job: Job, run: SyncRun, counts: Counter) -> None:
     """Emails changed here since Apple last heard of them → users/update."""
-    from django.db.models import F
-
     changed = (
-        VppUser.objects.filter(status__in=ACTIVE, user__isnull=False, user__is_active=True)
+        VppUser.objects.filter(status__in=ACTIVE_VPP_STATUSES, user__isnull=False, user__is_active=True)
         .exclude(user__email="")
         .exclude(user__email=F("apple_email"))
         .select_related("user")
@@ -277,13 +188,13 @@ def _push_emails(client: VppClient, job: Job, counts: Counter) -> None:
         _items(job, chunk, "update_email", failed)
         counts["emails_pushed"] += len(ok)
         _count_items(counts, len(chunk), len(chunk) - len(ok))
-        _beat(job, "push", counts)
+        _beat(job, run, counts)
 
 
-def _retire_departed(client: VppClient, job: Job, counts: Counter) -> None:
+def _retire_departed(client: VppClient, job: Job, run: SyncRun, counts: Counter) -> None:
     """Device user deleted or deactivated here → revoke licences, then retire at Apple."""
     departed = (
-        VppUser.objects.filter(status__in=ACTIVE)
+        VppUser.objects.filter(status__in=ACTIVE_VPP_STATUSES)
         .filter(Q(user__isnull=True) | Q(user__is_active=False))
         .select_related("user")
     )
@@ -300,7 +211,7 @@ def _retire_departed(client: VppClient, job: Job, counts: Counter) -> None:
         _items(job, chunk, "retire", failed)
         counts["retired_at_apple"] += len(ok)
         _count_items(counts, len(chunk), len(chunk) - len(ok))
-        _beat(job, "push", counts)
+        _beat(job, run, counts)
 
 
 def _count_items(counts: Counter, total: int, failed: int) -> None:
@@ -325,7 +236,7 @@ def _read_apple_users(client, job, run, setting, counts) -> None:
     try:
         version = _read_pages(client, job, run, since, counts)
     except InvalidRequestError as exc:
-        if since is None or exc.error_number != 9721:
+        if since is None or exc.error_number != SYNC_VERSION_UNKNOWN:
             raise
         logger.warning("stored users versionId no longer valid (9721); running a full read instead")
         since = None
@@ -341,7 +252,7 @@ def _read_pages(client, job, run, since, counts) -> str | None:
     seen_active: set[str] = set()  # retired history rows must not override a re-created active user
     for page in listing.pages():
         _apply_page(job, run, page.users, seen_active, counts)
-        _beat(job, "read", counts)
+        _beat(job, run, counts)
     return listing.version_id
 
 
@@ -363,7 +274,7 @@ _LOCAL_FIELDS = ("pk", "user_id", "status", "invite_code", "id_hash", "apple_ema
 def _apply_page(job, run, apple_users: list[VppApiUser], seen_active: set[str], counts: Counter) -> None:
     by_id = {}
     for au in apple_users:
-        if au.status in ("Registered", "Associated"):
+        if au.active:
             seen_active.add(au.client_user_id)
             by_id[au.client_user_id] = au
         elif au.client_user_id not in seen_active and au.client_user_id not in by_id:
@@ -375,7 +286,7 @@ def _apply_page(job, run, apple_users: list[VppApiUser], seen_active: set[str], 
     for cid, au in by_id.items():
         row = local.get(cid)
         if row is None:
-            if au.status in ("Registered", "Associated"):
+            if au.active:
                 orphans.append(
                     SyncOrphan(
                         run=run,
@@ -456,7 +367,7 @@ def _uuids(ids) -> list:
 
 def _merge(row: _Local, au: VppApiUser) -> bool:
     """Copy Apple's view onto the row; True if anything changed."""
-    new_status = APPLE_TO_LOCAL.get(au.status, row.status)
+    new_status = VppUserStatus.from_apple(au.status, row.status)
     if new_status == VppUserStatus.RETIRED and row.status == VppUserStatus.PENDING:
         # A retired history row while our create is still in flight says nothing about it.
         return False

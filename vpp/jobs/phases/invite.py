@@ -7,6 +7,7 @@ is checked at Apple first (its event, or the user itself) before any new create;
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -21,7 +22,6 @@ from vpp.apple.types import RequestUser
 from vpp.invitations.channels import Invitation, channels_for
 from vpp.jobs import readback
 from vpp.jobs.apple_io import (
-    ACTIVE_STATUSES,
     USER_EXISTS,
     EventsStillPending,
     batches,
@@ -30,7 +30,7 @@ from vpp.jobs.apple_io import (
     poll_interval,
     users_version_now,
 )
-from vpp.jobs.engine import JobDeferred, backoff_seconds
+from vpp.jobs.items import JobDeferred, backoff_seconds, item_fail, item_set_step, item_succeed
 from vpp.jobs.leases import CREATE_TURN, lease_held
 from vpp.models import InvitationDelivery, ItemStatus, Job, JobItem, VppServerSetting, VppUser, VppUserStatus
 
@@ -41,24 +41,6 @@ def _cuid(item: JobItem) -> str:
     return str(item.vpp_user.client_user_id)
 
 
-def _move(items: list[JobItem], step: str) -> None:
-    JobItem.objects.filter(pk__in=[item.pk for item in items], status=ItemStatus.IN_FLIGHT).update(
-        step=step, status=ItemStatus.PENDING, claimed_at=None
-    )
-
-
-def item_fail(items: list[JobItem], reason: str, error_number: int | None = None) -> None:
-    JobItem.objects.filter(pk__in=[item.pk for item in items], status=ItemStatus.IN_FLIGHT).update(
-        status=ItemStatus.FAILED, reason=reason[:500], error_number=error_number
-    )
-
-
-def item_succeed(items: list[JobItem], reason: str = "") -> None:
-    JobItem.objects.filter(pk__in=[item.pk for item in items], status=ItemStatus.IN_FLIGHT).update(
-        status=ItemStatus.SUCCEEDED, reason=reason[:500], error_number=None
-    )
-
-
 def job_capture_version(*, job: Job, client: VppClient) -> None:
     """Remember Apple's users versionId before our first create: the read-back watermark starts there."""
     if job.apple_version_id:
@@ -67,6 +49,16 @@ def job_capture_version(*, job: Job, client: VppClient) -> None:
     if version:
         Job.objects.filter(pk=job.pk, apple_version_id="").update(apple_version_id=version)
         job.apple_version_id = version
+
+
+def invite_prepare(*, job: Job, client: VppClient) -> None:
+    """Before the first create: Apple's users versionId (the read-back is a delta from it).
+
+    Apple being unavailable is not fatal here: without the watermark the read-back asks Apple
+    user by user. Token errors propagate (the engine stops the job and records the token's health).
+    """
+    with contextlib.suppress(TransientVppError):
+        job_capture_version(job=job, client=client)
 
 
 # --------------------------------------------------------------------------- create
@@ -87,19 +79,6 @@ def invite_phase(*, job: Job, items: list[JobItem], client: VppClient, token: st
         _deliver(job=job, items=delivering, client=client)
 
 
-def _set_step(items: list[JobItem], step: str) -> None:
-    """Record progress inside a claimed chunk (the items stay in flight)."""
-    JobItem.objects.filter(pk__in=[item.pk for item in items], status=ItemStatus.IN_FLIGHT).update(step=step)
-    for item in items:
-        item.step = step
-
-
-def _fail(items: list[JobItem], reason: str, error_number: int | None = None) -> None:
-    item_fail(items, reason, error_number)
-    for item in items:
-        item.status = ItemStatus.FAILED
-
-
 def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
     config = client.service_config()
     waiting: dict[str, list[JobItem]] = {}
@@ -108,7 +87,7 @@ def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) ->
     undecided: list[JobItem] = []
     for item in items:
         if item.vpp_user is None:
-            _fail([item], "The VPP user record is gone.")
+            item_fail([item], "The VPP user record is gone.")
         elif item.apple_event_id:
             waiting.setdefault(item.apple_event_id, []).append(item)
         elif item.request_sent_at:
@@ -121,7 +100,7 @@ def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) ->
                 to_create.append(item)  # Apple's rule: still nothing after that long, send it again
         else:
             to_create.append(item)
-    _set_step(created, "readback")
+    item_set_step(created, "readback")
 
     if to_create:
         # One chunk creates at a time: the chunks then finish their Apple steps one after another,
@@ -150,7 +129,7 @@ def _recheck_after() -> timedelta:
 
 def _exists_at_apple(client: VppClient, item: JobItem) -> bool:
     user = client.get_user(_cuid(item))
-    return user is not None and user.status in ACTIVE_STATUSES
+    return user is not None and user.active
 
 
 def _send_create(client: VppClient, batch: list[JobItem]) -> dict[str, list[JobItem]]:
@@ -170,7 +149,7 @@ def _send_create(client: VppClient, batch: list[JobItem]) -> dict[str, list[JobI
         raise
     except InvalidRequestError as exc:
         JobItem.objects.filter(pk__in=ids).update(request_sent_at=None)
-        _fail(batch, exc.message, exc.error_number)
+        item_fail(batch, exc.message, exc.error_number)
         return {}
     groups = _event_groups(client, batch, event_ids)
     for event_id, group in groups.items():
@@ -213,8 +192,8 @@ def _record_create_events(waiting: dict[str, list[JobItem]], finished: dict, unk
             if failure is None or failure[0] == USER_EXISTS:
                 created.append(item)
             else:
-                _fail([item], failure[1], failure[0])
-    _set_step(created, "readback")
+                item_fail([item], failure[1], failure[0])
+    item_set_step(created, "readback")
 
 
 # --------------------------------------------------------------------------- read back
@@ -235,8 +214,8 @@ def _read_back(*, job: Job, items: list[JobItem], client: VppClient, token: str)
     item_succeed(associated, "Already associated at Apple; no invitation needed.")
     for item in associated:
         item.status = ItemStatus.SUCCEEDED
-    _fail(missing, "Apple did not return an invitation code for this user.")
-    _set_step(ready, "deliver")
+    item_fail(missing, "Apple did not return an invitation code for this user.")
+    item_set_step(ready, "deliver")
 
 
 # --------------------------------------------------------------------------- deliver

@@ -6,20 +6,13 @@ from django.utils import timezone
 
 from vpp.apple.client import VppClient
 from vpp.apple.types import RequestUser, VppApiUser
-from vpp.jobs.apple_io import ACTIVE_STATUSES, batches, events_wait, failures_by_user, prefer, users_listing
-from vpp.jobs.phases.invite import _move, item_fail, item_succeed
+from vpp.jobs.apple_io import batches, events_wait, failures_by_user, prefer, users_listing
+from vpp.jobs.items import item_fail, item_move, item_succeed
 from vpp.jobs.rows import rows_update
 from vpp.models import Job, JobItem, VppUserStatus
 
 # Up to this many users, one filtered listing per user is cheaper than a full listing.
 PER_USER_READ_LIMIT = 50
-
-APPLE_TO_LOCAL = {
-    "Registered": VppUserStatus.INVITED,
-    "Associated": VppUserStatus.ASSOCIATED,
-    "Retired": VppUserStatus.RETIRED,
-    "Deleted": VppUserStatus.RETIRED,
-}
 
 
 def sync_update_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
@@ -48,7 +41,7 @@ def sync_update_phase(*, job: Job, items: list[JobItem], client: VppClient, toke
             if failure:
                 failed_pks.add(item.pk)
                 item_fail([item], f"Email update refused: {failure[1]}", failure[0])
-    _move([item for item in items if item.pk not in failed_pks and item.vpp_user], "read")
+    item_move([item for item in items if item.pk not in failed_pks and item.vpp_user], "read")
     item_fail([item for item in items if not item.vpp_user], "Not a VPP user.")
 
 
@@ -73,10 +66,10 @@ def sync_read_phase(*, job: Job, items: list[JobItem], client: VppClient, token:
             vpp_user.invite_code = ""
             notes[item.pk] = f"Apple has no record of this user (was {before} here); marked retired."
         else:
-            vpp_user.status = APPLE_TO_LOCAL.get(apple.status, vpp_user.status)
+            vpp_user.status = VppUserStatus.from_apple(apple.status, vpp_user.status)
             vpp_user.apple_email = apple.email or vpp_user.apple_email
             vpp_user.id_hash = apple.id_hash or vpp_user.id_hash
-            if apple.status in ACTIVE_STATUSES:
+            if apple.active:
                 vpp_user.invite_code = apple.invite_code or vpp_user.invite_code
             if vpp_user.status != before:
                 notes[item.pk] = f"Was {before} here; Apple says {apple.status}. Updated."

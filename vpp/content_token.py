@@ -1,0 +1,91 @@
+"""The stored content token: the one way to build a VPP client from it, the one "no token"
+signal, and the one writer of the token's health.
+
+Every part that calls Apple (the jobs, the settings page, the daily health check) builds its
+client with ``vpp_client`` and, when Apple says the token is broken, records that with
+``token_health_record_error``: one wording per Apple error, one place that writes it.
+Apple's token errors (9621 expired, 9625 revoked, 9601/9622/9722 not accepted):
+https://developer.apple.com/documentation/devicemanagement/app-and-book-management/handling-error-responses
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from vpp import secrets as vault
+from vpp.apple.client import VppClient
+from vpp.apple.errors import TokenExpiredError, TokenInvalidError, TokenRevokedError, VppError
+from vpp.apple.types import ClientConfig
+from vpp.models import TokenHealth, VppServerSetting
+
+NO_TOKEN_TEXT = "No content token is uploaded yet. Upload one in Setting › iOS/macOS › VPP Server Setting."
+
+
+class NoContentToken(RuntimeError):
+    """No content token is stored, so nothing can be asked of Apple. ``str(exc)`` is for the admin."""
+
+    def __init__(self, message: str = NO_TOKEN_TEXT):
+        super().__init__(message)
+        self.message = message
+
+
+def vpp_client(setting: VppServerSetting | None = None, *, raw_token: str | None = None, **kwargs) -> VppClient:
+    """A ``VppClient`` for the stored content token (or ``raw_token``, a token being uploaded).
+
+    The base URL is the setting's override (the sandbox), else ``settings.VPP_API_BASE_URL``.
+    ``kwargs`` go to ``VppClient`` (a rate limiter in tests). Raises ``NoContentToken`` when
+    no token is stored, and ``vpp.secrets.SecretUnreadable`` when it cannot be decrypted.
+    """
+    setting = setting or VppServerSetting.load()
+    if raw_token is None:
+        if not setting.has_token:
+            raise NoContentToken()
+        raw_token = vault.decrypt(setting.content_token_encrypted)
+    return VppClient(raw_token, base_url=setting.api_base_url or settings.VPP_API_BASE_URL, **kwargs)
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    """A token health and the sentence shown with it (empty when all is well)."""
+
+    health: str
+    detail: str
+    config: ClientConfig | None = None
+
+
+def health_from_error(exc: VppError) -> TokenCheck | None:
+    """The token state an Apple error reports, or None for errors that say nothing about the token."""
+    if isinstance(exc, TokenExpiredError):
+        return TokenCheck(TokenHealth.EXPIRED, f"Apple reports the token expired (error {exc.error_number}).")
+    if isinstance(exc, TokenRevokedError):
+        return TokenCheck(
+            TokenHealth.REVOKED,
+            f"Apple reports the token revoked (error {exc.error_number}). "
+            "Download a new one in Apple Business/School Manager.",
+        )
+    if isinstance(exc, TokenInvalidError):
+        number = f" (error {exc.error_number})" if exc.error_number is not None else ""
+        return TokenCheck(TokenHealth.INVALID, f"Apple does not accept this token{number}.")
+    return None
+
+
+def token_health_store(*, check: TokenCheck, now: dt.datetime | None = None) -> None:
+    """Record ``check`` as the stored token's health (the banner reads it)."""
+    VppServerSetting.load()  # the row exists from here on
+    VppServerSetting.objects.filter(pk=1).update(
+        token_health=check.health,
+        token_health_detail=check.detail[:500],
+        token_health_checked_at=now or timezone.now(),
+    )
+
+
+def token_health_record_error(exc: VppError, *, now: dt.datetime | None = None) -> TokenCheck | None:
+    """If ``exc`` says the token is expired, revoked or not accepted, record it; returns the check or None."""
+    check = health_from_error(exc)
+    if check is not None:
+        token_health_store(check=check, now=now)
+    return check
