@@ -14,6 +14,8 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.utils.html import escape
 
+from vpp.invitations.channels import Invitation
+
 PLACEHOLDERS = ("user_name", "invitation_link", "organisation")
 SAMPLE = {
     "user_name": "Alex Example",
@@ -89,3 +91,21 @@ def invitation_send_test(*, setting, to_email: str, user_name: str) -> RenderedI
         mail.attach_alternative(message.html, "text/html")
     mail.send()
     return message
+
+
+class _SafeDict(dict):
+    def __missing__(self, key):  # unknown {placeholders} in admin-edited templates stay as typed
+        return "{" + key + "}"
+
+
+def render_template(template: str, invitation: Invitation, *, html: bool = False) -> str:
+    user = invitation.user
+    values = {
+        "user_name": getattr(user, "display_name", ""),
+        "email": getattr(user, "email", ""),
+        "organisation": invitation.organisation,
+        "invitation_link": invitation.link,
+    }
+    if html:
+        values = {key: escape(value) for key, value in values.items()}
+    return template.format_map(_SafeDict(values))
