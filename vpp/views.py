@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from vpp import forms as f
 from vpp.audit import audit_record
 from vpp.invitations import message as invitation_message
+from vpp.invitations.email import invitation_send_test
 from vpp.jobs.phases.full_sync import SyncBlocked, running_sync_job, sync_start
 from vpp.models import SyncSchedule, TokenHealth, VppServerSetting
 from vpp.selectors import sync_orphans, token_problem, vpp_actions_disabled_reason
@@ -203,7 +204,7 @@ def _send_test(request, setting, schedule):
     if not request.user.email:
         messages.error(request, "Your admin account has no email address to send the test to.")
         return None
-    invitation_message.invitation_send_test(
+    invitation_send_test(
         setting=setting,
         to_email=request.user.email,
         user_name=request.user.get_full_name() or request.user.get_username(),

@@ -1,5 +1,8 @@
 """The email invitation channel: Django's email framework, text + HTML, one connection per batch.
 
+"Send test to me" (``invitation_send_test``) is a real invitation email, built by the same
+``EmailChannel.build``, with a sample link, to the admin who asked.
+
 The message is written with Django's own email policy (compat32), only faster: see
 ``_QuickFoldPolicy`` and ``_InvitationEmail``. tests/vpp/test_invitation_email.py checks the
 bytes are the same.
@@ -14,13 +17,15 @@ from collections.abc import Sequence
 from email.policy import Compat32
 
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.utils.html import escape, linebreaks
 
 from vpp.invitations.channels import DeliveryResult, Invitation
-from vpp.invitations.message import render_template
+from vpp.invitations.message import invitation_render_for, sample_invitation
 from vpp.models import VppServerSetting
 
 logger = logging.getLogger(__name__)
+
+# Marks "Send test to me" mail. A header, not a "[Test]" subject: the test shows the real subject.
+TEST_HEADER = "X-Kmconsole-Test"
 
 
 class _QuickFoldPolicy(Compat32):
@@ -78,21 +83,14 @@ class EmailChannel:
         return bool(getattr(user, "email", ""))
 
     def build(self, invitation: Invitation, *, setting: VppServerSetting) -> EmailMultiAlternatives:
-        subject = render_template(setting.invitation_subject, invitation).replace("\n", " ")
-        text = render_template(setting.invitation_body_text, invitation)
-        if setting.invitation_body_html:
-            html = render_template(setting.invitation_body_html, invitation, html=True)
-        else:
-            html = linebreaks(escape(text)).replace(
-                escape(invitation.link), f'<a href="{escape(invitation.link)}">{escape(invitation.link)}</a>'
-            )
+        rendered = invitation_render_for(invitation, setting=setting)
         message = _InvitationEmail(
-            subject=subject,
-            body=text,
+            subject=rendered.subject,
+            body=rendered.text,
             from_email=setting.invitation_sender or None,
             to=[invitation.user.email],
         )
-        message.attach_alternative(html, "text/html")
+        message.attach_alternative(rendered.html, "text/html")
         return message
 
     def send(self, invitations: Sequence[Invitation], *, setting: VppServerSetting) -> list[DeliveryResult]:
@@ -123,3 +121,17 @@ def email_error_transient(exc: Exception) -> bool:
     if isinstance(exc, smtplib.SMTPResponseException):
         return 400 <= exc.smtp_code < 500
     return isinstance(exc, OSError)  # connection refused, reset or timed out; server disconnected
+
+
+def invitation_send_test(*, setting: VppServerSetting, to_email: str, user_name: str) -> EmailMultiAlternatives:
+    """Mail the admin the invitation a device user of that name would get, with a sample link.
+
+    Built by ``EmailChannel.build`` as every real invitation is (same subject, text and HTML
+    parts, link made clickable the same way), addressed to ``to_email`` and marked with the
+    header TEST_HEADER. Raises what the mail backend raises (smtplib.SMTPException, OSError).
+    """
+    invitation = sample_invitation(setting, user_name=user_name, email=to_email)
+    message = EmailChannel().build(invitation, setting=setting)
+    message.extra_headers[TEST_HEADER] = "1"
+    message.send()
+    return message

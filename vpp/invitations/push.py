@@ -33,7 +33,7 @@ from vpp.apple.apns import (
     TransientApnsError,
 )
 from vpp.invitations.channels import DeliveryResult, Invitation
-from vpp.invitations.message import render_template
+from vpp.invitations.message import push_alert
 from vpp.models import VppServerSetting
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,6 @@ class PushChannel:
     """Invitations as an APNs alert to the agent app (``push_invitations`` does the sending)."""
 
     name = "push"
-    body = "Tap to join and receive apps and books from {organisation}."
 
     def available(self) -> bool:
         try:
@@ -147,15 +146,10 @@ class PushChannel:
         return push_devices(user).exists()
 
     def send(self, invitations: Sequence[Invitation], *, setting: VppServerSetting) -> list[DeliveryResult]:
-        messages = [
-            PushMessage(
-                user=invitation.user,
-                link=invitation.link,
-                title=render_template(setting.invitation_subject, invitation).replace("\n", " "),
-                body=self.body.format(organisation=invitation.organisation),
-            )
-            for invitation in invitations
-        ]
+        messages = []
+        for invitation in invitations:
+            title, body = push_alert(invitation, setting=setting)
+            messages.append(PushMessage(user=invitation.user, link=invitation.link, title=title, body=body))
         return [DeliveryResult(result.ok, result.error, result.transient) for result in push_invitations(messages)]
 
 
