@@ -16,6 +16,7 @@ from vpp import forms as f
 from vpp.audit import audit_record
 from vpp.content_token import NoContentToken
 from vpp.invitations import message as invitation_message
+from vpp.invitations.email import invitation_send_test
 from vpp.models import SyncSchedule, TokenHealth, VppServerSetting
 from vpp.selectors import sync_orphans, token_problem, vpp_actions_disabled_reason
 from vpp.services import notifications
@@ -204,7 +205,7 @@ def _send_test(request, setting, schedule):
     if not request.user.email:
         messages.error(request, "Your admin account has no email address to send the test to.")
         return None
-    invitation_message.invitation_send_test(
+    invitation_send_test(
         setting=setting,
         to_email=request.user.email,
         user_name=request.user.get_full_name() or request.user.get_username(),

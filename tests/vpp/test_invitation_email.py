@@ -6,7 +6,8 @@ from email.policy import compat32
 
 import pytest
 
-from vpp.invitations.channels import EmailChannel, Invitation
+from vpp.invitations.channels import Invitation
+from vpp.invitations.email import EmailChannel
 from vpp.models import VppServerSetting
 
 

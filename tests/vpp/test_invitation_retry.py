@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from tests.vpp.conftest import run_job
 from users.models import User
-from vpp.invitations.channels import email_error_transient
+from vpp.invitations.email import email_error_transient
 from vpp.jobs.engine import job_create
 from vpp.jobs.plan import vpp_plan_build
 from vpp.models import InvitationDelivery, ItemStatus, JobAction, JobItem, JobStatus, VppUser, VppUserStatus

@@ -1,26 +1,36 @@
-"""Invitation message templates: placeholders, validation, rendering, "send test to me".
+"""The invitation message: its placeholders, the templates' check, and the one renderer.
 
-Templates use ``{placeholder}`` with exactly the names in PLACEHOLDERS; literal braces
-are written ``{{`` and ``}}`` (Python's str.format rules). The jobs part renders real
-invitations with ``invitation_render``.
+Everything that sends or shows an invitation's words renders them here: the email's subject,
+text and HTML parts (vpp/invitations/email.py), the push alert's title and body
+(vpp/invitations/push.py), and the settings page's preview (with ``sample_values``).
+"Send test to me" is a real invitation email built from ``sample_invitation``.
+
+Templates use ``{placeholder}`` with exactly the names in PLACEHOLDERS; literal braces are
+written ``{{`` and ``}}`` (Python's str.format rules). The settings form refuses anything else
+(``template_check``); a stored template that slipped past it still renders, its unknown
+placeholders left as typed.
 """
 
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
-from django.utils.html import escape
+from django.utils.html import escape, linebreaks
+
+from vpp.invitations.channels import Invitation, invitation_organisation
 
 PLACEHOLDERS = ("user_name", "invitation_link", "organisation")
-SAMPLE = {
-    "user_name": "Alex Example",
-    "invitation_link": "https://buy.itunes.apple.com/WebObjects/MZFinance.woa/wa/associateVPPUserWithITSAccount"
-    "?inviteCode=SAMPLE-INVITE-CODE&mt=8",
-    "organisation": "Example Org",
-}
+PUSH_BODY = "Tap to join and receive apps and books from {organisation}."
+
+# What the preview and "Send test to me" fill in where a real invitation has the user's own.
+SAMPLE_USER_NAME = "Alex Example"
+SAMPLE_LINK = (
+    "https://buy.itunes.apple.com/WebObjects/MZFinance.woa/wa/associateVPPUserWithITSAccount"
+    "?inviteCode=SAMPLE-INVITE-CODE&mt=8"
+)
+SAMPLE_ORGANISATION = "Example Org"  # only while the setting names no organisation (no token yet)
 
 
 class TemplateError(ValueError):
@@ -29,9 +39,19 @@ class TemplateError(ValueError):
 
 @dataclass(frozen=True)
 class RenderedInvitation:
-    subject: str
+    subject: str  # one line
     text: str
+    # The HTML template rendered, or without one the text as HTML with the link made clickable:
+    # every invitation email carries an HTML part.
     html: str
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Who a sample invitation is for: the ``user`` of an Invitation needs no more than this."""
+
+    display_name: str
+    email: str = ""
 
 
 def template_check(text: str) -> None:
@@ -51,41 +71,65 @@ def template_check(text: str) -> None:
             raise TemplateError(f"Placeholder {{{field}}} takes no format options.")
 
 
-def _fill(template: str, values: dict[str, str]) -> str:
-    return template.format_map(values)
+class _AsTyped(dict):
+    def __missing__(self, key):  # an unknown {placeholder} in a stored template stays as typed
+        return "{" + key + "}"
 
 
-def invitation_render(*, subject: str, body_text: str, body_html: str, values: dict[str, str]) -> RenderedInvitation:
-    """Render the three templates; values are HTML-escaped in the HTML body only."""
-    html = _fill(body_html, {k: escape(v) for k, v in values.items()}) if body_html.strip() else ""
-    # A subject is one line whatever the values hold (no header injection).
-    one_line = " ".join(_fill(subject, values).split())
-    return RenderedInvitation(subject=one_line, text=_fill(body_text, values), html=html)
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    return template.format_map(_AsTyped(values))
 
 
-def invitation_render_for_setting(setting, *, values: dict[str, str]) -> RenderedInvitation:
+def invitation_values(invitation: Invitation) -> dict[str, str]:
+    """The placeholders' values for one invitation."""
+    return {
+        "user_name": getattr(invitation.user, "display_name", ""),
+        "invitation_link": invitation.link,
+        "organisation": invitation.organisation,
+    }
+
+
+def subject_render(template: str, values: Mapping[str, str]) -> str:
+    """The subject (or push title): one line whatever the values hold, so no header injection."""
+    return " ".join(_fill(template, values).splitlines())
+
+
+def invitation_render(*, subject: str, body_text: str, body_html: str, values: Mapping[str, str]) -> RenderedInvitation:
+    """Render the three templates; values are HTML-escaped in the HTML body only.
+
+    The settings page's preview calls this with the unsaved form's templates; everything else
+    goes through ``invitation_render_for``.
+    """
+    text = _fill(body_text, values)
+    if body_html.strip():
+        html = _fill(body_html, {key: escape(value) for key, value in values.items()})
+    else:
+        link = escape(values["invitation_link"])
+        html = linebreaks(escape(text)).replace(link, f'<a href="{link}">{link}</a>')
+    return RenderedInvitation(subject=subject_render(subject, values), text=text, html=html)
+
+
+def invitation_render_for(invitation: Invitation, *, setting) -> RenderedInvitation:
+    """One invitation's subject, text and HTML, from the setting's templates."""
     return invitation_render(
         subject=setting.invitation_subject,
         body_text=setting.invitation_body_text,
         body_html=setting.invitation_body_html,
-        values=values,
+        values=invitation_values(invitation),
     )
+
+
+def push_alert(invitation: Invitation, *, setting) -> tuple[str, str]:
+    """The push alert's (title, body): the title is the email subject."""
+    values = invitation_values(invitation)
+    return subject_render(setting.invitation_subject, values), _fill(PUSH_BODY, values)
+
+
+def sample_invitation(setting, *, user_name: str = SAMPLE_USER_NAME, email: str = "") -> Invitation:
+    """An invitation with a sample link, from the setting's organisation (what preview and test show)."""
+    organisation = invitation_organisation(setting, default=SAMPLE_ORGANISATION)
+    return Invitation(0, Recipient(user_name, email), SAMPLE_LINK, organisation)
 
 
 def sample_values(setting) -> dict[str, str]:
-    return {**SAMPLE, "organisation": setting.token_org_name or setting.location_name or SAMPLE["organisation"]}
-
-
-def invitation_send_test(*, setting, to_email: str, user_name: str) -> RenderedInvitation:
-    """Mail the rendered templates, with sample values, to the admin who asked."""
-    message = invitation_render_for_setting(setting, values={**sample_values(setting), "user_name": user_name})
-    mail = EmailMultiAlternatives(
-        subject=f"[Test] {message.subject}",
-        body=message.text,
-        from_email=setting.invitation_sender or settings.DEFAULT_FROM_EMAIL,
-        to=[to_email],
-    )
-    if message.html:
-        mail.attach_alternative(message.html, "text/html")
-    mail.send()
-    return message
+    return invitation_values(sample_invitation(setting))

@@ -1,5 +1,7 @@
 """The push invitation channel: Apple's invitation link as an APNs alert to our agent app.
 
+``PushChannel`` is the channel the registry (vpp/invitations/channels.py) hands to the job flow.
+
 A user is reached on every activated iOS/iPadOS/macOS device that has a push token. A 410
 Unregistered answer clears that device's token (the app was removed or notifications were
 turned off), so the next invitation does not try it again.
@@ -20,7 +22,9 @@ from django.db.models import QuerySet
 
 from users.models import Device, activated_apple_device_q
 from vpp.apple.apns import (
+    ApnsConfig,
     ApnsError,
+    ApnsNotConfiguredError,
     ApnsProvider,
     ApnsRateLimitedError,
     PermanentApnsError,
@@ -28,6 +32,9 @@ from vpp.apple.apns import (
     PushStatus,
     TransientApnsError,
 )
+from vpp.invitations.channels import DeliveryResult, Invitation
+from vpp.invitations.message import push_alert
+from vpp.models import VppServerSetting
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +128,29 @@ def push_invitations(
         if provider is None:
             apns.close()
     return results
+
+
+class PushChannel:
+    """Invitations as an APNs alert to the agent app (``push_invitations`` does the sending)."""
+
+    name = "push"
+
+    def available(self) -> bool:
+        try:
+            ApnsConfig.from_settings()
+        except ApnsNotConfiguredError:
+            return False
+        return True
+
+    def can_reach(self, user) -> bool:
+        return push_devices(user).exists()
+
+    def send(self, invitations: Sequence[Invitation], *, setting: VppServerSetting) -> list[DeliveryResult]:
+        messages = []
+        for invitation in invitations:
+            title, body = push_alert(invitation, setting=setting)
+            messages.append(PushMessage(user=invitation.user, link=invitation.link, title=title, body=body))
+        return [DeliveryResult(result.ok, result.error, result.transient) for result in push_invitations(messages)]
 
 
 def _devices_by_user(users: Iterable) -> dict[int, list[Device]]:

@@ -19,7 +19,7 @@ from django.utils import timezone
 from vpp.apple.client import VppClient
 from vpp.apple.errors import InvalidRequestError, TransientVppError
 from vpp.apple.types import RequestUser
-from vpp.invitations.channels import Invitation, channels_for
+from vpp.invitations.channels import Invitation, channels_for, invitation_organisation
 from vpp.jobs import readback
 from vpp.jobs.apple_io import (
     USER_EXISTS,
@@ -224,7 +224,7 @@ def _read_back(*, job: Job, items: list[JobItem], client: VppClient, token: str)
 def _deliver(*, job: Job, items: list[JobItem], client: VppClient) -> None:
     config = client.service_config()
     setting = VppServerSetting.load()
-    organisation = setting.token_org_name or setting.location_name or "Your organisation"
+    organisation = invitation_organisation(setting)
     sent: dict[int, list[str]] = {item.pk: [] for item in items}
     errors: dict[int, list[str]] = {item.pk: [] for item in items}
     retry: set[int] = set()  # items a channel failed for a reason that may pass
