@@ -39,9 +39,11 @@ run: install
 test: install tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# ruff (lint and format) and the architecture contracts in pyproject.toml [tool.importlinter].
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check . || true
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo
 
 clean:
 	rm -rf $(VENV) var staticfiles

@@ -1,11 +1,12 @@
-"""The schedule end to end: two beat ticks through a REAL Celery worker start one full sync,
-which runs to the end against the sandbox."""
+"""The full sync through a REAL Celery worker against the sandbox: two beat ticks start one sync
+that runs to the end, and a worker killed mid-sync is replaced through the sweeper."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from tests.vpp.worker import Worker, purge_queue, wait_until
@@ -13,9 +14,20 @@ from users.models import User
 from vpp import tasks
 from vpp.apple.client import VppClient
 from vpp.apple.types import RequestUser
-from vpp.models import Job, JobAction, JobStatus, ScheduleMode, SyncSchedule, VppServerSetting, VppUser, VppUserStatus
+from vpp.models import (
+    Job,
+    JobAction,
+    JobStatus,
+    ScheduleMode,
+    SyncRun,
+    SyncSchedule,
+    VppServerSetting,
+    VppUser,
+    VppUserStatus,
+)
 from vpp.services import setting as setting_service
 from vpp.services.schedule import ScheduleInput, schedule_update
+from vpp.services.sync import sync_start
 
 pytestmark = [pytest.mark.worker, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
@@ -69,3 +81,64 @@ def test_two_ticks_through_the_worker_start_one_sync_that_finishes(vpp_sandbox, 
     schedule = SyncSchedule.load()
     assert schedule.next_run_at > timezone.now() + dt.timedelta(minutes=55)
     assert schedule.last_result == "succeeded" and schedule.running_job_id is None
+
+
+def test_a_worker_killed_during_a_full_sync_is_replaced_by_the_sweeper(vpp_sandbox, tmp_path):
+    """As for an invite job: the sweeper finds the silent sync and a new worker finishes it."""
+    setting = VppServerSetting.load()
+    setting.api_base_url = vpp_sandbox.base_url
+    setting.save()
+    setting_service.token_upload(data=vpp_sandbox.token, actor=None)
+    apple = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
+    users = [User(display_name=f"User {n}", login_id=f"user{n}", email=f"user{n}@example.com") for n in range(24)]
+    User.objects.bulk_create(users)
+    vpp_users = [VppUser(user=u, status=VppUserStatus.INVITED, apple_email=u.email) for u in User.objects.all()]
+    VppUser.objects.bulk_create(vpp_users)
+    requests = [RequestUser(str(v.client_user_id), email=v.apple_email) for v in VppUser.objects.all()]
+    for event in apple.create_users(requests):
+        apple.wait_for_event(event, poll_interval=0.05)
+    # One user per page, each page slow: the read phase takes several seconds.
+    vpp_sandbox.control(page_size=1, latency=0.25)
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    env = {"VPP_JOB_STALE_SECONDS": "3"}
+    purge_queue()
+    first = Worker(outbox=outbox, env=env).start()
+    second = None
+    try:
+        with transaction.atomic():
+            started = sync_start(actor=None)
+        job = started.job
+
+        def reading():
+            run = SyncRun.objects.get(job=job)
+            return Job.objects.get(pk=job.pk).phase == "read_all" and run.counts.get("apple_users", 0) >= 3
+
+        try:
+            wait_until(reading, timeout=60, message="the sync to be reading Apple's users")
+        except AssertionError:
+            raise AssertionError(first.log_tail()) from None
+        first.kill()
+        job.refresh_from_db()
+        assert not job.finished and job.phase == "read_all"
+        vpp_sandbox.control(latency=0.0)
+        second = Worker(outbox=outbox, env=env).start()
+
+        def done():
+            job.refresh_from_db()
+            return job.finished
+
+        try:
+            wait_until(done, timeout=90, message="the sweeper and a new worker to finish the sync")
+        except AssertionError:
+            raise AssertionError(second.log_tail()) from None
+    finally:
+        first.kill()
+        if second:
+            second.stop()
+    assert (job.status, job.phase, job.phase_token) == (JobStatus.DONE, "done", "")
+    run = SyncRun.objects.get(job=job)
+    assert run.counts["apple_users"] == 24  # the restarted read counted each user once
+    schedule = SyncSchedule.load()
+    assert schedule.last_result == "succeeded" and schedule.running_job_id is None
+    assert VppServerSetting.load().users_version_id == run.version_id != ""
