@@ -426,9 +426,7 @@ def _run(job: Job, phase: Phase, chunk: int, items: list[JobItem], token: str, c
             job_fail(job=job, message="Internal error while running this job (see the worker log).")
             return False
         _fail_claimed(token, "Internal error while processing this user (see the worker log).", None)
-    if phase.job_level:
-        Job.objects.filter(pk=job.pk, phase_token=token).update(phase_token="", phase_attempts=0)
-    else:
+    if not phase.job_level:  # (a job-level phase keeps its claim until the job moves on: job_advance)
         job_release(token=token)  # safety net: nothing stays in flight after its task (attempts are capped)
     return True
 
@@ -457,8 +455,7 @@ def _stop(job: Job, exc: Exception) -> None:
     """The whole job stops: record what Apple said about the token, fail what is left."""
     if isinstance(exc, VppError):
         token_health_record_error(exc)
-        message = exc.message if isinstance(exc, NotPermittedError) else f"{exc.message} The job stopped."
-        job_fail(job=job, message=message, error_number=exc.error_number)
+        job_fail(job=job, message=f"{exc.message} The job stopped.", error_number=exc.error_number)
     else:
         job_fail(job=job, message=str(exc))
 

@@ -30,7 +30,6 @@ from vpp.apple.client import VppClient
 from vpp.apple.errors import InvalidRequestError
 from vpp.apple.types import EventStatus, RequestUser, VppApiUser
 from vpp.audit import audit_record
-from vpp.jobs.items import job_heartbeat
 from vpp.models import (
     ACTIVE_VPP_STATUSES,
     ItemStatus,
@@ -74,9 +73,10 @@ def _start(job: Job, phase: str) -> tuple[SyncRun, Counter]:
 def _beat(job: Job, run: SyncRun, counts: Counter) -> None:
     """Progress: the run's counters, the job's totals and heartbeat, the setting page's summary."""
     SyncRun.objects.filter(pk=run.pk).update(counts=dict(counts))
-    Job.objects.filter(pk=job.pk).update(total=counts["items"], succeeded=counts["succeeded"], failed=counts["failed"])
+    Job.objects.filter(pk=job.pk).update(
+        total=counts["items"], succeeded=counts["succeeded"], failed=counts["failed"], heartbeat_at=timezone.now()
+    )
     SyncSchedule.objects.filter(pk=1, running_job_id=job.pk).update(last_counts=dict(counts))
-    job_heartbeat(job=job)
 
 
 def full_sync_push_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
