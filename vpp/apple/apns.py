@@ -35,7 +35,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -44,6 +43,8 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
+
+from vpp.apple.errors import parse_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -557,7 +558,7 @@ def _result(device_token: str, response: httpx.Response) -> PushResult:
         return PushResult(
             device_token, PushStatus.BAD_DEVICE_TOKEN, apns_id=apns_id, reason=reason, message=message, http_status=400
         )
-    retry_after = _retry_after(response.headers.get("retry-after"))
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
     if status == 429:
         raise ApnsRateLimitedError(message, reason=reason, http_status=status, retry_after=retry_after)
     if status >= 500:
@@ -573,20 +574,3 @@ def _timestamp(response: httpx.Response) -> datetime | None:
         return datetime.fromtimestamp(int(millis) / 1000, tz=UTC) if millis is not None else None
     except (ValueError, TypeError, AttributeError):
         return None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds; both forms (delta-seconds and HTTP-date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
