@@ -22,7 +22,8 @@ from vpp.apple.errors import TokenExpiredError, TokenInvalidError, TokenRevokedE
 from vpp.apple.types import ClientConfig
 from vpp.models import TokenHealth, VppServerSetting
 
-NO_TOKEN_TEXT = "No content token is uploaded yet. Upload one in Setting › iOS/macOS › VPP Server Setting."
+# The one sentence for "no token", wherever it stops something (jobs, the toolbar, Sync now, the schedule).
+NO_TOKEN_TEXT = "No content token is uploaded yet. Upload a content token in Setting › iOS/macOS › VPP Server Setting."
 
 
 class NoContentToken(RuntimeError):

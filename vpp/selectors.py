@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from users.models import Device, User, activated_apple_device_q
+from vpp.content_token import NO_TOKEN_TEXT
 from vpp.models import (
     FINISHED_JOB_STATUSES,
     OPEN_ITEM_STATUSES,
@@ -115,7 +116,7 @@ def vpp_actions_disabled_reason(setting: VppServerSetting | None = None) -> str 
             "Setting › iOS/macOS › VPP Server Setting), so VPP user actions are off."
         )
     if not setting.has_token:
-        return "Upload a content token in Setting › iOS/macOS › VPP Server Setting."
+        return NO_TOKEN_TEXT
     if setting.token_health in BLOCKING_HEALTH - {TokenHealth.MISSING}:
         return token_problem(setting)
     return None
@@ -125,7 +126,7 @@ def token_problem(setting: VppServerSetting) -> str | None:
     """A sentence about a token that blocks Apple calls, or None when the token is usable."""
     health = setting.token_health
     if health == TokenHealth.MISSING:
-        return "No content token is uploaded yet (Setting › iOS/macOS › VPP Server Setting)."
+        return NO_TOKEN_TEXT
     if health == TokenHealth.EXPIRED:
         return "The content token has expired (Apple error 9621); upload a renewed token."
     if health == TokenHealth.REVOKED:

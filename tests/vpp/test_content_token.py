@@ -15,7 +15,7 @@ TOKEN = "c2VjcmV0LXRva2Vu"
 
 def test_the_client_decrypts_the_token_and_uses_the_override_url(db, settings):
     setting = VppServerSetting.load()
-    with pytest.raises(NoContentToken, match="Upload one"):
+    with pytest.raises(NoContentToken, match="No content token is uploaded yet"):
         vpp_client(setting)
     setting.content_token_encrypted = encrypt(TOKEN)
     setting.api_base_url = "http://127.0.0.1:1234/mdm/v2/"
