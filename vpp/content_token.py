@@ -5,7 +5,8 @@ Every part that calls Apple (the jobs, the settings page, the daily health check
 client with ``vpp_client`` and, when Apple says the token is broken, records that with
 ``token_health_record_error``: one wording per Apple error, one place that writes it.
 Apple's token errors (9621 expired, 9625 revoked, 9601/9622/9722 not accepted):
-https://developer.apple.com/documentation/devicemanagement/app-and-book-management/handling-error-responses
+https://developer.apple.com/documentation/devicemanagement/handling-error-responses
+(the project's notes: docs/apple-vpp.md#token-file, #errors).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Content token (.vpptoken) parsing in vpp.client: valid forms and a table of malformed inputs.
+"""Content token (.vpptoken) parsing in vpp.apple.token_file: valid forms and a table of malformed inputs.
 
 (The settings page's token upload is tested in tests/vpp/test_token.py.)
 """

@@ -2,8 +2,8 @@
 
 The ONLY module that speaks HTTP to Apple (or to the sandbox, or any compatible server).
 It returns typed dataclasses and raises named errors split into *transient* (retry later)
-and *permanent* (show the admin). The specification is
-shared/reference/apple-vpp-api.md; section numbers below (§) refer to it.
+and *permanent* (show the admin). Apple's behaviour that it relies on is described, with
+Apple's public documentation as the source, in docs/apple-vpp.md; the #anchors below are its sections.
 
 Threading: a ``VppClient`` holds one ``requests.Session``; use one client per thread/task.
 The rate limiter and the Service Config cache are shared process-wide (and the limiter
@@ -65,7 +65,7 @@ logger = logging.getLogger(__name__)
 
 APPLE_BASE_URL = "https://vpp.itunes.apple.com/mdm/v2"
 
-SERVICE_CONFIG_TTL = 300.0  # Apple: re-read limits/URLs every 5 minutes (§2, §8.6)
+SERVICE_CONFIG_TTL = 300.0  # Apple: re-read limits/URLs every 5 minutes (docs/apple-vpp.md#service-config)
 
 
 def _user_agent() -> str:
@@ -128,7 +128,7 @@ def _chunks(items: list, size: int) -> list[list]:
 
 
 class UserListing:
-    """GET /users, streamed page by page (§2.4, §2.7).
+    """GET /users, streamed page by page (docs/apple-vpp.md#users, #paging).
 
     Iterating yields VppApiUser records; ``pages()`` yields whole pages. Pages are fetched
     lazily. ``version_id`` is the FIRST page's versionId (fetches page 0 if needed) — keep it
@@ -159,8 +159,8 @@ class UserListing:
 
 
 def _next_page_index(page) -> int | None:
-    """Follow nextPageIndex (§2.7). If it is absent but totalPages says more pages exist,
-    still ask for the next one: the docs conflict on paging (§8.15), and stopping early would
+    """Follow nextPageIndex (docs/apple-vpp.md#paging). If it is absent but totalPages says more
+    pages exist, still ask for the next one: Apple's docs conflict on paging, and stopping early would
     make a sync believe users are gone from VPP. A 9650 answer then ends the listing."""
     if page.next_page_index is not None:
         return page.next_page_index
@@ -170,7 +170,7 @@ def _next_page_index(page) -> int | None:
 
 
 def _iter_pages(first, fetch, *, parallel: int) -> Iterator:
-    """Yield FIRST and the pages after it, in order, following nextPageIndex (§2.7).
+    """Yield FIRST and the pages after it, in order, following nextPageIndex (docs/apple-vpp.md#paging).
 
     Pages that the latest totalPages says exist are fetched ahead, up to PARALLEL at once
     (Apple allows five parallel page requests), so round-trip latency does not cap a sync
@@ -241,12 +241,12 @@ class VppClient:
         self.rate_limiter = rate_limiter if rate_limiter is not None else ratelimit.default_rate_limiter()
         self.limiter_key = ratelimit.token_key(self._s_token)
         # Retry policy for transient errors inside one call. Kept modest: the job layer
-        # (Celery) owns the long retries and reschedules with Retry-After (ecosystem §1.3).
+        # (Celery) owns the long retries and reschedules with Retry-After (docs/vpp-jobs.md#retries-and-waits).
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.retry_budget = retry_budget
-        # Batches in flight at once (Apple: at most five parallel page requests, §2.7; we use
+        # Batches in flight at once (Apple: at most five parallel page requests, docs/apple-vpp.md#paging; we use
         # the same cap for batched POSTs).
         self.parallel_requests = parallel_requests
         self.last_meta = ResponseMeta()  # envelope of the latest successful response
@@ -257,7 +257,10 @@ class VppClient:
     # ---- configuration ----------------------------------------------------------------
 
     def service_config(self, *, refresh: bool = False) -> ServiceConfig:
-        """GET /service/config (no Authorization header, §1), cached 5 minutes per base URL."""
+        """GET /service/config, cached 5 minutes per base URL.
+
+        It carries no Authorization header (docs/apple-vpp.md#service-config).
+        """
         if not refresh:
             cached = _cached_config(self.base_url)
             if cached is not None:
@@ -278,7 +281,7 @@ class VppClient:
         notification_auth_token: str | None = None,
         notification_types: Sequence[str] | None = None,
     ) -> ClientConfig:
-        """POST /client/config with only the fields given (§2.3).
+        """POST /client/config with only the fields given (docs/apple-vpp.md#mdminfo, #notifications).
 
         Setting configuration is idempotent (same body → same state), so it is retried like a read.
         """
@@ -334,7 +337,7 @@ class VppClient:
     def get_user(self, client_user_id: str) -> VppApiUser | None:
         """The active (Registered/Associated) record for this clientUserId, or None.
 
-        Retired history rows share the clientUserId (§8.2), so they are skipped here.
+        Retired history rows share the clientUserId (docs/apple-vpp.md#users), so they are skipped here.
         """
         for user in self.iter_users(client_user_id=client_user_id, active_only=True):
             if user.client_user_id == client_user_id and user.active:
@@ -346,7 +349,7 @@ class VppClient:
         return _chunks(self._unique_users(users), self.service_config().max_users)
 
     def create_users(self, users: Sequence[RequestUser]) -> list[str]:
-        """POST /users/create in batches of ≤ maxUsers; the event ids, in batch order (§2.4)."""
+        """POST /users/create in batches of ≤ maxUsers; the event ids, in batch order (docs/apple-vpp.md#users)."""
         return self._manage_users("/users/create", users)
 
     def update_users(self, users: Sequence[RequestUser]) -> list[str]:
@@ -376,7 +379,7 @@ class VppClient:
 
         The first batch goes alone: it proves the token and the limit. A 9714/9701 there means
         Apple lowered the limit since Service Config was cached (up to 5 min); a synchronous
-        400 queues nothing (§4), so the limits are re-read and the items re-split, once.
+        400 queues nothing (docs/apple-vpp.md#errors), so the limits are re-read and the items re-split, once.
         The other batches go up to ``parallel_requests`` at a time, so that round-trip latency
         does not hold throughput below maxRequestPerSecond (the limiter still spaces them).
         Once a batch fails, no new batch starts. The first error (in batch order) is raised
@@ -462,7 +465,7 @@ class VppClient:
                     yield Assignment.from_json(item)
 
     def _paged(self, path: str, params: dict[str, str]) -> Iterator[dict]:
-        """GET a paged list (assets, assignments) page by page (§2.7); yields each page's JSON."""
+        """GET a paged list (assets, assignments) page by page (docs/apple-vpp.md#paging); yields each page's JSON."""
         fetch = partial(self._get_raw_page, path, params)
         for page in _iter_pages(fetch(0), fetch, parallel=self.parallel_requests):
             yield page.data
@@ -481,7 +484,7 @@ class VppClient:
         return EventStatus.from_json(event_id, data)
 
     def wait_for_event(self, event_id: str, *, poll_interval: float | None = None, timeout: float = 600) -> EventStatus:
-        """Poll GET /status until COMPLETE or FAILED (§5); EventTimeoutError at the deadline.
+        """Poll GET /status until COMPLETE or FAILED (docs/apple-vpp.md#events); EventTimeoutError at the deadline.
 
         Apple asks for ≥ 30 s between polls of a PENDING event; the default interval is
         settings.VPP_EVENT_POLL_INTERVAL (30 in production, 1 for the sandbox).
@@ -549,7 +552,8 @@ class VppClient:
     def _retry_delay(self, exc: TransientVppError, attempt: int) -> float:
         if exc.retry_after:
             return exc.retry_after
-        # Exponential backoff with full jitter (Apple: back off on 9646/429, §4).
+        # Exponential backoff, jittered over the upper half of the cap (Apple: back off on 9646/429,
+        # docs/apple-vpp.md#rate-limit).
         cap = min(self.backoff_max, self.backoff_base * (2**attempt))
         return random.uniform(cap / 2, cap)
 
@@ -626,7 +630,7 @@ class VppClient:
         status = response.status_code
         data = _json_body(response)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        # Any body with errorNumber is an error, whatever the HTTP status (§4, §8.9).
+        # Any body with errorNumber is an error, whatever the HTTP status (docs/apple-vpp.md#errors).
         if isinstance(data, dict) and data.get("errorNumber") not in (None, "", 0):
             number = _int(data.get("errorNumber"), default=0) or None
             raise error_for(
@@ -679,7 +683,7 @@ def _may_have_acted(status: int, error_number: int | None) -> bool:
     """Could a failed POST still have been queued by Apple?
 
     429/9646 and 503/9729/9644 are refusals before any work; 4xx are validation failures
-    (synchronous errors trigger no async processing, §4). A 500/9603 or other 5xx is unknown.
+    (synchronous errors trigger no async processing, docs/apple-vpp.md#errors). A 500/9603 or other 5xx is unknown.
     """
     if error_number in _RATE_LIMIT_NUMBERS or error_number in {9729, 9644} or status in (429, 503):
         return False

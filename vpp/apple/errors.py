@@ -1,7 +1,8 @@
 """Apple's VPP error catalogue: a sentence per error number, classification into named
 exceptions (transient: retry later; permanent: show the admin) and Retry-After parsing.
 
-Error numbers: https://developer.apple.com/documentation/devicemanagement/app-and-book-management/handling-error-responses
+Error numbers: https://developer.apple.com/documentation/devicemanagement/handling-error-responses
+(the project's notes and the classification: docs/apple-vpp.md#errors).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 # Errors
 # ---------------------------------------------------------------------------------------
 
-# Sentences for admins, per Apple error number (§4). Apple's own errorMessage is kept on the
+# Sentences for admins, per Apple error number (docs/apple-vpp.md#errors). Apple's own errorMessage is kept on the
 # exception as ``apple_message`` for support; these explain what to do.
 ERROR_MESSAGES: dict[int, str] = {
     9600: "A required value was missing from the request to Apple.",
@@ -207,7 +208,7 @@ def error_for(
     retry_after: float | None = None,
     outcome_unknown: bool = False,
 ) -> VppError:
-    """Map an Apple error number and/or HTTP status to the named exception (§4)."""
+    """Map an Apple error number and/or HTTP status to the named exception (docs/apple-vpp.md#errors)."""
     message = _message_for(error_number, http_status, apple_message)
     common = {"error_number": error_number, "http_status": http_status, "apple_message": apple_message}
     if error_number in _RATE_LIMIT_NUMBERS or (error_number is None and http_status == 429):

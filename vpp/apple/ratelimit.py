@@ -1,8 +1,8 @@
 """Request-rate limiting for Apple's VPP service, per content token (no HTTP here).
 
 Apple allows ``maxRequestPerSecond`` requests per second *per location / sToken* (Service
-Config, apple-vpp-api.md §2.2, §4), and calling again before a ``Retry-After`` has passed
-can extend the block or get the organisation suspended (§4, §8.8). Both rules concern the
+Config; docs/apple-vpp.md#rate-limit), and calling again before a ``Retry-After`` has passed
+can extend the block or get the organisation suspended (docs/apple-vpp.md#retry-after). Both rules concern the
 token, not one worker, so:
 
 * ``RedisRateLimiter`` shares the token's schedule and a "pause until" mark between every

@@ -2,7 +2,8 @@
 
 A content token is one Base64 string of JSON ``{"token", "expDate", "orgName"}``, downloaded
 from Apple Business Manager or Apple School Manager:
-https://developer.apple.com/documentation/devicemanagement/app-and-book-management
+https://developer.apple.com/documentation/devicemanagement/getting-started-with-the-management-api
+(notes: docs/apple-vpp.md#token-file).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ _DOWNLOAD_HINT = (
 
 
 def parse_content_token(data: str | bytes, *, now: datetime | None = None, allow_expired: bool = False) -> ContentToken:
-    """Validate a .vpptoken file: one Base64 string of JSON {token, expDate, orgName} (§1).
+    """Validate a .vpptoken file: one Base64 string of JSON {token, expDate, orgName} (docs/apple-vpp.md#token-file).
 
     Every failure raises TokenFileError with a specific reason. The reason never contains
     the token or the file's content (it is a secret, and reasons end up in logs and pages).
@@ -121,6 +122,7 @@ def _token_expiry(exp_date: str) -> datetime:
     except ValueError:
         parsed = None
     if parsed is None or parsed.tzinfo is None:
-        # A date without an offset is ambiguous by hours; a token file always carries one (§1).
+        # A date without an offset is ambiguous by hours; a token file always carries one
+        # (docs/apple-vpp.md#token-file).
         raise TokenFileError(f"The content token's expiry date ({exp_date[:40]!r}) cannot be read. {_DOWNLOAD_HINT}")
     return parsed.astimezone(UTC)

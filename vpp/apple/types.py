@@ -1,6 +1,7 @@
 """Typed answers of Apple's VPP service (App and Book Management v2), parsed tolerantly.
 
-Response shapes: https://developer.apple.com/documentation/devicemanagement/app-and-book-management
+Response shapes: https://developer.apple.com/documentation/devicemanagement/app-book-and-subscription-management
+(the project's notes: docs/apple-vpp.md).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from vpp.apple.errors import ERROR_MESSAGES, InvalidRequestError, VppError
 
 logger = logging.getLogger(__name__)
 
-# Apple's documented example values (§2.2), used ONLY when Service Config omits a key.
+# Apple's documented example values (docs/apple-vpp.md#service-config), used ONLY when Service Config omits a key.
 # The real values always come from GET /service/config.
 FALLBACK_LIMITS = {"maxUsers": 100, "maxRevokeClientUserIds": 100, "maxRequestPerSecond": 15}
 
@@ -38,7 +39,7 @@ def parse_apple_datetime(value: Any) -> datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)  # Apple: "dates are shown in UTC" (§2.1)
+        parsed = parsed.replace(tzinfo=UTC)  # Apple: "dates are shown in UTC" (docs/apple-vpp.md#response-envelope)
     return parsed.astimezone(UTC)
 
 
@@ -92,7 +93,7 @@ class MdmInfo:
 
 @dataclass
 class ResponseMeta:
-    """The envelope fields most v2 responses carry (§2.1)."""
+    """The envelope fields most v2 responses carry (docs/apple-vpp.md#response-envelope)."""
 
     token_expires_at: datetime | None = None
     uid: str | None = None
@@ -148,7 +149,10 @@ class ServiceConfig:
         return self.limit("maxRequestPerSecond")
 
     def invitation_url(self, invite_code: str) -> str:
-        """Apple's invitation link for a user's inviteCode, from the urls.invitationEmail template (§3)."""
+        """Apple's invitation link for a user's inviteCode, from the urls.invitationEmail template.
+
+        docs/apple-vpp.md#invitations
+        """
         template = self.urls.get("invitationEmail")
         if not template:
             raise InvalidRequestError("Apple's service configuration has no invitation URL template.")
@@ -392,7 +396,7 @@ class BatchOutcome:
 
 
 def managed_by_other_mdm(mdm_info: MdmInfo | None, our_id: str) -> bool:
-    """True when Apple names another MDM as the manager of this location (§8.4).
+    """True when Apple names another MDM as the manager of this location (docs/apple-vpp.md#mdminfo).
 
     An absent or empty mdmInfo means nobody claimed the location yet: not "other".
     """

@@ -75,7 +75,7 @@ NOTIFICATION_CHECK_SECONDS = 1.0
 def sleep_until_notified(event_ids: list[str], seconds: float) -> None:
     """Wait ``seconds`` before the next poll, or less once Apple notifies us about one of the events.
 
-    Apple wants ≥ 30 s between polls of a pending event (§5), but a USER_MANAGEMENT /
+    Apple wants ≥ 30 s between polls of a pending event (docs/apple-vpp.md#events), but a USER_MANAGEMENT /
     ASSET_MANAGEMENT notification (vpp/services/notifications.py stores it) says the event
     was processed, so it is polled at once. Event Status stays the source of truth: a
     notification only ends the wait. Only notifications received during this wait count, so

@@ -1,4 +1,4 @@
-"""Bulk VPP jobs and their per-user items (issue 4; reliability notes §1.5-1.7)."""
+"""Bulk VPP jobs and their per-user items (issue 4; docs/vpp-jobs.md#why-jobs-are-built-this-way)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""VppUser: a device user as Apple's VPP service knows them (DESIGN.md, "Lifecycle of a VPP user")."""
+"""VppUser: a device user as Apple's VPP service knows them (lifecycle: docs/apple-vpp.md#user-statuses)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ class VppUserStatus(models.TextChoices):
         """Our status for Apple's user status (``current`` when Apple sent one we do not know).
 
         The one mapping between Apple's user statuses and ours: Registered → invited,
-        Associated → associated, Retired and Deleted → retired. Apple's statuses:
-        https://developer.apple.com/documentation/devicemanagement/get-users
+        Associated → associated, Retired and Deleted → retired (docs/apple-vpp.md#user-statuses).
+        Apple's statuses: https://developer.apple.com/documentation/devicemanagement/managing-users
         """
         return APPLE_TO_LOCAL.get(apple_status, current)
 

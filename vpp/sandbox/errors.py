@@ -1,4 +1,4 @@
-"""Apple's v2 error numbers, messages and HTTP statuses (reference §4)."""
+"""Apple's v2 error numbers, messages and HTTP statuses (docs/apple-vpp.md#errors)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Notification delivery, Apple style: POST JSON with ``Authorization: Bearer <notificationAuthToken>``,
-any 2xx = delivered, up to N attempts, best effort (reference §6). A background thread sends
+any 2xx = delivered, up to N attempts, best effort (docs/apple-vpp.md#notifications). A background thread sends
 them so the API never waits on the receiver.
 """
 

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-# Apple's Service Config example values (reference §2.2), plus maxRequestPerSecond.
+# Apple's Service Config example values (docs/apple-vpp.md#service-config), plus maxRequestPerSecond.
 DEFAULT_LIMITS: dict[str, int] = {
     "maxAssets": 25,
     "maxUsers": 100,

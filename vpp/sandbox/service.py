@@ -1,4 +1,5 @@
-"""The sandbox's behaviour: Apple's v2 semantics over the ``Store`` (reference §2-§6, §10).
+"""The sandbox's behaviour: Apple's v2 semantics over the ``Store`` (docs/apple-vpp.md; README.md names the
+choices made where Apple's docs are silent).
 
 Every public method runs under ``self.lock``. Async calls (users/*, assets/*) only validate and
 queue an event; ``advance()`` (called before every request and by a ticker thread) applies the
@@ -50,7 +51,7 @@ def id_hash(account: str) -> str:
 
 
 def response_user(record: dict[str, Any]) -> dict[str, Any]:
-    """Apple's ResponseUser: no managedAppleId, no record number (reference §3)."""
+    """Apple's ResponseUser: no managedAppleId, no record number (docs/apple-vpp.md#users)."""
     user = {"clientUserId": record["clientUserId"], "status": record["status"]}
     for key in ("email", "inviteCode", "idHash"):
         if record.get(key):
@@ -432,7 +433,7 @@ class Sandbox:
     def _create_user(self, loc, user) -> tuple[dict | None, int | None]:
         cuid = user["clientUserId"]
         if self._active(loc, cuid):
-            return None, 9716  # Apple reports this asynchronously (reference §4)
+            return None, 9716  # Apple reports this asynchronously (docs/apple-vpp.md#errors)
         record = {
             "recordId": loc["nextRecord"],
             "clientUserId": cuid,
@@ -447,9 +448,9 @@ class Sandbox:
             account_hash = id_hash(user["managedAppleId"])
             if self._account_taken(loc, account_hash, cuid):
                 return None, 9641
-            # A Managed Apple Account associates at once, no invitation (reference §2.4).
+            # A Managed Apple Account associates at once, no invitation (docs/apple-vpp.md#users).
             record.update(status="Associated", idHash=account_hash, managedAppleId=user["managedAppleId"])
-        # A retired clientUserId gets a NEW record; the retired history rows stay (reference §3).
+        # A retired clientUserId gets a NEW record; the retired history rows stay (docs/apple-vpp.md#users).
         loc["nextRecord"] += 1
         record["versionId"] = self.store.bump(loc)
         loc["users"].append(record)
@@ -459,7 +460,7 @@ class Sandbox:
 
     def _supersede(self, loc, record) -> None:
         """Apple's Deleted state: a retired row whose Apple Account is now on a newer row of the
-        same clientUserId never changes again (reference §3)."""
+        same clientUserId never changes again (docs/apple-vpp.md#user-statuses)."""
         if record["status"] != "Associated":
             return
         for old in loc["users"]:
@@ -492,7 +493,7 @@ class Sandbox:
         if record is None:
             return None, 9609  # unknown or already retired (UNCONFIRMED; v1 had 9618)
         # Retiring keeps inviteCode/idHash on the row and does NOT revoke licences: v2 docs don't
-        # say it does (reference §8.5), so clients must call assets/revoke themselves.
+        # say it does (docs/apple-vpp.md#licences), so clients must call assets/revoke themselves.
         record["status"] = "Retired"
         record["versionId"] = self.store.bump(loc)
         return record, None
@@ -639,7 +640,7 @@ class Sandbox:
                     if kind == "DISASSOCIATE" and not asset["revocable"]:
                         raise ApiError(9706, assets=[{"adamId": asset["adamId"]}])
                 request = {"assets": [a["adamId"] for a in assets], "clientUserIds": cuids, "serialNumbers": serials}
-                # Tasks = assets x targets (reference §5, INFERENCE from Apple's example).
+                # Tasks = assets x targets (docs/apple-vpp.md#events; inferred from Apple's example).
                 count = len(assets) * (len(cuids) + len(serials))
             event = self._queue_event(loc, kind, request, num_requested=count)
             return self.envelope(token, {"eventId": event["eventId"]})

@@ -39,7 +39,7 @@ def _asset(item: dict[str, Any]) -> dict[str, Any]:
         "productType": item["productType"],
         "totalCount": item["totalCount"],
         "retiredCount": 0,
-        # Book licences are irrevocable and not device-assignable (reference §2.5).
+        # Book licences are irrevocable and not device-assignable (docs/apple-vpp.md#licences).
         "revocable": not book,
         "deviceAssignable": not book,
         "supportedPlatforms": ["books"] if book else ["iOS", "macOS"],
@@ -94,7 +94,7 @@ class Store:
         return loc
 
     def bump(self, loc: dict[str, Any]) -> int:
-        """Every write gets a new versionId (reference §2.7)."""
+        """Every write gets a new versionId (docs/apple-vpp.md#versionid)."""
         loc["versionId"] += 1
         self.mark_dirty()
         return loc["versionId"]

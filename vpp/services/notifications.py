@@ -1,4 +1,4 @@
-"""Apple's notification receiver (apple-vpp-api.md §6).
+"""Apple's notification receiver (docs/apple-vpp.md#notifications).
 
 Apple POSTs JSON with ``Authorization: Bearer <notificationAuthToken>``; any 2xx means
 delivered, and delivery is retried up to 3 times, so we de-duplicate on ``notificationId``.

@@ -140,7 +140,7 @@ def test_it_answers_413_above_4096_bytes_and_accepts_exactly_4096(h2, fake_apns)
 
 
 def test_it_keeps_one_connection_working_after_large_and_rejected_bodies(h2, fake_apns):
-    # recipes.md pitfall: answering before reading the body breaks later requests on the connection.
+    # hypercorn pitfall: an app that answers before reading the body breaks later requests on the connection.
     for _ in range(3):
         assert push(h2, fake_apns, content=b"x" * 20000).status_code == 413
         assert push(h2, fake_apns, jwt_token=False).status_code == 403

@@ -12,7 +12,8 @@ Each phase is safe to run again from its start (a worker that died mid-phase is 
 the sweeper): changed emails and departed users are found anew, Apple's calls are repeatable,
 and per-user results are inserted once per job and user. Counters live on the ``SyncRun``; a
 phase resets its own counters when it starts. The job is started by vpp/services/sync.py.
-Apple's users listing and its versionId: https://developer.apple.com/documentation/devicemanagement/get-users
+Apple's users listing and its versionId: https://developer.apple.com/documentation/devicemanagement/get-users-4mwln
+(the project's notes: docs/apple-vpp.md#versionid).
 """
 
 from __future__ import annotations

@@ -122,7 +122,7 @@ def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) ->
 def _recheck_after() -> timedelta:
     """How long an unconfirmed create must stay invisible at Apple before it is sent again.
 
-    Apple: if an event is still PENDING after 10 minutes, retry the original request (§5).
+    Apple: if an event is still PENDING after 10 minutes, retry the original request (docs/apple-vpp.md#events).
     """
     return timedelta(seconds=getattr(settings, "VPP_CREATE_RECHECK_SECONDS", 600))
 
