@@ -13,13 +13,12 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from vpp import forms as f
-from vpp.audit import audit_record
 from vpp.content_token import NoContentToken
 from vpp.invitations import message as invitation_message
 from vpp.invitations.email import invitation_send_test
 from vpp.models import SyncSchedule, TokenHealth, VppServerSetting
 from vpp.selectors import sync_orphans, token_problem, vpp_actions_disabled_reason
-from vpp.services import notifications
+from vpp.services import invitation_settings, notifications
 from vpp.services import setting as setting_service
 from vpp.services.schedule import ScheduleInput, schedule_update
 from vpp.services.sync import SyncBlocked, running_sync_job, sync_start
@@ -135,17 +134,10 @@ def _takeover(request, setting, schedule):
 
 
 def _assignment(request, setting, schedule):
-    before = setting.assignment_method
     form = f.AssignmentForm(request.POST, instance=setting)
     if not form.is_valid():
         return {"assignment_form": form}
-    form.save()
-    if before != setting.assignment_method:
-        audit_record(
-            actor=request.user,
-            action="vpp.assignment_changed",
-            details={"from": before, "to": setting.assignment_method},
-        )
+    setting_service.assignment_update(method=form.cleaned_data["assignment_method"], actor=request.user)
     messages.success(request, "Assignment method saved.")
     return None
 
@@ -154,8 +146,15 @@ def _invitations(request, setting, schedule):
     form = f.InvitationForm(request.POST, instance=setting)
     if not form.is_valid():
         return {"invitation_form": form, "open_section": "invitations"}
-    form.save()
-    audit_record(actor=request.user, action="vpp.invitation_changed", details={"fields": ",".join(form.changed_data)})
+    data = form.cleaned_data
+    invitation_settings.invitation_settings_update(
+        channel=data["invitation_channel"],
+        sender=data["invitation_sender"],
+        subject=data["invitation_subject"],
+        body_text=data["invitation_body_text"],
+        body_html=data["invitation_body_html"],
+        actor=request.user,
+    )
     messages.success(request, "Invitation settings saved.")
     return None
 
@@ -164,13 +163,7 @@ def _schedule(request, setting, schedule):
     form = f.ScheduleForm(request.POST)
     if not form.is_valid():
         return {"schedule_form": form, "open_section": "schedule"}
-    _, changes = schedule_update(data=ScheduleInput(**form.cleaned_data))
-    if changes:
-        audit_record(
-            actor=request.user,
-            action="vpp.schedule_changed",
-            details={key: f"{old} → {new}" for key, (old, new) in changes.items()},
-        )
+    schedule_update(data=ScheduleInput(**form.cleaned_data), actor=request.user)
     messages.success(request, "Automatic sync saved; it applies within a minute.")
     return None
 

@@ -1,4 +1,5 @@
-"""Content token, token health, location claim and Apple notifications (settings page).
+"""Content token, token health, location claim, assignment method and Apple notifications
+(the VPP Server Setting page; docs/vpp-setting.md).
 
 The token is decrypted only in memory to build a client, never logged, never rendered.
 """
@@ -22,7 +23,7 @@ from vpp.apple.token_file import MAX_TOKEN_FILE_BYTES, TokenFileError, parse_con
 from vpp.apple.types import ClientConfig, MdmInfo, managed_by_other_mdm
 from vpp.audit import audit_record
 from vpp.content_token import TokenCheck, health_from_error, vpp_client
-from vpp.models import TokenHealth, VppServerSetting
+from vpp.models import AssignmentMethod, TokenHealth, VppServerSetting
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +221,31 @@ def token_check_health(*, now: dt.datetime | None = None) -> TokenCheck:
         check = _health_from_config(config, setting, now)
     _store_check(setting, check, now)
     return check
+
+
+def assignment_update(*, method: str, actor) -> VppServerSetting:
+    """Set how licences are assigned: ``method`` is an ``AssignmentMethod`` value ("user" or "device").
+
+    Device-based assignment turns the VPP user actions off (``vpp_actions_disabled_reason``).
+    A change is audited as ``vpp.assignment_changed`` with ``from``/``to``; saving the same
+    method again records nothing. Raises ``ValueError`` for an unknown method.
+    """
+    if method not in AssignmentMethod.values:
+        raise ValueError(f"unknown assignment method {method!r}")
+    with transaction.atomic():
+        setting = _setting_for_update()
+        before = setting.assignment_method
+        if before != method:
+            setting.assignment_method = method
+            setting.save(update_fields=["assignment_method", "updated_at"])
+            audit_record(actor=actor, action="vpp.assignment_changed", details={"from": before, "to": method})
+    return setting
+
+
+def _setting_for_update() -> VppServerSetting:
+    """The setting row, locked until the transaction ends (so "before" is what we overwrite)."""
+    VppServerSetting.load()  # the row exists from here on
+    return VppServerSetting.objects.select_for_update().get(pk=1)
 
 
 def notification_url_for(public_url: str) -> str:
