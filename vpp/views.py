@@ -15,7 +15,6 @@ from django.views.decorators.http import require_POST
 from vpp import forms as f
 from vpp.content_token import NoContentToken
 from vpp.invitations import message as invitation_message
-from vpp.invitations.email import invitation_send_test
 from vpp.models import SyncSchedule, TokenHealth, VppServerSetting
 from vpp.selectors import sync_orphans, token_problem, vpp_actions_disabled_reason
 from vpp.services import invitation_settings, notifications
@@ -195,15 +194,12 @@ def _notifications(request, setting, schedule):
 
 
 def _send_test(request, setting, schedule):
-    if not request.user.email:
-        messages.error(request, "Your admin account has no email address to send the test to.")
+    try:
+        sent = invitation_settings.invitation_test_send(actor=request.user)
+    except invitation_settings.InvitationTestNotSent as exc:
+        messages.error(request, exc.reason)
         return None
-    invitation_send_test(
-        setting=setting,
-        to_email=request.user.email,
-        user_name=request.user.get_full_name() or request.user.get_username(),
-    )
-    messages.success(request, f"Test invitation sent to {request.user.email}.")
+    messages.success(request, f"Test invitation sent to {sent.to[0]}.")
     return None
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import smtplib
+import socket
 
 import pytest
 import time_machine
+from django.core import mail
+from django.core.mail.backends.base import BaseEmailBackend
 from django.urls import reverse
 
 from vpp import forms as f
@@ -122,3 +126,56 @@ def test_schedule_update_refuses_an_unknown_time_zone(admin):
         sched.schedule_update(data=sched.ScheduleInput(**{**DAILY.__dict__, "timezone": "Mars/Base"}), actor=admin)
     assert SyncSchedule.load().enabled is False
     assert events("vpp.schedule_changed") == []
+
+
+# --- "Send test to me" ------------------------------------------------------------------
+
+
+@pytest.fixture
+def outbox(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    return mail.outbox
+
+
+class RefusingBackend(BaseEmailBackend):
+    """A mail server that refuses every recipient (550)."""
+
+    def send_messages(self, messages):
+        raise smtplib.SMTPRecipientsRefused({m.to[0]: (550, b"5.1.1 no such mailbox") for m in messages})
+
+
+def test_invitation_test_send_mails_the_admin(admin, outbox):
+    admin.first_name, admin.last_name = "Ada", "Admin"
+    sent = inv.invitation_test_send(actor=admin)
+    [message] = outbox
+    assert message.to == sent.to == ["admin@example.com"]
+    assert "Ada Admin" in message.body
+
+
+def test_invitation_test_send_needs_an_address(admin, outbox):
+    admin.email = ""
+    with pytest.raises(inv.InvitationTestNotSent) as caught:
+        inv.invitation_test_send(actor=admin)
+    assert caught.value.reason == "Your admin account has no email address to send the test to."
+    assert outbox == []
+
+
+def test_invitation_test_send_reports_a_refusing_mail_server(admin, settings):
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
+    with pytest.raises(inv.InvitationTestNotSent, match=r"could not be sent.*no such mailbox"):
+        inv.invitation_test_send(actor=admin)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_send_test_shows_an_unreachable_mail_server_instead_of_failing(client, admin, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", _closed_port(), 2
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    response = client.post(URL, {"send_test": "1"}, follow=True)
+    assert response.status_code == 200
+    assert "The test invitation could not be sent" in response.content.decode()

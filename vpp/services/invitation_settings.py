@@ -1,4 +1,4 @@
-"""The Invitations card of the VPP Server Setting page: the channel and templates.
+"""The Invitations card of the VPP Server Setting page: the channel and templates, and "Send test to me".
 
 How the message is built and sent lives in ``vpp/invitations/``; this module stores what the
 admin chose and audits it (docs/vpp-setting.md, "Invitations").
@@ -6,11 +6,28 @@ admin chose and audits it (docs/vpp-setting.md, "Invitations").
 
 from __future__ import annotations
 
+import logging
+import smtplib
+
+from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 
 from vpp.audit import audit_record
+from vpp.invitations.email import invitation_send_test
 from vpp.invitations.message import template_check
 from vpp.models import InvitationChannel, VppServerSetting
+
+logger = logging.getLogger(__name__)
+
+NO_ADDRESS_TEXT = "Your admin account has no email address to send the test to."
+
+
+class InvitationTestNotSent(RuntimeError):
+    """ "Send test to me" could not send; ``reason`` is a sentence for the admin."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 def invitation_settings_update(
@@ -46,3 +63,24 @@ def invitation_settings_update(
         setting.save(update_fields=[*new, "updated_at"])
         audit_record(actor=actor, action="vpp.invitation_changed", details={"fields": ",".join(changed)})
     return setting
+
+
+def invitation_test_send(*, actor) -> EmailMultiAlternatives:
+    """Mail ``actor`` (the admin who pressed "Send test to me") the invitation of the saved templates.
+
+    The message is the one a device user of the admin's name would get, with a sample link
+    (``vpp.invitations.email.invitation_send_test``). Returns the sent message. Raises
+    ``InvitationTestNotSent`` when the admin has no email address or the mail server refuses
+    or cannot be reached. Not audited: it changes nothing and reaches only the admin.
+    """
+    if not getattr(actor, "email", ""):
+        raise InvitationTestNotSent(NO_ADDRESS_TEXT)
+    try:
+        return invitation_send_test(
+            setting=VppServerSetting.load(),
+            to_email=actor.email,
+            user_name=actor.get_full_name() or actor.get_username(),
+        )
+    except (smtplib.SMTPException, OSError) as exc:
+        logger.warning("test invitation to admin %s not sent: %s", actor.pk, exc)
+        raise InvitationTestNotSent(f"The test invitation could not be sent: {exc}") from None
