@@ -125,8 +125,8 @@ def _takeover(request, setting, schedule):
         return {"takeover_form": form, "open_section": "takeover"}
     try:
         setting_service.token_takeover(actor=request.user)
-    except setting_service.vpp.VppError as exc:
-        form.add_error(None, f"Apple refused the takeover: {exc.message}")
+    except (setting_service.TakeoverRefused, NoContentToken) as exc:
+        form.add_error(None, str(exc))  # a sentence for the admin
         return {"takeover_form": form, "open_section": "takeover"}
     messages.success(request, "kmconsole now manages this location.")
     return None

@@ -41,6 +41,14 @@ class TokenRejected(ValueError):
         self.reason = reason
 
 
+class TakeoverRefused(RuntimeError):
+    """Apple did not accept our claim on the location; ``reason`` is a sentence for the admin."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class NotificationSetupError(RuntimeError):
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -157,12 +165,20 @@ def _store_check(setting: VppServerSetting, check: TokenCheck, now: dt.datetime)
 
 
 def token_takeover(*, actor, now: dt.datetime | None = None) -> VppServerSetting:
-    """Claim a location another MDM holds (after the admin confirmed what that means)."""
+    """Claim a location another MDM holds (after the admin confirmed what that means).
+
+    Writes our ``mdmInfo`` with ``POST /client/config`` and audits ``vpp.location_taken_over``.
+    Raises ``NoContentToken`` without a stored token and ``TakeoverRefused`` when Apple
+    answers with an error (nothing is stored then).
+    """
     now = now or timezone.now()
     setting = VppServerSetting.load()
     client = vpp_client(setting)
     previous = setting.other_mdm_name
-    config = _claim(client, setting, now)
+    try:
+        config = _claim(client, setting, now)
+    except VppError as exc:
+        raise TakeoverRefused(f"Apple refused the takeover: {exc.message}") from None
     _apply_config(setting, config)
     _store_check(setting, _health_from_config(config, setting, now), now)
     audit_record(
