@@ -99,8 +99,14 @@ def _claim(client: VppClient, setting: VppServerSetting, now: dt.datetime) -> Cl
 def token_upload(*, data: str | bytes, actor, now: dt.datetime | None = None) -> VppServerSetting:
     """Validate a .vpptoken, check it at Apple, store it encrypted (replacing any previous one).
 
-    A location held by another MDM is stored but not claimed (health "other_mdm"); taking it
-    over is a separate, confirmed step (``token_takeover``).
+    ``data`` is the file's content (at most ``MAX_TOKEN_BYTES``) or the pasted text. Checked
+    with ``GET /client/config``, then the location is claimed with our ``mdmInfo``. A location
+    held by another MDM is stored but not claimed (health "other_mdm"); taking it over is a
+    separate, confirmed step (``token_takeover``). Audited as ``vpp.token_uploaded`` or
+    ``vpp.token_replaced`` (organisation, location, expiry, health; never the token). Raises
+    ``TokenRejected`` for a file that cannot be a token or a token Apple refuses; nothing is
+    stored then. An Apple error while claiming the location (after the check passed)
+    propagates as ``VppError``, also with nothing stored.
     """
     now = now or timezone.now()
     try:
@@ -168,8 +174,9 @@ def token_takeover(*, actor, now: dt.datetime | None = None) -> VppServerSetting
     """Claim a location another MDM holds (after the admin confirmed what that means).
 
     Writes our ``mdmInfo`` with ``POST /client/config`` and audits ``vpp.location_taken_over``.
-    Raises ``NoContentToken`` without a stored token and ``TakeoverRefused`` when Apple
-    answers with an error (nothing is stored then).
+    Raises ``NoContentToken`` without a stored token, ``vpp.secrets.SecretUnreadable`` when
+    it cannot be decrypted, and ``TakeoverRefused`` when Apple answers with an error (nothing
+    is stored then).
     """
     now = now or timezone.now()
     setting = VppServerSetting.load()
@@ -190,6 +197,11 @@ def token_takeover(*, actor, now: dt.datetime | None = None) -> VppServerSetting
 
 
 def token_remove(*, actor) -> VppServerSetting:
+    """Forget the content token and everything learnt from it (location, health, notification token).
+
+    Nothing is sent to Apple. VPP actions are off until a new token is uploaded. Audited as
+    ``vpp.token_removed`` with the organisation and location it had.
+    """
     setting = VppServerSetting.load()
     details = {"org_name": setting.token_org_name, "location": setting.location_name}
     for field in (
@@ -215,7 +227,8 @@ def token_remove(*, actor) -> VppServerSetting:
 def token_check_health(*, now: dt.datetime | None = None) -> TokenCheck:
     """Ask Apple about the stored token and record the health (the daily check, and on demand).
 
-    Transient failures (Apple down, rate limited) leave the recorded health as it was.
+    Returns the ``TokenCheck`` recorded. Apple's errors are recorded, not raised; transient
+    failures (Apple down, rate limited) leave the recorded health as it was and return it.
     """
     now = now or timezone.now()
     setting = VppServerSetting.load()
@@ -271,8 +284,14 @@ def notification_url_for(public_url: str) -> str:
 def notifications_configure(*, public_url: str, actor) -> VppServerSetting:
     """Point Apple's notifications at this console with a fresh random bearer token.
 
-    The new token is committed *before* calling Apple, because Apple delivers a
-    TEST_NOTIFICATION while handling the request and rejects the setup if we refuse it.
+    ``public_url`` is the console's public address (``https://host[/prefix]``); Apple gets
+    ``<public_url>/vpp/notifications/`` through ``POST /client/config``. The new token is
+    committed *before* calling Apple, because Apple delivers a TEST_NOTIFICATION while
+    handling the request and rejects the setup if we refuse it. Audited as
+    ``vpp.notifications_configured`` with the new and previous URL (never the bearer token).
+    Raises ``NoContentToken`` without a stored token, ``vpp.secrets.SecretUnreadable`` when
+    it cannot be decrypted, and ``NotificationSetupError`` when Apple refuses (the previous
+    bearer token is restored).
     """
     setting = VppServerSetting.load()
     client = vpp_client(setting)
