@@ -13,13 +13,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from vpp import forms as f
-from vpp.audit import audit_record
 from vpp.content_token import NoContentToken
 from vpp.invitations import message as invitation_message
-from vpp.invitations.email import invitation_send_test
 from vpp.models import SyncSchedule, TokenHealth, VppServerSetting
 from vpp.selectors import sync_orphans, token_problem, vpp_actions_disabled_reason
-from vpp.services import notifications
+from vpp.services import invitation_settings, notifications
 from vpp.services import setting as setting_service
 from vpp.services.schedule import ScheduleInput, schedule_update
 from vpp.services.sync import SyncBlocked, running_sync_job, sync_start
@@ -127,25 +125,18 @@ def _takeover(request, setting, schedule):
         return {"takeover_form": form, "open_section": "takeover"}
     try:
         setting_service.token_takeover(actor=request.user)
-    except setting_service.vpp.VppError as exc:
-        form.add_error(None, f"Apple refused the takeover: {exc.message}")
+    except (setting_service.TakeoverRefused, NoContentToken) as exc:
+        form.add_error(None, str(exc))  # a sentence for the admin
         return {"takeover_form": form, "open_section": "takeover"}
     messages.success(request, "kmconsole now manages this location.")
     return None
 
 
 def _assignment(request, setting, schedule):
-    before = setting.assignment_method
     form = f.AssignmentForm(request.POST, instance=setting)
     if not form.is_valid():
         return {"assignment_form": form}
-    form.save()
-    if before != setting.assignment_method:
-        audit_record(
-            actor=request.user,
-            action="vpp.assignment_changed",
-            details={"from": before, "to": setting.assignment_method},
-        )
+    setting_service.assignment_update(method=form.cleaned_data["assignment_method"], actor=request.user)
     messages.success(request, "Assignment method saved.")
     return None
 
@@ -154,8 +145,15 @@ def _invitations(request, setting, schedule):
     form = f.InvitationForm(request.POST, instance=setting)
     if not form.is_valid():
         return {"invitation_form": form, "open_section": "invitations"}
-    form.save()
-    audit_record(actor=request.user, action="vpp.invitation_changed", details={"fields": ",".join(form.changed_data)})
+    data = form.cleaned_data
+    invitation_settings.invitation_settings_update(
+        channel=data["invitation_channel"],
+        sender=data["invitation_sender"],
+        subject=data["invitation_subject"],
+        body_text=data["invitation_body_text"],
+        body_html=data["invitation_body_html"],
+        actor=request.user,
+    )
     messages.success(request, "Invitation settings saved.")
     return None
 
@@ -164,13 +162,7 @@ def _schedule(request, setting, schedule):
     form = f.ScheduleForm(request.POST)
     if not form.is_valid():
         return {"schedule_form": form, "open_section": "schedule"}
-    _, changes = schedule_update(data=ScheduleInput(**form.cleaned_data))
-    if changes:
-        audit_record(
-            actor=request.user,
-            action="vpp.schedule_changed",
-            details={key: f"{old} → {new}" for key, (old, new) in changes.items()},
-        )
+    schedule_update(data=ScheduleInput(**form.cleaned_data), actor=request.user)
     messages.success(request, "Automatic sync saved; it applies within a minute.")
     return None
 
@@ -202,15 +194,12 @@ def _notifications(request, setting, schedule):
 
 
 def _send_test(request, setting, schedule):
-    if not request.user.email:
-        messages.error(request, "Your admin account has no email address to send the test to.")
+    try:
+        sent = invitation_settings.invitation_test_send(actor=request.user)
+    except invitation_settings.InvitationTestNotSent as exc:
+        messages.error(request, exc.reason)
         return None
-    invitation_send_test(
-        setting=setting,
-        to_email=request.user.email,
-        user_name=request.user.get_full_name() or request.user.get_username(),
-    )
-    messages.success(request, f"Test invitation sent to {request.user.email}.")
+    messages.success(request, f"Test invitation sent to {sent.to[0]}.")
     return None
 
 

@@ -52,7 +52,8 @@ def test_two_ticks_through_the_worker_start_one_sync_that_finishes(vpp_sandbox, 
             interval_hours=1,
             time_of_day=dt.time(3, 0),
             timezone="Europe/Berlin",
-        )
+        ),
+        actor=None,
     )
     SyncSchedule.objects.filter(pk=1).update(next_run_at=timezone.now() - dt.timedelta(seconds=5))  # due now
     purge_queue()

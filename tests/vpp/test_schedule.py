@@ -80,7 +80,7 @@ def _save(**overrides):
         "timezone": "Europe/Berlin",
         **overrides,
     }
-    return sched.schedule_update(data=sched.ScheduleInput(**data))
+    return sched.schedule_update(data=sched.ScheduleInput(**data), actor=None)
 
 
 @pytest.mark.django_db

@@ -175,6 +175,26 @@ def test_it_asks_before_taking_over_a_location_another_mdm_holds(client, admin, 
     assert AuditEvent.objects.filter(action="vpp.location_taken_over").exists()
 
 
+def test_it_shows_apples_refusal_of_a_takeover(client, admin, sandbox_setting, vpp_sandbox):
+    _other_mdm_claims(vpp_sandbox)
+    assert upload(client, vpp_sandbox.token.encode()).status_code == 302
+    vpp_sandbox.revoke_token()  # revoked between the upload and the confirmed takeover
+    response = client.post(URL, {"section": "takeover", "understood": "on"})
+    assert response.status_code == 422
+    assert "Apple refused the takeover: The content token was revoked" in response.content.decode()
+    setting = VppServerSetting.load()
+    assert setting.token_health == TokenHealth.OTHER_MDM and setting.mdm_claimed_at is None
+    assert not AuditEvent.objects.filter(action="vpp.location_taken_over").exists()
+    with pytest.raises(setting_service.TakeoverRefused):
+        setting_service.token_takeover(actor=admin)
+
+
+def test_it_needs_a_token_to_take_over(client, admin, sandbox_setting):
+    response = client.post(URL, {"section": "takeover", "understood": "on"})
+    assert response.status_code == 422
+    assert "No content token is uploaded yet" in response.content.decode()
+
+
 def test_it_notices_another_mdm_taking_the_location_later(sandbox_setting, vpp_sandbox):
     _store(vpp_sandbox)
     _other_mdm_claims(vpp_sandbox)

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from django.db import transaction
 from django.utils import timezone
 
+from vpp.audit import audit_record
 from vpp.models import ScheduleMode, SyncResult, SyncSchedule
 from vpp.services.sync import SyncBlocked, sync_start
 
@@ -121,6 +122,8 @@ def schedule_next_run(schedule: SyncSchedule, *, after: dt.datetime, previous: d
 
 @dataclass(frozen=True)
 class ScheduleInput:
+    """The admin's schedule: ``interval_hours`` in hours (1–168), ``time_of_day`` wall time in ``timezone`` (IANA)."""
+
     enabled: bool
     mode: str
     interval_hours: int
@@ -128,11 +131,14 @@ class ScheduleInput:
     timezone: str
 
 
-def schedule_update(*, data: ScheduleInput, now: dt.datetime | None = None) -> tuple[SyncSchedule, dict]:
-    """Save the admin's schedule and recompute next_run_at in the same transaction.
+def schedule_update(*, data: ScheduleInput, actor, now: dt.datetime | None = None) -> tuple[SyncSchedule, dict]:
+    """Save the admin's schedule, recompute next_run_at in the same transaction, audit the change.
 
     The tick reads the row every minute, so nothing else needs to be told. Returns the row
-    and the changed fields (old, new) for the audit event.
+    and the changed fields as ``{field: [old, new]}`` (strings). A change is audited as
+    ``vpp.schedule_changed`` with ``field="old → new"``; saving the same values records
+    nothing. ``actor`` is the admin (None for the system). Raises ``UnknownTimeZone`` for a
+    ``data.timezone`` that is not an IANA zone; nothing is stored then.
     """
     zone(data.timezone)
     now = now or timezone.now()
@@ -148,6 +154,12 @@ def schedule_update(*, data: ScheduleInput, now: dt.datetime | None = None) -> t
         if changes or (schedule.enabled and schedule.next_run_at is None):
             schedule.next_run_at = schedule_next_run(schedule, after=now)
         schedule.save()
+        if changes:
+            audit_record(
+                actor=actor,
+                action="vpp.schedule_changed",
+                details={field: f"{old} → {new}" for field, (old, new) in changes.items()},
+            )
     return schedule, changes
 
 

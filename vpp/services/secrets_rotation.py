@@ -23,7 +23,13 @@ class RotationReport:
 
 
 def secrets_rotate() -> RotationReport:
-    """All or nothing: one unreadable value (wrong keys) rolls everything back."""
+    """Re-encrypt every value of ``ENCRYPTED_FIELDS`` under the first configured key.
+
+    All or nothing: one unreadable value (wrong keys) rolls everything back. Returns a
+    ``RotationReport``: ``rotated``, the number of values rewritten (0 after a roll-back), and
+    ``unreadable``, one ``"app.Model.field pk=N"`` per value no configured key decrypts. Values
+    are never logged or returned.
+    """
     rotated, unreadable = 0, []
     with transaction.atomic():
         for model_label, field in _fields():

@@ -1,4 +1,5 @@
-"""Content token, token health, location claim and Apple notifications (settings page).
+"""Content token, token health, location claim, assignment method and Apple notifications
+(the VPP Server Setting page; docs/vpp-setting.md).
 
 The token is decrypted only in memory to build a client, never logged, never rendered.
 """
@@ -22,7 +23,7 @@ from vpp.apple.token_file import MAX_TOKEN_FILE_BYTES, TokenFileError, parse_con
 from vpp.apple.types import ClientConfig, MdmInfo, managed_by_other_mdm
 from vpp.audit import audit_record
 from vpp.content_token import TokenCheck, health_from_error, vpp_client
-from vpp.models import TokenHealth, VppServerSetting
+from vpp.models import AssignmentMethod, TokenHealth, VppServerSetting
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,14 @@ NOTIFICATION_TYPES = ["USER_MANAGEMENT", "USER_ASSOCIATED", "ASSET_MANAGEMENT", 
 
 class TokenRejected(ValueError):
     """The uploaded token cannot be used; ``reason`` is a sentence for the admin."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TakeoverRefused(RuntimeError):
+    """Apple did not accept our claim on the location; ``reason`` is a sentence for the admin."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -90,8 +99,14 @@ def _claim(client: VppClient, setting: VppServerSetting, now: dt.datetime) -> Cl
 def token_upload(*, data: str | bytes, actor, now: dt.datetime | None = None) -> VppServerSetting:
     """Validate a .vpptoken, check it at Apple, store it encrypted (replacing any previous one).
 
-    A location held by another MDM is stored but not claimed (health "other_mdm"); taking it
-    over is a separate, confirmed step (``token_takeover``).
+    ``data`` is the file's content (at most ``MAX_TOKEN_BYTES``) or the pasted text. Checked
+    with ``GET /client/config``, then the location is claimed with our ``mdmInfo``. A location
+    held by another MDM is stored but not claimed (health "other_mdm"); taking it over is a
+    separate, confirmed step (``token_takeover``). Audited as ``vpp.token_uploaded`` or
+    ``vpp.token_replaced`` (organisation, location, expiry, health; never the token). Raises
+    ``TokenRejected`` for a file that cannot be a token or a token Apple refuses; nothing is
+    stored then. An Apple error while claiming the location (after the check passed)
+    propagates as ``VppError``, also with nothing stored.
     """
     now = now or timezone.now()
     try:
@@ -156,12 +171,21 @@ def _store_check(setting: VppServerSetting, check: TokenCheck, now: dt.datetime)
 
 
 def token_takeover(*, actor, now: dt.datetime | None = None) -> VppServerSetting:
-    """Claim a location another MDM holds (after the admin confirmed what that means)."""
+    """Claim a location another MDM holds (after the admin confirmed what that means).
+
+    Writes our ``mdmInfo`` with ``POST /client/config`` and audits ``vpp.location_taken_over``.
+    Raises ``NoContentToken`` without a stored token, ``vpp.secrets.SecretUnreadable`` when
+    it cannot be decrypted, and ``TakeoverRefused`` when Apple answers with an error (nothing
+    is stored then).
+    """
     now = now or timezone.now()
     setting = VppServerSetting.load()
     client = vpp_client(setting)
     previous = setting.other_mdm_name
-    config = _claim(client, setting, now)
+    try:
+        config = _claim(client, setting, now)
+    except VppError as exc:
+        raise TakeoverRefused(f"Apple refused the takeover: {exc.message}") from None
     _apply_config(setting, config)
     _store_check(setting, _health_from_config(config, setting, now), now)
     audit_record(
@@ -173,6 +197,11 @@ def token_takeover(*, actor, now: dt.datetime | None = None) -> VppServerSetting
 
 
 def token_remove(*, actor) -> VppServerSetting:
+    """Forget the content token and everything learnt from it (location, health, notification token).
+
+    Nothing is sent to Apple. VPP actions are off until a new token is uploaded. Audited as
+    ``vpp.token_removed`` with the organisation and location it had.
+    """
     setting = VppServerSetting.load()
     details = {"org_name": setting.token_org_name, "location": setting.location_name}
     for field in (
@@ -198,7 +227,8 @@ def token_remove(*, actor) -> VppServerSetting:
 def token_check_health(*, now: dt.datetime | None = None) -> TokenCheck:
     """Ask Apple about the stored token and record the health (the daily check, and on demand).
 
-    Transient failures (Apple down, rate limited) leave the recorded health as it was.
+    Returns the ``TokenCheck`` recorded. Apple's errors are recorded, not raised; transient
+    failures (Apple down, rate limited) leave the recorded health as it was and return it.
     """
     now = now or timezone.now()
     setting = VppServerSetting.load()
@@ -222,6 +252,31 @@ def token_check_health(*, now: dt.datetime | None = None) -> TokenCheck:
     return check
 
 
+def assignment_update(*, method: str, actor) -> VppServerSetting:
+    """Set how licences are assigned: ``method`` is an ``AssignmentMethod`` value ("user" or "device").
+
+    Device-based assignment turns the VPP user actions off (``vpp_actions_disabled_reason``).
+    A change is audited as ``vpp.assignment_changed`` with ``from``/``to``; saving the same
+    method again records nothing. Raises ``ValueError`` for an unknown method.
+    """
+    if method not in AssignmentMethod.values:
+        raise ValueError(f"unknown assignment method {method!r}")
+    with transaction.atomic():
+        setting = _setting_for_update()
+        before = setting.assignment_method
+        if before != method:
+            setting.assignment_method = method
+            setting.save(update_fields=["assignment_method", "updated_at"])
+            audit_record(actor=actor, action="vpp.assignment_changed", details={"from": before, "to": method})
+    return setting
+
+
+def _setting_for_update() -> VppServerSetting:
+    """The setting row, locked until the transaction ends (so "before" is what we overwrite)."""
+    VppServerSetting.load()  # the row exists from here on
+    return VppServerSetting.objects.select_for_update().get(pk=1)
+
+
 def notification_url_for(public_url: str) -> str:
     return public_url.rstrip("/") + reverse("vpp-notifications")
 
@@ -229,8 +284,14 @@ def notification_url_for(public_url: str) -> str:
 def notifications_configure(*, public_url: str, actor) -> VppServerSetting:
     """Point Apple's notifications at this console with a fresh random bearer token.
 
-    The new token is committed *before* calling Apple, because Apple delivers a
-    TEST_NOTIFICATION while handling the request and rejects the setup if we refuse it.
+    ``public_url`` is the console's public address (``https://host[/prefix]``); Apple gets
+    ``<public_url>/vpp/notifications/`` through ``POST /client/config``. The new token is
+    committed *before* calling Apple, because Apple delivers a TEST_NOTIFICATION while
+    handling the request and rejects the setup if we refuse it. Audited as
+    ``vpp.notifications_configured`` with the new and previous URL (never the bearer token).
+    Raises ``NoContentToken`` without a stored token, ``vpp.secrets.SecretUnreadable`` when
+    it cannot be decrypted, and ``NotificationSetupError`` when Apple refuses (the previous
+    bearer token is restored).
     """
     setting = VppServerSetting.load()
     client = vpp_client(setting)

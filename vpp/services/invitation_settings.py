@@ -1,0 +1,86 @@
+"""The Invitations card of the VPP Server Setting page: the channel and templates, and "Send test to me".
+
+How the message is built and sent lives in ``vpp/invitations/``; this module stores what the
+admin chose and audits it (docs/vpp-setting.md, "Invitations").
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+
+from vpp.audit import audit_record
+from vpp.invitations.email import invitation_send_test
+from vpp.invitations.message import template_check
+from vpp.models import InvitationChannel, VppServerSetting
+
+logger = logging.getLogger(__name__)
+
+NO_ADDRESS_TEXT = "Your admin account has no email address to send the test to."
+
+
+class InvitationTestNotSent(RuntimeError):
+    """ "Send test to me" could not send; ``reason`` is a sentence for the admin."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def invitation_settings_update(
+    *, channel: str, sender: str, subject: str, body_text: str, body_html: str, actor
+) -> VppServerSetting:
+    """Store the invitation channel and templates; audit ``vpp.invitation_changed``.
+
+    ``channel`` is an ``InvitationChannel`` value ("push", "email" or "both"); ``sender`` a
+    From address ("" for the server default); the three templates take the placeholders of
+    ``vpp.invitations.message.PLACEHOLDERS``. The audit event names the fields that changed
+    (``fields="invitation_subject,invitation_body_text"``), never their text, and is written
+    on every save, as the page always did. Raises ``ValueError`` for an unknown channel and
+    ``vpp.invitations.message.TemplateError`` for a template that would not render; nothing
+    is stored then.
+    """
+    if channel not in InvitationChannel.values:
+        raise ValueError(f"unknown invitation channel {channel!r}")
+    for template in (subject, body_text, body_html):
+        template_check(template)
+    new = {
+        "invitation_channel": channel,
+        "invitation_sender": sender,
+        "invitation_subject": subject,
+        "invitation_body_text": body_text,
+        "invitation_body_html": body_html,
+    }
+    with transaction.atomic():
+        VppServerSetting.load()  # the row exists from here on
+        setting = VppServerSetting.objects.select_for_update().get(pk=1)
+        changed = [field for field, value in new.items() if getattr(setting, field) != value]
+        for field in changed:
+            setattr(setting, field, new[field])
+        setting.save(update_fields=[*new, "updated_at"])
+        audit_record(actor=actor, action="vpp.invitation_changed", details={"fields": ",".join(changed)})
+    return setting
+
+
+def invitation_test_send(*, actor) -> EmailMultiAlternatives:
+    """Mail ``actor`` (the admin who pressed "Send test to me") the invitation of the saved templates.
+
+    The message is the one a device user of the admin's name would get, with a sample link
+    (``vpp.invitations.email.invitation_send_test``). Returns the sent message. Raises
+    ``InvitationTestNotSent`` when the admin has no email address or the mail server refuses
+    or cannot be reached. Not audited: it changes nothing and reaches only the admin.
+    """
+    if not getattr(actor, "email", ""):
+        raise InvitationTestNotSent(NO_ADDRESS_TEXT)
+    try:
+        return invitation_send_test(
+            setting=VppServerSetting.load(),
+            to_email=actor.email,
+            user_name=actor.get_full_name() or actor.get_username(),
+        )
+    except (smtplib.SMTPException, OSError) as exc:
+        logger.warning("test invitation to admin %s not sent: %s", actor.pk, exc)
+        raise InvitationTestNotSent(f"The test invitation could not be sent: {exc}") from None
