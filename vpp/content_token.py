@@ -75,13 +75,23 @@ def health_from_error(exc: VppError) -> TokenCheck | None:
     return None
 
 
-def token_health_store(*, check: TokenCheck, now: dt.datetime | None = None) -> None:
-    """Record ``check`` as the stored token's health (the banner reads it)."""
+def token_health_store(
+    *, check: TokenCheck, now: dt.datetime | None = None, setting: VppServerSetting | None = None
+) -> None:
+    """Record ``check`` as the stored token's health (the banner and the actions read it).
+
+    With ``setting`` (a row the caller changed, e.g. after an upload or a check at Apple) the
+    health is set on it and the row saved with the caller's changes; without, one UPDATE.
+    """
+    now = now or timezone.now()
+    if setting is not None:
+        setting.token_health, setting.token_health_detail = check.health, check.detail[:500]
+        setting.token_health_checked_at = now
+        setting.save()
+        return
     VppServerSetting.load()  # the row exists from here on
     VppServerSetting.objects.filter(pk=1).update(
-        token_health=check.health,
-        token_health_detail=check.detail[:500],
-        token_health_checked_at=now or timezone.now(),
+        token_health=check.health, token_health_detail=check.detail[:500], token_health_checked_at=now
     )
 
 

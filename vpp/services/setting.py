@@ -22,7 +22,7 @@ from vpp.apple.errors import TransientVppError, VppError
 from vpp.apple.token_file import MAX_TOKEN_FILE_BYTES, TokenFileError, parse_content_token
 from vpp.apple.types import ClientConfig, MdmInfo, managed_by_other_mdm
 from vpp.audit import audit_record
-from vpp.content_token import TokenCheck, health_from_error, vpp_client
+from vpp.content_token import TokenCheck, health_from_error, token_health_store, vpp_client
 from vpp.models import AssignmentMethod, TokenHealth, VppServerSetting
 
 logger = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def _claim_unless_held(client: VppClient, setting: VppServerSetting, config: Cli
     _apply_config(setting, config)
     if not managed_by_other_mdm(config.mdm_info, str(setting.mdm_id)) and _needs_claim(config, setting):
         config = _claim(client, setting, now)
-    _store_check(setting, _health_from_config(config, setting, now), now)
+    token_health_store(check=_health_from_config(config, setting, now), now=now, setting=setting)
 
 
 def token_claim(*, now: dt.datetime | None = None) -> VppServerSetting:
@@ -161,13 +161,6 @@ def _needs_claim(config: ClientConfig, setting: VppServerSetting) -> bool:
     mine = our_mdm_info(setting)
     info = config.mdm_info
     return info is None or (info.id, info.name, info.metadata) != (mine.id, mine.name, mine.metadata)
-
-
-def _store_check(setting: VppServerSetting, check: TokenCheck, now: dt.datetime) -> None:
-    setting.token_health = check.health
-    setting.token_health_detail = check.detail[:500]
-    setting.token_health_checked_at = now
-    setting.save()
 
 
 def token_takeover(*, actor, now: dt.datetime | None = None) -> VppServerSetting:
@@ -187,7 +180,7 @@ def token_takeover(*, actor, now: dt.datetime | None = None) -> VppServerSetting
     except VppError as exc:
         raise TakeoverRefused(f"Apple refused the takeover: {exc.message}") from None
     _apply_config(setting, config)
-    _store_check(setting, _health_from_config(config, setting, now), now)
+    token_health_store(check=_health_from_config(config, setting, now), now=now, setting=setting)
     audit_record(
         actor=actor,
         action="vpp.location_taken_over",
@@ -234,7 +227,7 @@ def token_check_health(*, now: dt.datetime | None = None) -> TokenCheck:
     setting = VppServerSetting.load()
     if not setting.has_token:
         check = TokenCheck(TokenHealth.MISSING, "")
-        _store_check(setting, check, now)
+        token_health_store(check=check, now=now, setting=setting)
         return check
     try:
         config = vpp_client(setting).client_config()
@@ -248,7 +241,7 @@ def token_check_health(*, now: dt.datetime | None = None) -> TokenCheck:
     else:
         _apply_config(setting, config)
         check = _health_from_config(config, setting, now)
-    _store_check(setting, check, now)
+    token_health_store(check=check, now=now, setting=setting)
     return check
 
 
