@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
 
+from users.selectors import EXTRA_FILTERS
 from vpp import selectors
 from vpp.jobs.engine import job_create, job_retry_failed
 from vpp.jobs.plan import vpp_plan_build
@@ -73,7 +74,7 @@ def _plan_for(request, action: str, form, setting: VppServerSetting):
 
 def _hidden_selection(request) -> list[tuple[str, str]]:
     """The posted selection, carried unchanged from the confirm modal to apply."""
-    keep = ("pk", "select_all", "q", "platform", "activated", "vpp_status")
+    keep = ("pk", "select_all", "q", "platform", "activated", *EXTRA_FILTERS)
     return [(key, value) for key in keep for value in request.POST.getlist(key)]
 
 

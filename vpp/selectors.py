@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet
 
 from users.models import Device, User, activated_apple_device_q
 from vpp.content_token import NO_TOKEN_TEXT
@@ -19,24 +19,19 @@ from vpp.models import (
     VppUserStatus,
 )
 
-# The VPP status filter on the Users page: these values plus "none" (not a VPP user).
+# The VPP status filter of the Users page (registered in VppConfig.ready()): these values plus
+# "none" (not a VPP user).
 VPP_STATUS_FILTER_CHOICES = [("none", "Not a VPP user"), *VppUserStatus.choices]
 
 
 def users_filter_by_vpp_status(queryset: QuerySet, status: str) -> QuerySet:
-    """Hook for the Users page filter (users.selectors calls it with the ?vpp_status= value)."""
+    """Device users with VPP status ``status`` ("none": never sent to Apple). An unknown value
+    does not filter. One LEFT JOIN on the unique vpp_vppuser.user_id."""
     if status == "none":
-        return queryset.filter(Q(vpp_user__isnull=True))
+        return queryset.filter(vpp_user__isnull=True)
     if status in VppUserStatus.values:
         return queryset.filter(vpp_user__status=status)
     return queryset
-
-
-def users_matching_filter(params: dict) -> QuerySet:
-    """Re-apply the Users page filter server-side ("select all N matching")."""
-    from users import selectors as user_selectors  # the Users page owns its filter
-
-    return user_selectors.user_filter_queryset(params)
 
 
 def users_with_vpp_facts(queryset: QuerySet) -> QuerySet:
