@@ -13,7 +13,7 @@ from users.selectors import (
     PAGE_SIZES,
     SORTS,
     UserFilters,
-    user_list,
+    UserSelection,
 )
 
 ACTIVATED_CHOICES = [
@@ -77,8 +77,8 @@ class UserSelectionForm(UserFilterForm):
     """What a bulk action posts: ticked ``pk`` values, or ``select_all=1`` plus the filter.
 
     "Select all N matching" re-applies the filter on the server (never a list of 100,000
-    ids in the POST). Use ``selected_users()`` for the rows and ``filter_snapshot()`` to
-    record what "all" meant on the job.
+    ids in the POST). ``selection()`` is what was chosen (a ``users.selectors.UserSelection``,
+    what a job records), ``selected_users()`` its rows.
     """
 
     pk = forms.TypedMultipleChoiceField(required=False, coerce=int)
@@ -101,14 +101,11 @@ class UserSelectionForm(UserFilterForm):
     def selects_all(self) -> bool:
         return bool(self.cleaned_data.get("select_all")) if "select_all" not in self.errors else False
 
-    def selected_users(self) -> QuerySet[User]:
+    def selection(self) -> UserSelection:
         if self.selects_all:
-            return user_list(filters=self.filters())
+            return UserSelection(all_matching=True, filters=self.filters())
         ids = [] if "pk" in self.errors else self.cleaned_data.get("pk") or []
-        return User.objects.filter(pk__in=ids)
+        return UserSelection(ids=tuple(sorted(set(ids))))
 
-    def filter_snapshot(self) -> dict:
-        """A JSON-able description of the selection, for a job's audit record."""
-        if self.selects_all:
-            return {"select_all": True, "filters": self.filters().as_params()}
-        return {"select_all": False, "pks": sorted(self.cleaned_data.get("pk") or [])}
+    def selected_users(self) -> QuerySet[User]:
+        return self.selection().users()

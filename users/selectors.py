@@ -123,6 +123,82 @@ class UserFilters:
     def active(self) -> bool:
         return bool(self.as_params())
 
+    def describe(self) -> str:
+        """The filter as the audit log reads it, choice labels for values:
+        ``q="anna", platform=macOS, vpp_status=Invited, activated=no`` ("" when it filters nothing)."""
+        parts = [f'q="{self.q}"'] if self.q else []
+        if self.platform:
+            parts.append(f"platform={_PLATFORM_LABELS.get(self.platform, self.platform)}")
+        for name, value in self.extra:
+            extra = EXTRA_FILTERS.get(name)
+            parts.append(f"{name}={extra.choice_label(value) if extra else value}")
+        if self.activated is not None:
+            parts.append(f"activated={'yes' if self.activated else 'no'}")
+        return ", ".join(parts)
+
+
+_PLATFORM_LABELS = dict(Platform.choices)
+
+
+@dataclass(frozen=True)
+class UserSelection:
+    """The device users a bulk action acts on: one of
+
+    - ticked rows: ``ids``, the posted user pks (sorted, unique; unknown ones select nothing);
+    - "select all N matching": ``all_matching`` and the page's ``filters``, re-applied on the
+      server (``users()``), never a list of ids from the browser;
+    - the failed users of an earlier job: ``ids`` and ``retry_of``, that job's pk.
+
+    ``users.forms.UserSelectionForm.selection()`` makes the first two from a bulk POST.
+    Stored on Job.selection as ``to_json()``: ``{"ids": [3, 7, 9]}``,
+    ``{"all_matching": true, "filter": {"platform": "macos"}}`` or
+    ``{"ids": [4, 8], "retry_of": 12}``.
+    """
+
+    ids: tuple[int, ...] = ()
+    all_matching: bool = False
+    filters: UserFilters = field(default_factory=UserFilters)
+    retry_of: int | None = None
+
+    def users(self) -> QuerySet[User]:
+        """The selected device users now (unordered)."""
+        if self.all_matching:
+            return user_list(filters=self.filters)
+        return User.objects.filter(pk__in=self.ids)
+
+    def describe(self, *, count: int) -> str:
+        """Who, for a sentence about ``count`` of these users: "3 selected users", "all 137 users
+        matching platform=macOS", "4 users, the failed ones of job #12"."""
+        users = f"{count:,} user{'' if count == 1 else 's'}"
+        if self.retry_of is not None:
+            return f"{users}, the failed ones of job #{self.retry_of}"
+        if not self.all_matching:
+            return f"{count:,} selected user{'' if count == 1 else 's'}"
+        who = "no users" if count == 0 else f"the {users}" if count == 1 else f"all {users}"
+        filters = self.filters.describe()
+        return f"{who} matching {filters}" if filters else who
+
+    def to_json(self) -> dict:
+        """The JSON stored on Job.selection (see the class docstring)."""
+        if self.all_matching:
+            data: dict = {"all_matching": True, "filter": self.filters.as_params()}
+        else:
+            data = {"ids": list(self.ids)}
+        if self.retry_of is not None:
+            data["retry_of"] = self.retry_of
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> UserSelection:
+        """The selection ``to_json`` stored. Raises ValueError for JSON of another shape (a full
+        sync's Job.selection is ``{"scope": "all", "trigger": ...}``, not a selection of users)."""
+        retry_of = data.get("retry_of")
+        if data.get("all_matching"):
+            return cls(all_matching=True, filters=UserFilters.from_params(data.get("filter") or {}), retry_of=retry_of)
+        if "ids" not in data:
+            raise ValueError(f"not a user selection: {sorted(data)}")
+        return cls(ids=tuple(int(pk) for pk in data["ids"]), retry_of=retry_of)
+
 
 def user_list(*, filters: UserFilters) -> QuerySet[User]:
     """Device users matching ``filters``, unordered and without extra columns."""
