@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, QuerySet
 
-from users.models import Device, User, activated_apple_device_q
+from users.models import Device, activated_apple_device_q
 from vpp.content_token import NO_TOKEN_TEXT
 from vpp.models import (
     FINISHED_JOB_STATUSES,
@@ -13,9 +13,9 @@ from vpp.models import (
     ItemStatus,
     Job,
     JobItem,
+    SyncOrphan,
     TokenHealth,
     VppServerSetting,
-    VppUser,
     VppUserStatus,
 )
 
@@ -60,10 +60,6 @@ def users_with_vpp_facts(queryset: QuerySet) -> QuerySet:
     )
 
 
-def vpp_user_for(user: User) -> VppUser | None:
-    return VppUser.objects.filter(user=user).first()
-
-
 def job_item_counts(job: Job) -> dict[str, int]:
     rows = JobItem.objects.filter(job=job).values("status").annotate(n=Count("id")).order_by()
     counts = dict.fromkeys(ItemStatus.values, 0)
@@ -80,10 +76,6 @@ def job_items(job: Job, *, status: str | None = None) -> QuerySet:
 
 def recent_jobs(limit: int = 50) -> QuerySet:
     return Job.objects.select_related("started_by").order_by("-created_at", "-id")[:limit]
-
-
-def active_jobs() -> QuerySet:
-    return Job.objects.exclude(status__in=FINISHED_JOB_STATUSES).order_by("-created_at")
 
 
 # --- VPP server setting (token health, assignment method) ---------------------------------
@@ -154,8 +146,6 @@ def token_banner(setting: VppServerSetting) -> dict | None:
 
 def sync_orphans(job_id: int | None, *, limit: int = 25) -> tuple[list, int]:
     """Apple users a sync found that match nobody here: (first ``limit`` rows, total count)."""
-    from vpp.models import SyncOrphan
-
     if not job_id:
         return [], 0
     orphans = SyncOrphan.objects.filter(run__job_id=job_id).order_by("id")
@@ -164,6 +154,4 @@ def sync_orphans(job_id: int | None, *, limit: int = 25) -> tuple[list, int]:
 
 def users_vpp_row_annotation(queryset: QuerySet) -> QuerySet:
     """Users page rows: the VPP status column (registered with users.selectors.register_row_annotation)."""
-    from django.db.models import F
-
     return queryset.annotate(vpp_status=F("vpp_user__status"), vpp_error=F("vpp_user__last_error_message"))
