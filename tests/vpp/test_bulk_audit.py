@@ -51,7 +51,7 @@ def audit_of(job: Job) -> AuditEvent:
 
 
 def test_a_job_of_ticked_rows_says_how_many_were_selected(admin_client):
-    ticked = [make_user(), make_user(), make_user(device=False)]
+    ticked = [make_user(), make_user(), make_user(active=False)]
     make_user()  # on the page, not ticked
     job = confirm_and_apply(admin_client, "invite", {"pk": [u.pk for u in ticked], "select_all": ""})
     audit = audit_of(job)
