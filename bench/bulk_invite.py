@@ -269,11 +269,12 @@ def main() -> None:
     ]
     try:
         wait_ready(app, port)
-        from users.models import User
+        from users.selectors import UserSelection
 
-        plan = vpp_plan_build(action=JobAction.INVITE, users=User.objects.all(), channel="email")
+        selection = UserSelection(all_matching=True)  # every user, as "select all" without a filter
+        plan = vpp_plan_build(action=JobAction.INVITE, users=selection.users(), channel="email")
         started, started_epoch = time.monotonic(), time.time()
-        job = job_create(plan=plan, actor=None, selection={"bench": args.users})  # commits → enqueues
+        job = job_create(plan=plan, actor=None, selection=selection)  # commits → enqueues
         created_in = time.monotonic() - started
         prober = Prober(f"http://127.0.0.1:{port}", job.pk)
         prober.start()

@@ -6,8 +6,15 @@ from django import forms
 from django.db.models import QuerySet
 
 from users.models import Platform, User
-from users.selectors import DEFAULT_PAGE_SIZE, DEFAULT_SORT, PAGE_SIZES, SORTS, UserFilters, user_list
-from vpp.models import VppUserStatus
+from users.selectors import (
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_SORT,
+    EXTRA_FILTERS,
+    PAGE_SIZES,
+    SORTS,
+    UserFilters,
+    UserSelection,
+)
 
 ACTIVATED_CHOICES = [
     ("", "Activated iOS/macOS: any"),
@@ -15,24 +22,30 @@ ACTIVATED_CHOICES = [
     ("no", "Activated iOS/macOS: no"),
 ]
 
-VPP_STATUS_CHOICES = [("", "Any VPP status"), ("none", "Not a VPP user"), *VppUserStatus.choices]
-
 
 class UserFilterForm(forms.Form):
     """The Users page query string. Bad values fall back to defaults instead of erroring:
-    a hand-edited or stale URL still shows a page."""
+    a hand-edited or stale URL still shows a page.
+
+    Besides the fields below, one choice field per filter another app registered
+    (``users.selectors.register_filter``, e.g. the vpp app's ``vpp_status``).
+    """
 
     q = forms.CharField(required=False, max_length=200, strip=True)
     platform = forms.ChoiceField(required=False, choices=[("", "All platforms"), *Platform.choices])
     activated = forms.ChoiceField(required=False, choices=ACTIVATED_CHOICES)
-    vpp_status = forms.ChoiceField(required=False, choices=VPP_STATUS_CHOICES)
     sort = forms.ChoiceField(required=False, choices=[(key, key) for key in SORTS])
     page = forms.IntegerField(required=False, min_value=1)
     size = forms.TypedChoiceField(required=False, coerce=int, choices=[(n, n) for n in PAGE_SIZES])
 
     def __init__(self, data=None, **kwargs):
         super().__init__(data if data is not None else {}, **kwargs)
+        self._add_extra_filters()
         self.is_valid()  # fills cleaned_data for the valid fields; invalid ones use defaults
+
+    def _add_extra_filters(self) -> None:
+        for extra in EXTRA_FILTERS.values():
+            self.fields[extra.name] = forms.ChoiceField(required=False, choices=extra.options)
 
     def _value(self, name: str, default):
         value = self.cleaned_data.get(name) if name not in self.errors else None
@@ -44,7 +57,7 @@ class UserFilterForm(forms.Form):
             q=self._value("q", ""),
             platform=self._value("platform", ""),
             activated=None if not activated else activated == "yes",
-            vpp_status=self._value("vpp_status", ""),
+            extra=tuple((name, value) for name in EXTRA_FILTERS if (value := self._value(name, ""))),
         )
 
     @property
@@ -64,8 +77,8 @@ class UserSelectionForm(UserFilterForm):
     """What a bulk action posts: ticked ``pk`` values, or ``select_all=1`` plus the filter.
 
     "Select all N matching" re-applies the filter on the server (never a list of 100,000
-    ids in the POST). Use ``selected_users()`` for the rows and ``filter_snapshot()`` to
-    record what "all" meant on the job.
+    ids in the POST). ``selection()`` is what was chosen (a ``users.selectors.UserSelection``,
+    what a job records), ``selected_users()`` its rows.
     """
 
     pk = forms.TypedMultipleChoiceField(required=False, coerce=int)
@@ -73,6 +86,7 @@ class UserSelectionForm(UserFilterForm):
 
     def __init__(self, data=None, **kwargs):
         forms.Form.__init__(self, data if data is not None else {}, **kwargs)
+        self._add_extra_filters()
         # Any integer is a valid choice here; unknown ids simply select nothing.
         self.fields["pk"].valid_value = lambda value: str(value).isdigit()
         self.is_valid()
@@ -87,14 +101,11 @@ class UserSelectionForm(UserFilterForm):
     def selects_all(self) -> bool:
         return bool(self.cleaned_data.get("select_all")) if "select_all" not in self.errors else False
 
-    def selected_users(self) -> QuerySet[User]:
+    def selection(self) -> UserSelection:
         if self.selects_all:
-            return user_list(filters=self.filters())
+            return UserSelection(all_matching=True, filters=self.filters())
         ids = [] if "pk" in self.errors else self.cleaned_data.get("pk") or []
-        return User.objects.filter(pk__in=ids)
+        return UserSelection(ids=tuple(sorted(set(ids))))
 
-    def filter_snapshot(self) -> dict:
-        """A JSON-able description of the selection, for a job's audit record."""
-        if self.selects_all:
-            return {"select_all": True, "filters": self.filters().as_params()}
-        return {"select_all": False, "pks": sorted(self.cleaned_data.get("pk") or [])}
+    def selected_users(self) -> QuerySet[User]:
+        return self.selection().users()

@@ -135,10 +135,6 @@ class Device(models.Model):
     def __str__(self) -> str:
         return f"{self.get_platform_display()} {self.model or ''} {self.serial_number}".strip()
 
-    @property
-    def is_apple(self) -> bool:
-        return self.platform in APPLE_PLATFORMS
-
 
 def activated_apple_device_q(prefix: str = "") -> Q:
     """Q for 'has an activated iOS/iPadOS/macOS device' (the VPP eligibility rule)."""

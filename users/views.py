@@ -9,8 +9,8 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import push_url
 
-from users.forms import ACTIVATED_CHOICES, VPP_STATUS_CHOICES, UserFilterForm
-from users.selectors import DEFAULT_PAGE_SIZE, DEFAULT_SORT, PAGE_SIZES, UserPage, user_page
+from users.forms import ACTIVATED_CHOICES, UserFilterForm
+from users.selectors import DEFAULT_PAGE_SIZE, DEFAULT_SORT, EXTRA_FILTERS, PAGE_SIZES, UserPage, user_page
 
 TABLE_ID = "user-table"
 SORTABLE_COLUMNS = ("name", "login", "email", "last_seen")
@@ -33,7 +33,7 @@ def user_list(request):
         "platform_choices": form.fields["platform"].choices,
         "activated_choices": ACTIVATED_CHOICES,
         "activated_value": page.filters.as_params().get("activated", ""),
-        "vpp_status_choices": VPP_STATUS_CHOICES,
+        "extra_filters": _extra_filters(page),
     }
     # Only the table when htmx asks for it; a history restore needs the whole page.
     if request.htmx and request.htmx.target == TABLE_ID and not request.htmx.history_restore_request:
@@ -55,6 +55,14 @@ def _url_state(page: UserPage) -> QueryDict:
     if page.number > 1:
         state["page"] = str(page.number)
     return state
+
+
+def _extra_filters(page: UserPage) -> list[dict]:
+    """The toolbar selects of the filters other apps registered (users.selectors.register_filter)."""
+    return [
+        {"name": extra.name, "label": extra.label, "options": extra.options, "value": page.filters.value(extra.name)}
+        for extra in EXTRA_FILTERS.values()
+    ]
 
 
 def _sorting(current: str) -> dict[str, dict[str, str]]:

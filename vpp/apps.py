@@ -6,12 +6,20 @@ class VppConfig(AppConfig):
     verbose_name = "Apple VPP"
 
     def ready(self) -> None:
-        from users.selectors import register_row_annotation
+        from users.selectors import register_filter, register_row_annotation
         from users.table import register_cell
         from vpp import checks  # noqa: F401  (registers the system checks)
-        from vpp.selectors import users_vpp_row_annotation
+        from vpp.selectors import VPP_STATUS_FILTER_CHOICES, users_filter_by_vpp_status, users_vpp_row_annotation
         from vpp.users_table import vpp_status_cell
 
         # The VPP status column of the Users page: its row values, then its cell.
         register_row_annotation(users_vpp_row_annotation)
         register_cell("vpp_status", vpp_status_cell)
+        # ... and its filter (?vpp_status=invited, or "none" for users never sent to Apple).
+        register_filter(
+            name="vpp_status",
+            label="VPP status",
+            any_label="Any VPP status",
+            choices=VPP_STATUS_FILTER_CHOICES,
+            apply=users_filter_by_vpp_status,
+        )

@@ -1,12 +1,13 @@
-"""The audit seam of the settings page and the sync.
-
-Writes an ``AuditEvent`` (the jobs part's append-only model) when it exists, and always a
-line on the ``kmconsole.audit`` logger. Callers never pass secrets in ``details``.
+"""The audit trail of the settings page and the sync: an ``AuditEvent`` row (append-only,
+vpp/models/audit.py) and a line on the ``kmconsole.audit`` logger for each action.
+Callers never pass secrets in ``details``.
 """
 
 from __future__ import annotations
 
 import logging
+
+from vpp.models import AuditEvent
 
 logger = logging.getLogger("kmconsole.audit")
 
@@ -25,13 +26,11 @@ def audit_record(
     ip: str | None = None,
     job=None,
 ) -> None:
+    """``actor`` is the admin (None or an anonymous user: recorded as "system"); ``details``
+    become the event's target_summary as ``key=value; ...`` (at most 500 characters)."""
     details = details or {}
     actor = actor if getattr(actor, "pk", None) else None
     logger.info("audit action=%s actor=%s %s", action, getattr(actor, "pk", None), _summary(details))
-    try:
-        from vpp.models import AuditEvent
-    except ImportError:  # the jobs part's model has not landed in this checkout
-        return
     AuditEvent.objects.create(
         actor=actor,
         actor_name=actor.get_username() if actor else "system",

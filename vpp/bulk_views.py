@@ -17,6 +17,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
 
+from users.forms import UserSelectionForm
+from users.selectors import EXTRA_FILTERS
 from vpp import selectors
 from vpp.jobs.engine import job_create, job_retry_failed
 from vpp.jobs.plan import vpp_plan_build
@@ -49,8 +51,6 @@ def _forbidden(request, action: str) -> HttpResponse:
 
 def _selection(request):
     """(the parsed selection form or None, a problem to show)."""
-    from users.forms import UserSelectionForm  # the Users page owns the selection format
-
     if getattr(request, "bulk_too_many", False):
         return None, (
             f"Too many users were ticked at once (more than {MAX_TICKED_IDS:,}). "
@@ -73,7 +73,7 @@ def _plan_for(request, action: str, form, setting: VppServerSetting):
 
 def _hidden_selection(request) -> list[tuple[str, str]]:
     """The posted selection, carried unchanged from the confirm modal to apply."""
-    keep = ("pk", "select_all", "q", "platform", "activated", "vpp_status")
+    keep = ("pk", "select_all", "q", "platform", "activated", *EXTRA_FILTERS)
     return [(key, value) for key in keep for value in request.POST.getlist(key)]
 
 
@@ -124,7 +124,7 @@ def bulk_apply(request, action: str):
         context = {"action": action, "action_label": JobAction(action).label, "problem": problem or blocker}
         return render(request, "vpp/bulk/confirm.html", context, status=200)
     plan = _plan_for(request, action, form, setting)
-    job = job_create(plan=plan, actor=request.user, selection=form.filter_snapshot(), ip=_client_ip(request))
+    job = job_create(plan=plan, actor=request.user, selection=form.selection(), ip=_client_ip(request))
     return render(request, "vpp/bulk/started.html", _panel_context(job))
 
 

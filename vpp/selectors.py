@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, QuerySet
 
-from users.models import Device, User, activated_apple_device_q
+from users.models import Device, activated_apple_device_q
 from vpp.content_token import NO_TOKEN_TEXT
 from vpp.models import (
     FINISHED_JOB_STATUSES,
@@ -13,30 +13,25 @@ from vpp.models import (
     ItemStatus,
     Job,
     JobItem,
+    SyncOrphan,
     TokenHealth,
     VppServerSetting,
-    VppUser,
     VppUserStatus,
 )
 
-# The VPP status filter on the Users page: these values plus "none" (not a VPP user).
+# The VPP status filter of the Users page (registered in VppConfig.ready()): these values plus
+# "none" (not a VPP user).
 VPP_STATUS_FILTER_CHOICES = [("none", "Not a VPP user"), *VppUserStatus.choices]
 
 
 def users_filter_by_vpp_status(queryset: QuerySet, status: str) -> QuerySet:
-    """Hook for the Users page filter (users.selectors calls it with the ?vpp_status= value)."""
+    """Device users with VPP status ``status`` ("none": never sent to Apple). An unknown value
+    does not filter. One LEFT JOIN on the unique vpp_vppuser.user_id."""
     if status == "none":
-        return queryset.filter(Q(vpp_user__isnull=True))
+        return queryset.filter(vpp_user__isnull=True)
     if status in VppUserStatus.values:
         return queryset.filter(vpp_user__status=status)
     return queryset
-
-
-def users_matching_filter(params: dict) -> QuerySet:
-    """Re-apply the Users page filter server-side ("select all N matching")."""
-    from users import selectors as user_selectors  # the Users page owns its filter
-
-    return user_selectors.user_filter_queryset(params)
 
 
 def users_with_vpp_facts(queryset: QuerySet) -> QuerySet:
@@ -65,10 +60,6 @@ def users_with_vpp_facts(queryset: QuerySet) -> QuerySet:
     )
 
 
-def vpp_user_for(user: User) -> VppUser | None:
-    return VppUser.objects.filter(user=user).first()
-
-
 def job_item_counts(job: Job) -> dict[str, int]:
     rows = JobItem.objects.filter(job=job).values("status").annotate(n=Count("id")).order_by()
     counts = dict.fromkeys(ItemStatus.values, 0)
@@ -85,10 +76,6 @@ def job_items(job: Job, *, status: str | None = None) -> QuerySet:
 
 def recent_jobs(limit: int = 50) -> QuerySet:
     return Job.objects.select_related("started_by").order_by("-created_at", "-id")[:limit]
-
-
-def active_jobs() -> QuerySet:
-    return Job.objects.exclude(status__in=FINISHED_JOB_STATUSES).order_by("-created_at")
 
 
 # --- VPP server setting (token health, assignment method) ---------------------------------
@@ -159,8 +146,6 @@ def token_banner(setting: VppServerSetting) -> dict | None:
 
 def sync_orphans(job_id: int | None, *, limit: int = 25) -> tuple[list, int]:
     """Apple users a sync found that match nobody here: (first ``limit`` rows, total count)."""
-    from vpp.models import SyncOrphan
-
     if not job_id:
         return [], 0
     orphans = SyncOrphan.objects.filter(run__job_id=job_id).order_by("id")
@@ -169,6 +154,4 @@ def sync_orphans(job_id: int | None, *, limit: int = 25) -> tuple[list, int]:
 
 def users_vpp_row_annotation(queryset: QuerySet) -> QuerySet:
     """Users page rows: the VPP status column (registered with users.selectors.register_row_annotation)."""
-    from django.db.models import F
-
     return queryset.annotate(vpp_status=F("vpp_user__status"), vpp_error=F("vpp_user__last_error_message"))

@@ -16,7 +16,7 @@ from users.forms import UserSelectionForm
 from users.models import ActivationState as S
 from users.models import Platform as P
 from users.models import User
-from users.selectors import SORTS, UserFilters, user_list
+from users.selectors import SORTS, UserFilters, UserSelection, user_list
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true", "HX-Target": "user-table"}
@@ -231,14 +231,16 @@ def test_it_reapplies_the_filter_for_select_all_matching(people):
     assert form.is_valid()
     assert sorted(form.selected_users().values_list("display_name", flat=True)) == ["Ben Carter", "Emma Fischer"]
     assert form.selected_users().count() == 2
-    assert form.filter_snapshot() == {"select_all": True, "filters": {"platform": "macos"}}
+    assert form.selection() == UserSelection(all_matching=True, filters=UserFilters(platform="macos"))
+    assert form.selection().to_json() == {"all_matching": True, "filter": {"platform": "macos"}}
 
 
 def test_it_selects_ticked_rows_without_select_all(people):
     form = UserSelectionForm({"pk": [str(people["anna"].pk), str(people["ben"].pk)], "select_all": ""})
     assert form.is_valid()
     assert set(form.selected_users()) == {people["anna"], people["ben"]}
-    assert form.filter_snapshot()["select_all"] is False
+    assert form.selection() == UserSelection(ids=tuple(sorted([people["anna"].pk, people["ben"].pk])))
+    assert form.selection().all_matching is False
 
 
 def test_it_refuses_an_empty_selection():

@@ -92,7 +92,7 @@ def test_it_reapplies_the_filter_server_side_for_select_all(admin_client, no_enq
     assert response.status_code == 200
     job = Job.objects.get()
     assert set(JobItem.objects.filter(job=job).values_list("user_id", flat=True)) == {u.pk for u in matching}
-    assert job.selection["select_all"] is True and job.selection["filters"] == {"q": "Alpha"}
+    assert job.selection == {"all_matching": True, "filter": {"q": "Alpha"}}
 
 
 def test_it_ignores_unknown_ids_and_refuses_tampered_ones(admin_client, no_enqueue):

@@ -10,6 +10,7 @@ from django.utils.html import escape
 
 from tests.vpp.conftest import run_job
 from users.models import User
+from users.selectors import UserSelection
 from vpp.invitations.channels import Invitation
 from vpp.invitations.email import EmailChannel
 from vpp.invitations.message import SAMPLE_LINK, push_alert
@@ -33,7 +34,7 @@ def _fast(settings):
 def _real_invitation(apple, user: User):
     """The email an invite job sends this device user, and the link in it."""
     plan = vpp_plan_build(action=JobAction.INVITE, users=User.objects.filter(pk=user.pk), channel="email")
-    run_job(job_create(plan=plan, actor=None, selection={"ids": [user.pk]}, ip="127.0.0.1"), apple)
+    run_job(job_create(plan=plan, actor=None, selection=UserSelection(ids=(user.pk,)), ip="127.0.0.1"), apple)
     [message] = mail.outbox
     mail.outbox.clear()
     code = VppUser.objects.get(user=user).invite_code

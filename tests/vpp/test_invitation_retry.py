@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from tests.vpp.conftest import run_job
 from users.models import User
+from users.selectors import UserSelection
 from vpp.invitations.email import email_error_transient
 from vpp.jobs.engine import job_create
 from vpp.jobs.plan import vpp_plan_build
@@ -54,7 +55,7 @@ def invite(users):
     plan = vpp_plan_build(
         action=JobAction.INVITE, users=User.objects.filter(pk__in=[u.pk for u in users]), channel="email"
     )
-    return job_create(plan=plan, actor=None, selection={"ids": [u.pk for u in users]}, ip="127.0.0.1")
+    return job_create(plan=plan, actor=None, selection=UserSelection(ids=tuple(u.pk for u in users)), ip="127.0.0.1")
 
 
 def test_an_unreachable_mail_server_delays_the_invitations_until_it_is_back(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from users.models import ActivationState, Device, Platform, User
+from users.selectors import UserSelection
 from vpp.apple.apns import ApnsProvider, MemoryTokenStore
 from vpp.invitations.push import (
     DeliveryStatus,
@@ -172,7 +173,7 @@ def test_it_delivers_a_push_invite_job_end_to_end(apns_settings, fake_apns, appl
     fake_apns.state.unregister(token(81))
     users = User.objects.filter(pk__in=[reachable.pk, gone.pk])
     plan = vpp_plan_build(action=JobAction.INVITE, users=users, channel="push")
-    job = run_job(job_create(plan=plan, actor=None, selection={"ids": []}, ip="127.0.0.1"), apple)
+    job = run_job(job_create(plan=plan, actor=None, selection=UserSelection(), ip="127.0.0.1"), apple)
     assert (job.succeeded, job.failed) == (1, 1)
     code = VppUser.objects.get(user=reachable).invite_code
     [recorded] = [p for p in fake_apns.state.pushes if p.status == 200]
@@ -195,7 +196,7 @@ def test_a_push_invite_waits_out_an_apns_outage(apns_settings, fake_apns, apple,
     user = user_factory(push_token=token(90))
     fake_apns.state.set_fault(status=503, reason="ServiceUnavailable", count=1)
     plan = vpp_plan_build(action=JobAction.INVITE, users=User.objects.filter(pk=user.pk), channel="push")
-    job = run_job(job_create(plan=plan, actor=None, selection={"ids": [user.pk]}, ip="127.0.0.1"), apple)
+    job = run_job(job_create(plan=plan, actor=None, selection=UserSelection(ids=(user.pk,)), ip="127.0.0.1"), apple)
     assert (job.succeeded, job.failed) == (1, 0)
     assert [p.device_token for p in fake_apns.state.pushes if p.status == 200] == [token(90)]
     assert JobItem.objects.get(job=job).attempts == 2

@@ -9,6 +9,7 @@ from django.core import mail
 
 from tests.vpp.conftest import run_job
 from users.models import User
+from users.selectors import UserSelection
 from vpp.apple.errors import RateLimitedError, TokenExpiredError
 from vpp.jobs.engine import job_create, job_retry_failed
 from vpp.jobs.plan import vpp_plan_build
@@ -34,7 +35,7 @@ def _fast(settings):
 
 def start(action, users, channel="email", actor=None):
     plan = vpp_plan_build(action=action, users=User.objects.filter(pk__in=[u.pk for u in users]), channel=channel)
-    return job_create(plan=plan, actor=actor, selection={"ids": [u.pk for u in users]}, ip="127.0.0.1")
+    return job_create(plan=plan, actor=actor, selection=UserSelection(ids=tuple(u.pk for u in users)), ip="127.0.0.1")
 
 
 def test_it_invites_users_and_emails_the_link(apple, token_setting, user_factory):

@@ -8,6 +8,7 @@ from django.core import mail
 from tests.sandbox_fixture import store_sandbox_token
 from tests.vpp.conftest import run_job
 from users.models import User
+from users.selectors import UserSelection
 from vpp.content_token import vpp_client
 from vpp.jobs import engine as jobs
 from vpp.jobs import leases as job_lease
@@ -28,7 +29,7 @@ def sandbox_setting(vpp_sandbox, settings):
 
 def start(action, users, channel="email"):
     plan = vpp_plan_build(action=action, users=User.objects.filter(pk__in=[u.pk for u in users]), channel=channel)
-    return job_create(plan=plan, actor=None, selection={"ids": [u.pk for u in users]})
+    return job_create(plan=plan, actor=None, selection=UserSelection(ids=tuple(u.pk for u in users)))
 
 
 def client(setting):

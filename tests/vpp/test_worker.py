@@ -15,6 +15,7 @@ from tests.sandbox_fixture import store_sandbox_token
 from tests.vpp.conftest import make_users
 from tests.vpp.worker import Worker, purge_queue, read_outbox, wait_until
 from users.models import User
+from users.selectors import UserSelection
 from vpp.jobs.engine import job_create
 from vpp.jobs.plan import vpp_plan_build
 from vpp.models import ItemStatus, Job, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
@@ -52,7 +53,7 @@ def worker(outbox, django_capture_on_commit_callbacks):
 
 def start_job(action, users):
     plan = vpp_plan_build(action=action, users=User.objects.filter(pk__in=[u.pk for u in users]), channel="email")
-    return job_create(plan=plan, actor=None, selection={"ids": [u.pk for u in users]})
+    return job_create(plan=plan, actor=None, selection=UserSelection(ids=tuple(u.pk for u in users)))
 
 
 def finished(job, w, timeout=60):

@@ -1,6 +1,6 @@
 """How an invitation reaches a device user: channels, and the one message renderer.
 
-- ``channels.py``: the registry the job flow asks (``Channel``, ``channels_for``, ``deliver_invitation``).
+- ``channels.py``: the registry the job flow asks (``Channel``, ``register_channel``, ``channels_for``).
 - ``email.py``, ``push.py``: the built-in channels, registered here, once.
 - ``message.py``: the templates' placeholders, their check, and rendering.
 """

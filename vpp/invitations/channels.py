@@ -75,13 +75,3 @@ def channel_names_for(choice: str) -> list[str]:
 def invitation_organisation(setting: VppServerSetting, *, default: str = "Your organisation") -> str:
     """The organisation an invitation comes from: the token's organisation, else its location."""
     return setting.token_org_name or setting.location_name or default
-
-
-def deliver_invitation(*, vpp_user, link: str, channel: str) -> DeliveryResult:
-    """Send one invitation now over one channel (no idempotency bookkeeping; jobs use the batch path)."""
-    impl = get_channel(channel)
-    if impl is None:
-        return DeliveryResult(False, f"The {channel} channel is not configured.")
-    setting = VppServerSetting.load()
-    invitation = Invitation(vpp_user.pk, vpp_user.user, link, invitation_organisation(setting))
-    return impl.send([invitation], setting=setting)[0]

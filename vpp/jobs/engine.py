@@ -30,7 +30,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from users.models import User
+from users.selectors import UserSelection
 from vpp.apple.client import VppClient
 from vpp.apple.errors import NotPermittedError, PermanentVppError, TransientVppError, VppError
 from vpp.content_token import NoContentToken, health_from_error, token_health_record_error, vpp_client
@@ -72,14 +72,21 @@ def _ensure_vpp_users(plan: Plan) -> dict[int, int]:
     return mapping
 
 
-def job_create(*, plan: Plan, actor, selection: dict, ip: str | None = None, retry_of: Job | None = None) -> Job:
-    """Job + items + audit event in one transaction; dispatch enqueued after commit."""
+def job_create(
+    *, plan: Plan, actor, selection: UserSelection, ip: str | None = None, retry_of: Job | None = None
+) -> Job:
+    """Job + items + audit event in one transaction; dispatch enqueued after commit.
+
+    ``plan`` is built from ``selection.users()``; the selection is stored on the job (its JSON)
+    and named in the audit event's sentence ("Send VPP invitation to 3 selected users").
+    ``actor`` is the admin (None for the schedule); ``ip`` the request's address.
+    """
     limits = job_limits()
     with transaction.atomic():
         job = Job.objects.create(
             action=plan.action,
             started_by=actor if getattr(actor, "pk", None) else None,
-            selection=selection,
+            selection=selection.to_json(),
             channel=plan.channel,
             total=len(plan.rows),
             skipped=len(plan.skipped),
@@ -116,9 +123,9 @@ def job_create(*, plan: Plan, actor, selection: dict, ip: str | None = None, ret
             actor=job.started_by,
             actor_name=getattr(actor, "username", "") or "schedule",
             action=f"vpp.{plan.action}",
-            target_summary=_summary(selection),
+            target_summary=_summary(plan.action, selection, count=len(plan.rows)),
             count=len(plan.eligible),
-            outcome=f"queued job #{job.pk} ({len(plan.eligible)} to act on, {len(plan.skipped)} skipped)",
+            outcome=f"Job #{job.pk} queued: {len(plan.eligible):,} to act on, {len(plan.skipped):,} skipped.",
             ip=ip,
             job=job,
         )
@@ -133,13 +140,20 @@ def _skip_text(code: str) -> str:
     return SKIP_REASONS.get(code, code)
 
 
-def _summary(selection: dict) -> str:
-    if selection.get("all_matching"):
-        filters = ", ".join(f"{k}={v}" for k, v in sorted(selection.get("filter", {}).items()) if v)
-        return f"all users matching {filters or 'no filter'}"[:500]
-    if "ids" in selection:
-        return f"{len(selection['ids'])} ticked users"
-    return ", ".join(f"{k}={v}" for k, v in sorted(selection.items()))[:500]
+# The audit sentence of each bulk action, around who it acts on (UserSelection.describe).
+_AUDIT_SENTENCES = {
+    JobAction.INVITE: "Send VPP invitation to {who}",
+    JobAction.DELETE: "Delete from VPP {who}",
+    JobAction.SYNC: "Sync VPP for {who}",
+}
+
+
+def _summary(action: str, selection: UserSelection, *, count: int) -> str:
+    """The audit event's target_summary, a sentence about ``count`` selected users:
+    "Send VPP invitation to all 137 users matching platform=macOS" (at most 500 characters)."""
+    who = selection.describe(count=count)
+    sentence = _AUDIT_SENTENCES.get(action)
+    return (sentence.format(who=who) if sentence else f"{JobAction(action).label}: {who}")[:500]
 
 
 def job_enqueue(*, job_id: int) -> bool:
@@ -471,12 +485,13 @@ def _fail_claimed(token: str, message: str, error_number: int | None) -> None:
 
 def job_retry_failed(*, job: Job, actor, ip: str | None = None) -> Job | None:
     """A new job over the failed items of ``job`` (eligibility re-checked)."""
-    user_ids = list(JobItem.objects.filter(job=job, status=ItemStatus.FAILED).values_list("user_id", flat=True))
-    user_ids = [pk for pk in user_ids if pk is not None]
+    failed = JobItem.objects.filter(job=job, status=ItemStatus.FAILED, user__isnull=False)
+    user_ids = sorted(set(failed.values_list("user_id", flat=True)))
     if not user_ids:
         return None
-    plan = vpp_plan_build(action=job.action, users=User.objects.filter(pk__in=user_ids), channel=job.channel)
-    return job_create(plan=plan, actor=actor, selection={"retry_of": job.pk, "ids": user_ids}, ip=ip, retry_of=job)
+    selection = UserSelection(ids=tuple(user_ids), retry_of=job.pk)
+    plan = vpp_plan_build(action=job.action, users=selection.users(), channel=job.channel)
+    return job_create(plan=plan, actor=actor, selection=selection, ip=ip, retry_of=job)
 
 
 def jobs_sweep() -> list[int]:

@@ -31,7 +31,9 @@ class Job(models.Model):
     started_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="vpp_jobs"
     )
-    # What the admin chose: {"ids": [...]} or {"filter": {...}, "all_matching": true}; or {"schedule": ...}.
+    # What the job acts on: a bulk job's users.selectors.UserSelection.to_json() ({"ids": [...]},
+    # {"all_matching": true, "filter": {...}}, plus "retry_of" for a retry); a full sync's
+    # {"scope": "all", "trigger": "manual" | "schedule"}.
     selection = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     # The phase the workers are on (see vpp/jobs/phases/__init__.py); items carry their own step.

@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.dispatch import Signal
 from django.utils import timezone
 
 from vpp import secrets as vault
@@ -22,11 +21,6 @@ from vpp.models import AppleNotification, NotificationType, VppServerSetting
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 512 * 1024  # ≤100 elements per notification; generous, but bounded
-
-# Seam for the jobs part: sent (after commit) for every new USER_MANAGEMENT /
-# ASSET_MANAGEMENT notification with ``notification=<AppleNotification>``; the per-user
-# results are in ``notification.payload["users"]`` / ``["assignments"]``.
-event_notification_received = Signal()
 
 
 class MalformedNotification(ValueError):
@@ -97,8 +91,6 @@ def notification_receive(*, body: bytes) -> Received:
     except IntegrityError:
         logger.info("duplicate Apple notification %s ignored", data["notificationId"])
         return Received(ntype, duplicate=True)
-    if ntype in (NotificationType.USER_MANAGEMENT, NotificationType.ASSET_MANAGEMENT):
-        event_notification_received.send(sender=AppleNotification, notification=record)
     return Received(ntype, duplicate=False, changed=changed)
 
 
