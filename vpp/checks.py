@@ -5,13 +5,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Error, register
 
+from vpp.apple.apns import ApnsConfig, ApnsKeyError
+
 _APNS_SETTINGS = ("APNS_KEY", "APNS_KEY_ID", "APNS_TEAM_ID", "APNS_TOPIC")
 
 
 @register()
 def check_apns(app_configs=None, **kwargs) -> list[Error]:
-    from vpp.apple.apns import ApnsConfig, ApnsKeyError
-
     present = [name for name in _APNS_SETTINGS if getattr(settings, name, "")]
     if not present:
         return []  # push channel off: nothing to check

@@ -2,12 +2,12 @@
 
 from django.utils.functional import SimpleLazyObject
 
+from vpp import selectors
+
 
 def token_banner(request):
     def banner():
-        from vpp.selectors import request_setting, token_banner
-
-        return token_banner(request_setting(request))
+        return selectors.token_banner(selectors.request_setting(request))
 
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:

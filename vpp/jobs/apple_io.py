@@ -13,6 +13,7 @@ from vpp.apple.client import VppClient
 from vpp.apple.errors import InvalidRequestError
 from vpp.apple.types import EventStatus, VppApiUser
 from vpp.jobs.items import JobDeferred, job_heartbeat
+from vpp.models import AppleNotification
 
 T = TypeVar("T")
 
@@ -81,8 +82,6 @@ def sleep_until_notified(event_ids: list[str], seconds: float) -> None:
     notification only ends the wait. Only notifications received during this wait count, so
     one that arrived for a still-pending event cannot turn the wait into a busy poll.
     """
-    from vpp.models import AppleNotification
-
     since = timezone.now()
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:

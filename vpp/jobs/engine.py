@@ -322,11 +322,6 @@ def job_fail(*, job: Job, message: str, error_number: int | None = None) -> None
     _finish(job, status=JobStatus.FAILED, error=message)
 
 
-def job_cancel(*, job: Job) -> None:
-    _open_items(job).update(status=ItemStatus.FAILED, reason="Cancelled before it ran", claimed_at=None)
-    _finish(job, status=JobStatus.CANCELLED, error="Cancelled by an admin")
-
-
 # --------------------------------------------------------------------------- chunks
 
 

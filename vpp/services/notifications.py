@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from vpp import secrets as vault
-from vpp.models import AppleNotification, NotificationType, VppServerSetting
+from vpp.models import AppleNotification, NotificationType, VppServerSetting, VppUser, VppUserStatus
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +102,6 @@ def _apply(record: AppleNotification) -> int:
 
 def users_mark_associated(*, users: list) -> int:
     """USER_ASSOCIATED: the invitation was accepted — associated at once, with the idHash."""
-    from vpp.models import VppUser, VppUserStatus
-
     changed = 0
     now = timezone.now()
     for entry in users:
