@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-pytest_plugins = ["tests.sandbox_fixture", "tests.apns_fixture"]
+pytest_plugins = ["tests.support.sandbox", "tests.support.apns"]
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
 

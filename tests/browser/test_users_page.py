@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.users.factories import make_user
+from tests.support.users import make_user
 from users.demo import demo_users_create
 from users.models import ActivationState as S
 from users.models import Platform as P

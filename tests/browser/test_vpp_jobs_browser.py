@@ -12,9 +12,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Permission
 
-from tests.sandbox_fixture import store_sandbox_token
+from tests.support.sandbox import store_sandbox_token
+from tests.support.worker import Worker, purge_queue
 from tests.vpp.conftest import make_user
-from tests.vpp.worker import Worker, purge_queue
 from vpp.models import Job, JobStatus, VppUser, VppUserStatus
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.users.factories import make_device, make_user
+from tests.support.users import make_device, make_user
 from users.demo import demo_users_create
 from users.forms import UserSelectionForm
 from users.models import ActivationState as S

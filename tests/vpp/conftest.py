@@ -5,7 +5,7 @@ import itertools
 import pytest
 from django.contrib.auth.models import Permission
 
-from tests.vpp.fake_apple import FakeApple
+from tests.support.fake_apple import FakeApple
 from users.models import ActivationState, Device, Platform, User, user_search_text
 from users.services import user_device_summary_refresh
 from vpp import secrets

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.vpp.redis_helpers import delete_prefix, redis_or_skip, redis_url, unique_prefix
-from tests.vpp.vpp_helpers import max_in_any_window
+from tests.support.redis_db import delete_prefix, redis_or_skip, redis_url, unique_prefix
+from tests.support.vpp_api import max_in_any_window
 from vpp.apple.client import VppClient
 from vpp.apple.errors import (
     ERROR_MESSAGES,
@@ -246,7 +246,7 @@ def test_the_rate_limit_holds_across_two_processes_sharing_redis(vpp_sandbox):
     # between "admitted" and "stamped by the server" on a loaded CI machine (up to 0.5 s) cannot
     # squeeze rate + 1 arrivals into one server-side second. Without sharing, the two children
     # would still send 2 x rate / 1.5 = 6.7 requests per second, so the check below would fail.
-    command = [sys.executable, "-m", "tests.vpp.hammer", vpp_sandbox.base_url, vpp_sandbox.token]
+    command = [sys.executable, "-m", "tests.support.hammer", vpp_sandbox.base_url, vpp_sandbox.token]
     command += [redis_url(), prefix, str(per_process), "1.5"]
     try:
         children = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(2)]

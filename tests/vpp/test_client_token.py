@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.vpp.vpp_helpers import SECRET_INNER, b64, make_stoken
+from tests.support.vpp_api import SECRET_INNER, b64, make_stoken
 from vpp.apple.token_file import MAX_TOKEN_FILE_BYTES, TokenFileError, parse_content_token
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ import requests
 import responses
 from responses import matchers
 
-from tests.vpp.vpp_helpers import SERVICE_CONFIG, make_stoken
+from tests.support.vpp_api import SERVICE_CONFIG, make_stoken
 from vpp.apple.client import VppClient, _store_config, clear_service_config_cache
 from vpp.apple.errors import (
     ERROR_MESSAGES,

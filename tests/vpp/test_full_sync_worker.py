@@ -9,7 +9,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from tests.vpp.worker import Worker, purge_queue, wait_until
+from tests.support.worker import Worker, purge_queue, wait_until
 from users.models import User
 from vpp import tasks
 from vpp.apple.client import VppClient

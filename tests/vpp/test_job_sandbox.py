@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core import mail
 
-from tests.sandbox_fixture import store_sandbox_token
+from tests.support.sandbox import store_sandbox_token
 from tests.vpp.conftest import run_job
 from users.models import User
 from users.selectors import UserSelection

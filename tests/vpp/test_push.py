@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.core.checks import run_checks
 
-from tests.apns_fixture import new_pem
+from tests.support.apns import new_pem
 from vpp.apple.apns import (
     INVITATION_URL_KEY,
     ApnsConfigError,

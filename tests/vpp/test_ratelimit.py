@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from tests.vpp.redis_helpers import delete_prefix, redis_or_skip, unique_prefix
+from tests.support.redis_db import delete_prefix, redis_or_skip, unique_prefix
 from vpp.apple.ratelimit import InProcessRateLimiter, RateLimitPaused, RedisRateLimiter, token_key
 
 

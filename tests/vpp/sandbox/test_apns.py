@@ -13,7 +13,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from tests.apns_fixture import new_pem
+from tests.support.apns import new_pem
 from vpp.apple.apns import ApnsConfig, ApnsProvider, MemoryTokenStore
 from vpp.sandbox.apns import (
     FakeApnsServer,

@@ -1,4 +1,4 @@
-"""Small factories for device users and devices (importable by any test: tests.users.factories)."""
+"""Small factories for device users and devices (importable by any test: tests.support.users)."""
 
 from __future__ import annotations
 

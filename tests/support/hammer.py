@@ -1,6 +1,6 @@
 """A child process for the cross-process rate-limit test: N requests through a Redis-shared limiter.
 
-python -m tests.vpp.hammer BASE_URL TOKEN REDIS_URL PREFIX COUNT WINDOW
+python -m tests.support.hammer BASE_URL TOKEN REDIS_URL PREFIX COUNT WINDOW
 """
 
 from __future__ import annotations
