@@ -16,27 +16,9 @@ Never ``playwright install``: it downloads a browser build, which fails offline.
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-BROWSER_ADMIN = "browser-admin"
-BROWSER_PASSWORD = "browser-test-password-1"
-
-
-def chromium_path() -> str | None:
-    if os.path.exists(CHROMIUM):
-        return CHROMIUM
-    return shutil.which("chromium")
+from tests.support.browser import BROWSER_ADMIN, BROWSER_PASSWORD, CHROMIUM_ARGS, chromium_path
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ def test_it_logs_in_searches_and_filters_without_a_full_reload(page, console_url
     assert "/login/" in page.url
     shot(page, "login")
 
-    from tests.browser.conftest import BROWSER_ADMIN, BROWSER_PASSWORD
+    from tests.support.browser import BROWSER_ADMIN, BROWSER_PASSWORD
 
     django_user_model.objects.create_superuser(BROWSER_ADMIN, "a@example.com", BROWSER_PASSWORD)
     page.fill("input[name=username]", BROWSER_ADMIN)

@@ -5,11 +5,13 @@ import itertools
 import pytest
 from django.contrib.auth.models import Permission
 
+from tests.support.apns import ApnsKey, FakeApns, new_pem
 from tests.support.fake_apple import FakeApple
 from users.models import ActivationState, Device, Platform, User, user_search_text
 from users.services import user_device_summary_refresh
 from vpp import secrets
 from vpp.models import Job, VppServerSetting
+from vpp.sandbox.apns import FakeApnsServer, FakeApnsState
 
 _seq = itertools.count(1)
 
@@ -117,3 +119,43 @@ def admin(client, django_user_model):
     user.user_permissions.add(Permission.objects.get(codename="change_vppserversetting"))
     client.force_login(user)
     return user
+
+
+# --------------------------------------------------------------------------- a fake APNs
+# ``apns_key``: a throwaway P-256 key (PEM text, key id, team id, topic), one per session.
+# ``fake_apns``: the fake server (one per session, state reset for each test): ``.base_url``,
+# ``.state`` (FakeApnsState: ``.pushes``, ``.unregister(token)``, ``.set_fault(...)``),
+# ``.config(**overrides)`` → an ApnsConfig for it (tests/support/apns.py).
+# ``apns_settings``: settings.APNS_* point at the fake, for code that reads settings.
+
+
+@pytest.fixture(scope="session")
+def apns_key() -> ApnsKey:
+    return ApnsKey(pem=new_pem())
+
+
+@pytest.fixture(scope="session")
+def _fake_apns_server(apns_key):
+    state = FakeApnsState.from_pem(
+        key_id=apns_key.key_id, team_id=apns_key.team_id, pem=apns_key.pem, topic=apns_key.topic
+    )
+    with FakeApnsServer(state) as server:
+        yield server
+
+
+@pytest.fixture
+def fake_apns(_fake_apns_server, apns_key) -> FakeApns:
+    _fake_apns_server.state.clear(unregistered=True)
+    return FakeApns(_fake_apns_server, apns_key)
+
+
+@pytest.fixture
+def apns_settings(settings, fake_apns, tmp_path):
+    settings.APNS_HOST = fake_apns.base_url
+    settings.APNS_KEY = fake_apns.key.pem
+    settings.APNS_KEY_ID = fake_apns.key.key_id
+    settings.APNS_TEAM_ID = fake_apns.key.team_id
+    settings.APNS_TOPIC = fake_apns.key.topic
+    settings.REDIS_URL = None  # the file token store, under this test's own directory
+    settings.VAR_DIR = tmp_path
+    return settings
