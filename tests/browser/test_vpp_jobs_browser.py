@@ -13,8 +13,8 @@ from django.conf import settings as django_settings
 from django.contrib.auth.models import Permission
 
 from tests.support.sandbox import store_sandbox_token
+from tests.support.users import make_user
 from tests.support.worker import Worker, purge_queue
-from tests.vpp.conftest import make_user
 from vpp.models import Job, JobStatus, VppUser, VppUserStatus
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
@@ -88,7 +88,7 @@ def test_it_invites_then_deletes_from_the_users_page(page, live_server, worker):
     for n in range(2):
         make_user(name=f"Browser Invitee {n}")
     make_user(name="Someone Else")
-    make_user(name="Browser Nodevice", device=False)
+    make_user(name="Browser Nodevice", devices=())
 
     tick_filtered(page, live_server, "Browser", 3)
     page.click("button:has-text('Send VPP invitation')")

@@ -86,7 +86,7 @@ def test_search_follows_renames_and_deletes(admin_client, people):
     people["david"].display_name = "Dave Quist"
     people["david"].save()
     people["ben"].delete()
-    make_user("Zoe Quist", login_id="zquist", email="zoe@example.com")
+    make_user("Zoe Quist", login_id="zquist", email="zoe@example.com", devices=())
     assert names(admin_client.get("/users/", {"q": "quist"})) == ["Dave Quist", "Zoe Quist"]
     assert names(admin_client.get("/users/", {"q": "david"})) == []
     assert names(admin_client.get("/users/", {"q": "carter"})) == []
@@ -102,7 +102,7 @@ def test_search_takes_any_text_literally(admin_client, people, q):
 
 
 def test_search_matches_short_and_punctuated_terms(admin_client, people):
-    make_user("Seán O'Brien", login_id="obrien", email="o.brien@example.com")
+    make_user("Seán O'Brien", login_id="obrien", email="o.brien@example.com", devices=())
     assert names(admin_client.get("/users/", {"q": "o'brien"})) == ["Seán O'Brien"]
     assert names(admin_client.get("/users/", {"q": "SEÁN"})) == ["Seán O'Brien"]
     assert names(admin_client.get("/users/", {"q": "fi"})) == ["Emma Fischer"]  # under 3 characters
@@ -163,7 +163,7 @@ def test_it_marks_the_sorted_column_and_links_the_reverse_order(admin_client, pe
 
 def test_it_paginates_with_a_page_size_choice(admin_client):
     for i in range(60):
-        make_user(f"Person {i:02d}")
+        make_user(f"Person {i:02d}", devices=())
     first = admin_client.get("/users/")
     assert names(first)[0] == "Person 00" and len(names(first)) == 50
     assert "Showing <strong>1–50</strong> of <strong>60</strong> users" in first.content.decode()
@@ -182,7 +182,11 @@ def test_every_page_in_every_sort_order_lists_each_user_once_in_order(admin_clie
     for i in range(130):
         seen = datetime(2026, 1, 1 + i % 20, tzinfo=UTC) if i % 3 else None  # ties and NULLs
         make_user(
-            f"Person {i % 40:02d}", login_id=f"p{(i * 37) % 130:03d}", email=f"{i % 7}@x.example", last_seen_at=seen
+            f"Person {i % 40:02d}",
+            login_id=f"p{(i * 37) % 130:03d}",
+            email=f"{i % 7}@x.example",
+            last_seen_at=seen,
+            devices=(),
         )
     pages = [row_ids(admin_client.get("/users/", {"sort": sort, "size": 25, "page": n})) for n in range(1, 7)]
     assert [len(page) for page in pages] == [25, 25, 25, 25, 25, 5]

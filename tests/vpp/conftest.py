@@ -1,74 +1,14 @@
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from django.contrib.auth.models import Permission
 
 from tests.support.apns import ApnsKey, FakeApns, new_pem
 from tests.support.fake_apple import FakeApple
-from users.models import ActivationState, Device, Platform, User, user_search_text
-from users.services import user_device_summary_refresh
+from tests.support.users import make_user
 from vpp import secrets
 from vpp.models import Job, VppServerSetting
 from vpp.sandbox.apns import FakeApnsServer, FakeApnsState
-
-_seq = itertools.count(1)
-
-
-def make_user(
-    *,
-    email="auto",
-    active=True,
-    platform=Platform.IOS,
-    state=ActivationState.ACTIVATED,
-    push_token="",
-    device=True,
-    name=None,
-) -> User:
-    n = next(_seq)
-    user = User.objects.create(
-        display_name=name or f"User {n:05d}",
-        login_id=f"user{n}",
-        email=f"user{n}@example.com" if email == "auto" else email,
-        is_active=active,
-    )
-    if device:
-        Device.objects.create(
-            user=user, platform=platform, activation_state=state, push_token=push_token, serial_number=f"SN{n}"
-        )
-    return user
-
-
-def make_users(count: int, *, prefix: str = "Bulk") -> list[User]:
-    """Many eligible users (activated iPhone, email) in two INSERTs."""
-    start = next(_seq)
-    for _ in range(count):
-        next(_seq)
-    users = User.objects.bulk_create(
-        [
-            User(
-                display_name=f"{prefix} {start + i:05d}",
-                login_id=f"{prefix.lower()}{start + i}",
-                email=f"{prefix.lower()}{start + i}@example.com",
-                search_text=user_search_text(f"{prefix} {start + i:05d}", f"{prefix.lower()}{start + i}", ""),
-            )
-            for i in range(count)
-        ]
-    )
-    Device.objects.bulk_create(
-        [
-            Device(
-                user=user,
-                platform=Platform.IOS,
-                activation_state=ActivationState.ACTIVATED,
-                serial_number=f"SN{user.pk}",
-            )
-            for user in users
-        ]
-    )
-    user_device_summary_refresh(user_ids=[user.pk for user in users])  # bulk writes skip the signals
-    return users
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from celery import current_app
 from django.contrib.auth.models import Permission
 from django.contrib.auth.models import User as Admin
 
-from tests.vpp.conftest import make_user
+from tests.support.users import make_user
 from users.models import Platform
 from vpp.models import AuditEvent, ItemStatus, Job, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
 

@@ -10,7 +10,7 @@ from django.contrib.auth.models import Permission
 from django.contrib.auth.models import User as Admin
 from kombu.exceptions import OperationalError
 
-from tests.vpp.conftest import make_user
+from tests.support.users import make_user
 from users.models import User
 from vpp.models import (
     AssignmentMethod,
@@ -59,7 +59,7 @@ def post(client, action, data, step="confirm", **extra):
 
 def test_it_confirms_with_counts_and_skip_reasons(admin_client):
     ok = make_user()
-    no_device = make_user(device=False)
+    no_device = make_user(devices=())
     inactive = make_user(active=False)
     response = post(admin_client, "invite", {"pk": [ok.pk, no_device.pk, inactive.pk]})
     html = response.content.decode()
@@ -73,7 +73,7 @@ def test_it_confirms_with_counts_and_skip_reasons(admin_client):
 def test_it_creates_the_job_items_and_audit_in_one_go_and_enqueues_after_commit(
     admin_client, no_enqueue, django_capture_on_commit_callbacks
 ):
-    users = [make_user() for _ in range(3)] + [make_user(device=False)]
+    users = [make_user() for _ in range(3)] + [make_user(devices=())]
     with django_capture_on_commit_callbacks(execute=True):
         response = post(admin_client, "invite", {"pk": [u.pk for u in users]}, step="apply")
     assert response.status_code == 200
@@ -238,9 +238,8 @@ def test_the_job_page_lists_results_exports_csv_and_retries_failed_only(admin_cl
 
 
 def test_the_users_page_shows_and_filters_by_vpp_status(admin_client):
-    invited = make_user(name="Invited One")
+    make_user(name="Invited One", vpp_status=VppUserStatus.INVITED, vpp_fields={"invite_code": "c"})
     make_user(name="Never Invited")
-    VppUser.objects.create(user=invited, status=VppUserStatus.INVITED, invite_code="c")
     html = admin_client.get("/users/").content.decode()
     assert "Send VPP invitation" in html and 'name="vpp_status"' in html
     assert ">Invited</span>" in html and "Not a VPP user</span>" in html
@@ -267,10 +266,10 @@ def test_the_users_page_vpp_status_cell_shows_each_status_and_escapes_apple_erro
         VppUserStatus.RETIRED: ("badge-muted", "Retired"),
     }
     for status in rows:
-        VppUser.objects.create(
-            user=make_user(name=f"User {status}"),
-            status=status,
-            last_error_message='<b>"9609"</b>' if status == VppUserStatus.RETIRED else "",
+        make_user(
+            name=f"User {status}",
+            vpp_status=status,
+            vpp_fields={"last_error_message": '<b>"9609"</b>' if status == VppUserStatus.RETIRED else ""},
         )
     html = admin_client.get("/users/").content.decode()
     for tone, label in rows.values():

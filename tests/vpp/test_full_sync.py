@@ -9,6 +9,7 @@ import uuid
 import pytest
 from django.db import connection
 
+from tests.support.users import make_user
 from tests.vpp.conftest import run_job
 from users.models import User
 from vpp.apple.client import VppClient
@@ -42,13 +43,17 @@ def apple(vpp_sandbox, settings):
     return VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
 
 
-def make_user(apple, name, *, email=None, status=VppUserStatus.INVITED, at_apple=True):
-    user = User.objects.create(display_name=name, login_id=name.lower(), email=email or f"{name.lower()}@example.com")
-    vpp_user = VppUser.objects.create(user=user, status=status, apple_email=user.email)
-    if at_apple:
-        [event] = apple.create_users([RequestUser(client_user_id=str(vpp_user.client_user_id), email=user.email)])
-        assert apple.wait_for_event(event, poll_interval=0.05).status == "COMPLETE"
-    return vpp_user
+def vpp_user_named(apple, name, *, at_apple=True) -> VppUser:
+    """An invited VPP user without devices, login and email from ``name``; created at Apple too unless told not."""
+    user = make_user(
+        name,
+        login_id=name.lower(),
+        email=f"{name.lower()}@example.com",
+        devices=(),
+        vpp_status=VppUserStatus.INVITED,
+        at_apple=apple if at_apple else None,
+    )
+    return user.vpp_user
 
 
 def apple_record(vpp_sandbox, vpp_user, *, active=True):
@@ -65,12 +70,12 @@ def run_sync(django_capture_on_commit_callbacks):
 
 @pytest.mark.django_db
 def test_it_runs_a_full_then_a_delta_sync(apple, vpp_sandbox, django_capture_on_commit_callbacks):
-    accepted = make_user(apple, "Ada")
-    waiting = make_user(apple, "Bob")
-    retired_at_apple = make_user(apple, "Cy")
-    moved = make_user(apple, "Dee")
-    departed = make_user(apple, "Eve")
-    deactivated = make_user(apple, "Fay")
+    accepted = vpp_user_named(apple, "Ada")
+    waiting = vpp_user_named(apple, "Bob")
+    retired_at_apple = vpp_user_named(apple, "Cy")
+    moved = vpp_user_named(apple, "Dee")
+    departed = vpp_user_named(apple, "Eve")
+    deactivated = vpp_user_named(apple, "Fay")
     orphan_id = str(uuid.uuid4())
     apple.wait_for_event(
         apple.create_users([RequestUser(client_user_id=orphan_id, email="o@example.com")])[0], poll_interval=0.05
@@ -121,7 +126,7 @@ def test_it_runs_a_full_then_a_delta_sync(apple, vpp_sandbox, django_capture_on_
 
 @pytest.mark.django_db
 def test_it_streams_many_pages(apple, vpp_sandbox, django_capture_on_commit_callbacks):
-    users = [make_user(apple, f"U{i}", at_apple=False) for i in range(7)]
+    users = [vpp_user_named(apple, f"U{i}", at_apple=False) for i in range(7)]
     apple.wait_for_event(
         apple.create_users([RequestUser(client_user_id=str(u.client_user_id), email=u.apple_email) for u in users])[0],
         poll_interval=0.05,
@@ -243,7 +248,7 @@ def test_a_broker_that_is_down_is_retried_by_the_sweeper_as_for_every_job(
 def test_it_keeps_a_reinvited_user_active_despite_the_retired_history_row(
     apple, vpp_sandbox, django_capture_on_commit_callbacks, page_size
 ):
-    again = make_user(apple, "Gil")
+    again = vpp_user_named(apple, "Gil")
     cid = str(again.client_user_id)
     apple.wait_for_event(apple.retire_users([cid])[0], poll_interval=0.05)
     apple.wait_for_event(apple.create_users([RequestUser(cid, email="gil@example.com")])[0], poll_interval=0.05)
@@ -259,7 +264,7 @@ def test_it_keeps_a_reinvited_user_active_despite_the_retired_history_row(
 def test_it_lists_orphans_on_the_sync_job_page(apple, client, admin_user, django_capture_on_commit_callbacks):
     from django.urls import reverse
 
-    moved = make_user(apple, "Hal")
+    moved = vpp_user_named(apple, "Hal")
     User.objects.filter(pk=moved.user_id).update(email="hal.new@example.com")
     orphan_id = str(uuid.uuid4())
     apple.wait_for_event(

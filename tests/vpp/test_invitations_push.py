@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.users import make_user
 from users.models import ActivationState, Device, Platform, User
 from users.selectors import UserSelection
 from vpp.apple.apns import ApnsProvider, MemoryTokenStore
@@ -24,13 +25,6 @@ def token(n: int) -> str:
     return f"{n:02x}" * 32
 
 
-def make_user(login: str, *devices: tuple) -> User:
-    user = User.objects.create(display_name=login.title(), login_id=login, email=f"{login}@example.com")
-    for platform, state, push_token in devices:
-        Device.objects.create(user=user, platform=platform, activation_state=state, push_token=push_token)
-    return user
-
-
 ACTIVE = ActivationState.ACTIVATED
 
 
@@ -40,12 +34,14 @@ def send(user, **kwargs):
 
 def test_it_pushes_to_every_activated_apple_device_with_a_token(apns_settings, fake_apns):
     user = make_user(
-        "ann",
-        (Platform.IOS, ACTIVE, token(1)),
-        (Platform.MACOS, ACTIVE, token(2)),
-        (Platform.IPADOS, ActivationState.DEACTIVATED, token(3)),
-        (Platform.ANDROID, ACTIVE, token(4)),
-        (Platform.IPADOS, ACTIVE, ""),
+        "Ann",
+        devices=[
+            (Platform.IOS, ACTIVE, token(1)),
+            (Platform.MACOS, ACTIVE, token(2)),
+            (Platform.IPADOS, ActivationState.DEACTIVATED, token(3)),
+            (Platform.ANDROID, ACTIVE, token(4)),
+            (Platform.IPADOS, ACTIVE, ""),
+        ],
     )
     result = send(user)
     assert (result.status, result.ok, result.delivered_count) == (DeliveryStatus.DELIVERED, True, 2)
@@ -56,7 +52,7 @@ def test_it_pushes_to_every_activated_apple_device_with_a_token(apns_settings, f
 
 
 def test_it_reports_no_device_without_calling_apns(apns_settings, fake_apns):
-    user = make_user("bob", (Platform.IOS, ACTIVE, ""), (Platform.ANDROID, ACTIVE, token(5)))
+    user = make_user("Bob", devices=[(Platform.IOS, ACTIVE, ""), (Platform.ANDROID, ACTIVE, token(5))])
     result = send(user)
     assert (result.status, result.ok) == (DeliveryStatus.NO_DEVICE, False)
     assert "push token" in result.error
@@ -64,7 +60,7 @@ def test_it_reports_no_device_without_calling_apns(apns_settings, fake_apns):
 
 
 def test_it_clears_the_token_of_an_unregistered_device_and_still_delivers_to_the_other(apns_settings, fake_apns):
-    user = make_user("cid", (Platform.IOS, ACTIVE, token(6)), (Platform.MACOS, ACTIVE, token(7)))
+    user = make_user("Cid", devices=[(Platform.IOS, ACTIVE, token(6)), (Platform.MACOS, ACTIVE, token(7))])
     fake_apns.state.unregister(token(6))
     result = send(user)
     assert result.ok and result.delivered_count == 1
@@ -72,7 +68,7 @@ def test_it_clears_the_token_of_an_unregistered_device_and_still_delivers_to_the
 
 
 def test_it_fails_when_the_only_device_is_unregistered(apns_settings, fake_apns):
-    user = make_user("dee", (Platform.IOS, ACTIVE, token(8)))
+    user = make_user("Dee", devices=[(Platform.IOS, ACTIVE, token(8))])
     fake_apns.state.unregister(token(8))
     result = send(user)
     assert result.status is DeliveryStatus.FAILED and not result.transient
@@ -82,14 +78,14 @@ def test_it_fails_when_the_only_device_is_unregistered(apns_settings, fake_apns)
 
 
 def test_it_keeps_a_token_the_app_replaced_in_the_meantime(db):
-    user = make_user("eve", (Platform.IOS, ACTIVE, token(10)))
+    user = make_user("Eve", devices=[(Platform.IOS, ACTIVE, token(10))])
     device = Device.objects.get(user=user)
     assert device_push_token_clear(device=device, token=token(9)) is False
     assert Device.objects.get(pk=device.pk).push_token == token(10)
 
 
 def test_it_keeps_a_bad_device_token_and_says_why(apns_settings, fake_apns):
-    user = make_user("fay", (Platform.IOS, ACTIVE, "not-a-hex-token"))
+    user = make_user("Fay", devices=[(Platform.IOS, ACTIVE, "not-a-hex-token")])
     result = send(user)
     assert result.status is DeliveryStatus.FAILED
     assert "device token is not valid" in result.error
@@ -101,7 +97,7 @@ def messages(*users):
 
 
 def test_it_stops_the_batch_when_apns_refuses_our_credentials(apns_settings, fake_apns):
-    users = [make_user(f"u{i}", (Platform.IOS, ACTIVE, token(20 + i))) for i in range(3)]
+    users = [make_user(f"U{i}", devices=[(Platform.IOS, ACTIVE, token(20 + i))]) for i in range(3)]
     apns_settings.APNS_TEAM_ID = "WRONGTEAM1"
     results = push_invitations(messages(*users))
     assert [r.status for r in results] == [DeliveryStatus.FAILED] * 3
@@ -111,7 +107,7 @@ def test_it_stops_the_batch_when_apns_refuses_our_credentials(apns_settings, fak
 
 
 def test_it_marks_failures_transient_when_apns_is_down_and_stops_the_batch(apns_settings, fake_apns):
-    users = [make_user(f"v{i}", (Platform.IOS, ACTIVE, token(30 + i))) for i in range(3)]
+    users = [make_user(f"V{i}", devices=[(Platform.IOS, ACTIVE, token(30 + i))]) for i in range(3)]
     fake_apns.state.set_fault(status=503, reason="ServiceUnavailable", count=5)
     results = push_invitations(messages(*users))
     assert [(r.status, r.transient) for r in results] == [(DeliveryStatus.FAILED, True)] * 3
@@ -120,7 +116,7 @@ def test_it_marks_failures_transient_when_apns_is_down_and_stops_the_batch(apns_
 
 
 def test_it_carries_on_after_one_device_is_rate_limited(apns_settings, fake_apns):
-    users = [make_user(f"w{i}", (Platform.IOS, ACTIVE, token(40 + i))) for i in range(2)]
+    users = [make_user(f"W{i}", devices=[(Platform.IOS, ACTIVE, token(40 + i))]) for i in range(2)]
     fake_apns.state.set_fault(status=429, reason="TooManyRequests", count=1)
     results = push_invitations(messages(*users))
     assert [(r.status, r.transient) for r in results] == [
@@ -131,14 +127,14 @@ def test_it_carries_on_after_one_device_is_rate_limited(apns_settings, fake_apns
 
 def test_it_says_when_push_is_not_configured(apns_settings, fake_apns):
     apns_settings.APNS_KEY = ""
-    result = send(make_user("gus", (Platform.IOS, ACTIVE, token(50))))
+    result = send(make_user("Gus", devices=[(Platform.IOS, ACTIVE, token(50))]))
     assert result.status is DeliveryStatus.FAILED
     assert "not configured" in result.error
     assert fake_apns.state.requests == 0
 
 
 def test_it_uses_a_given_provider_and_leaves_it_open(fake_apns, db):
-    user = make_user("hal", (Platform.MACOS, ACTIVE, token(60)))
+    user = make_user("Hal", devices=[(Platform.MACOS, ACTIVE, token(60))])
     with ApnsProvider(fake_apns.config(), token_store=MemoryTokenStore()) as apns:
         assert send(user, provider=apns).ok
         assert send(user, provider=apns).ok
@@ -149,8 +145,8 @@ def test_it_plugs_into_the_invitation_channel_seam(apns_settings, fake_apns):
     from vpp.invitations.channels import Invitation, get_channel
     from vpp.models import VppServerSetting
 
-    user = make_user("ivy", (Platform.IOS, ACTIVE, token(70)))
-    nobody = make_user("jon")
+    user = make_user("Ivy", devices=[(Platform.IOS, ACTIVE, token(70))])
+    nobody = make_user("Jon", devices=())
     channel = get_channel("push")
     assert (channel.can_reach(user), channel.can_reach(nobody)) == (True, False)
     setting = VppServerSetting.load()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.vpp.conftest import make_user
+from tests.support.users import make_user
 from users.models import ActivationState, Platform, User
 from vpp.invitations import channels as invitations
 from vpp.jobs.plan import STEP_CREATE, STEP_DELIVER, vpp_plan_build
-from vpp.models import InvitationChannel, Job, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
+from vpp.models import InvitationChannel, Job, JobAction, JobItem, JobStatus, VppUserStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -18,23 +18,18 @@ def reasons(action, channel="email"):
     return {row.label.split(" (")[0]: row.skip_reason or row.step for row in plan.rows}
 
 
-def vpp(user, status, **kw):
-    return VppUser.objects.create(user=user, status=status, **kw)
-
-
 def test_it_explains_every_invite_skip():
     make_user(name="ok")
     make_user(name="inactive", active=False)
-    make_user(name="no device", device=False)
+    make_user(name="no device", devices=())
     make_user(name="android only", platform=Platform.ANDROID)
     make_user(name="not activated", state=ActivationState.PENDING)
-    vpp(make_user(name="associated"), VppUserStatus.ASSOCIATED)
-    vpp(make_user(name="reinvite"), VppUserStatus.INVITED, invite_code="abc")
-    vpp(make_user(name="retired"), VppUserStatus.RETIRED)
+    make_user(name="associated", vpp_status=VppUserStatus.ASSOCIATED)
+    make_user(name="reinvite", vpp_status=VppUserStatus.INVITED, vpp_fields={"invite_code": "abc"})
+    make_user(name="retired", vpp_status=VppUserStatus.RETIRED)
     make_user(name="no email", email="")
     busy = make_user(name="busy")
-    pending = make_user(name="pending")
-    vpp(pending, VppUserStatus.PENDING)
+    pending = make_user(name="pending", vpp_status=VppUserStatus.PENDING)
     job = Job.objects.create(action=JobAction.SYNC, status=JobStatus.RUNNING)
     JobItem.objects.create(job=job, user=busy)
     JobItem.objects.create(job=job, user=pending)
@@ -92,9 +87,9 @@ def test_it_skips_everyone_when_the_channel_is_not_registered(monkeypatch):
 
 def test_it_explains_delete_and_sync_skips():
     make_user(name="never")
-    vpp(make_user(name="retired"), VppUserStatus.RETIRED)
-    vpp(make_user(name="invited", active=False), VppUserStatus.INVITED)
-    vpp(make_user(name="stale pending"), VppUserStatus.PENDING)
+    make_user(name="retired", vpp_status=VppUserStatus.RETIRED)
+    make_user(name="invited", active=False, vpp_status=VppUserStatus.INVITED)
+    make_user(name="stale pending", vpp_status=VppUserStatus.PENDING)
     assert reasons(JobAction.DELETE) == {
         "never": "not_vpp",
         "retired": "retired",

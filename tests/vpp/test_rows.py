@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.vpp.conftest import make_users
+from tests.support.users import make_users
 from vpp.jobs.rows import rows_insert, rows_update
 from vpp.models import VppUser, VppUserStatus
 

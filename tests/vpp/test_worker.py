@@ -12,8 +12,8 @@ from collections import Counter
 import pytest
 
 from tests.support.sandbox import store_sandbox_token
+from tests.support.users import make_users
 from tests.support.worker import Worker, purge_queue, read_outbox, wait_until
-from tests.vpp.conftest import make_users
 from users.models import User
 from users.selectors import UserSelection
 from vpp.jobs.engine import job_create
