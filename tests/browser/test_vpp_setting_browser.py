@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from tests.vpp.conftest import run_job
+from tests.support.job_loop import run_job
 from users.models import User
 from vpp.apple.client import VppClient
 from vpp.apple.types import MdmInfo, RequestUser

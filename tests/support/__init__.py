@@ -1,6 +1,7 @@
 """Helpers shared by the tests; the fixtures stay in the conftest.py files, which import from here.
 
 users        make_user / make_users / make_device: the one user factory
+job_loop     run_job / JobLoop: a job driven in-process through vpp/tasks.py, publishing captured
 fake_apple   FakeApple, an in-memory stand-in for VppClient
 sandbox      store_sandbox_token, Api (raw HTTP), Receiver (a notification endpoint)
 apns         ApnsKey, FakeApns, new_pem: a fake APNs and a throwaway provider key

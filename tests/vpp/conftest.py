@@ -7,7 +7,7 @@ from tests.support.apns import ApnsKey, FakeApns, new_pem
 from tests.support.fake_apple import FakeApple
 from tests.support.users import make_user
 from vpp import secrets
-from vpp.models import Job, VppServerSetting
+from vpp.models import VppServerSetting
 from vpp.sandbox.apns import FakeApnsServer, FakeApnsState
 
 
@@ -28,28 +28,6 @@ def token_setting(db):
     setting.token_org_name = "Example Org"
     setting.save()
     return setting
-
-
-def run_job(job: Job, client, *, max_rounds: int = 200) -> Job:
-    """Drive a job to its end in-process, as the worker would (dispatch → chunks → re-dispatch)."""
-    from vpp.jobs import engine as jobs
-
-    queue = [("dispatch", None, None)]
-    rounds = 0
-    while queue and rounds < max_rounds:
-        rounds += 1
-        kind, phase, chunk = queue.pop(0)
-        if kind == "dispatch":
-            queue.extend(("chunk", p, c) for p, c in jobs.job_dispatch(job_id=job.pk, client=client))
-            continue
-        try:
-            if jobs.job_process_chunk(job_id=job.pk, phase=phase, chunk=chunk, client=client):
-                queue.append(("dispatch", None, None))
-        except jobs.JobDeferred:
-            Job.objects.filter(pk=job.pk).update(retry_after_until=None)  # no real waiting in tests
-            queue.append(("chunk", phase, chunk))
-    job.refresh_from_db()
-    return job
 
 
 @pytest.fixture

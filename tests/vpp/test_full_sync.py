@@ -9,8 +9,8 @@ import uuid
 import pytest
 from django.db import connection
 
+from tests.support.job_loop import run_job
 from tests.support.users import make_user
-from tests.vpp.conftest import run_job
 from users.models import User
 from vpp.apple.client import VppClient
 from vpp.apple.types import RequestUser

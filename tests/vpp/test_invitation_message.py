@@ -8,7 +8,7 @@ from django.core import mail
 from django.urls import reverse
 from django.utils.html import escape
 
-from tests.vpp.conftest import run_job
+from tests.support.job_loop import run_job
 from users.models import User
 from users.selectors import UserSelection
 from vpp.invitations.channels import Invitation

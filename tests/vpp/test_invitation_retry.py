@@ -10,7 +10,7 @@ from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.utils import timezone
 
-from tests.vpp.conftest import run_job
+from tests.support.job_loop import run_job
 from users.models import User
 from users.selectors import UserSelection
 from vpp.invitations.email import email_error_transient

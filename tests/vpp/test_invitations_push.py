@@ -159,7 +159,7 @@ def test_it_plugs_into_the_invitation_channel_seam(apns_settings, fake_apns):
 
 def test_it_delivers_a_push_invite_job_end_to_end(apns_settings, fake_apns, apple, token_setting, user_factory):
     # The job engine (vpp/services) with an in-memory Apple, pushes over HTTP/2 to the fake.
-    from tests.vpp.conftest import run_job
+    from tests.support.job_loop import run_job
     from vpp.jobs.engine import job_create
     from vpp.jobs.plan import vpp_plan_build
     from vpp.models import InvitationDelivery, JobAction, VppUser, VppUserStatus
@@ -183,7 +183,7 @@ def test_it_delivers_a_push_invite_job_end_to_end(apns_settings, fake_apns, appl
 
 def test_a_push_invite_waits_out_an_apns_outage(apns_settings, fake_apns, apple, token_setting, user_factory):
     # APNs 503 is transient: the item stays at "deliver" and the chunk runs again (an attempt).
-    from tests.vpp.conftest import run_job
+    from tests.support.job_loop import run_job
     from vpp.jobs.engine import job_create
     from vpp.jobs.plan import vpp_plan_build
     from vpp.models import JobAction, JobItem

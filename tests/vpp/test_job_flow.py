@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.core import mail
 
-from tests.vpp.conftest import run_job
+from tests.support.job_loop import JobLoop, run_job
 from users.models import User
 from users.selectors import UserSelection
 from vpp.apple.errors import RateLimitedError, TokenExpiredError
@@ -220,10 +220,40 @@ def test_it_honours_retry_after_and_then_finishes(apple, token_setting, user_fac
         return original_create(users_)
 
     apple.create_users = create_once_limited
-    job = run_job(job, apple)
+    loop = JobLoop(apple)
+    job = loop.run(job)
     assert job.status == JobStatus.DONE and job.succeeded == 2
     assert seen and seen[0][0] == 42 and seen[0][1] is not None
     assert len(apple.users) == 2
+    # vpp/tasks.py put the chunk back with Apple's wait as the countdown (job_chunk's retry)
+    assert [(m.task, m.options["countdown"]) for m in loop.published if m.options.get("retries")] == [
+        ("vpp.job_chunk", 42)
+    ]
+
+
+def test_a_wait_longer_than_the_broker_may_hold_is_capped_in_the_retry(apple, token_setting, user_factory):
+    # Apple's Retry-After goes into the job; the chunk's retry waits at most MAX_COUNTDOWN
+    # (a broker ETA beyond its visibility timeout would be redelivered early).
+    from vpp import tasks
+
+    user = user_factory()
+    job = start(JobAction.INVITE, [user])
+    create = apple.create_users
+
+    def limited_once(users_):
+        apple.create_users = create
+        raise RateLimitedError("Too many requests", error_number=9646, http_status=429, retry_after=3600)
+
+    apple.create_users = limited_once
+    loop = JobLoop(apple)
+    job = loop.run(job)
+    assert (job.status, job.succeeded) == (JobStatus.DONE, 1)
+    [retry] = [m for m in loop.published if m.options.get("retries")]
+    assert (retry.task, retry.args, retry.options["countdown"]) == (
+        "vpp.job_chunk",
+        (job.pk, "invite", 0),
+        tasks.MAX_COUNTDOWN,
+    )
 
 
 def test_it_retries_failed_items_only(apple, token_setting, user_factory):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core import mail
 
+from tests.support.job_loop import run_job
 from tests.support.sandbox import store_sandbox_token
-from tests.vpp.conftest import run_job
 from users.models import User
 from users.selectors import UserSelection
 from vpp.content_token import vpp_client
