@@ -13,10 +13,10 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from tests.support.job_loop import run_job
-from users.models import User
+from tests.support.users import make_user
 from vpp.apple.client import VppClient
-from vpp.apple.types import MdmInfo, RequestUser
-from vpp.models import Job, SyncSchedule, VppServerSetting, VppUser, VppUserStatus
+from vpp.apple.types import MdmInfo
+from vpp.models import Job, SyncSchedule, VppServerSetting, VppUserStatus
 from vpp.services import sync as sync_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
@@ -66,12 +66,10 @@ def test_it_uploads_a_token_changes_the_schedule_and_syncs(
     assert SyncSchedule.load().enabled
 
     # A user at Apple who accepted the invitation; the sync must find out.
-    user = User.objects.create(display_name="Ada", login_id="ada", email="ada@example.com")
-    ada = VppUser.objects.create(user=user, status=VppUserStatus.INVITED, apple_email=user.email)
     apple = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
-    apple.wait_for_event(
-        apple.create_users([RequestUser(str(ada.client_user_id), email=user.email)])[0], poll_interval=0.05
-    )
+    ada = make_user(
+        "Ada", login_id="ada", email="ada@example.com", devices=(), vpp_status=VppUserStatus.INVITED, at_apple=apple
+    ).vpp_user
     [record] = vpp_sandbox.users()
     vpp_sandbox.accept_invitation(record["inviteCode"])
 

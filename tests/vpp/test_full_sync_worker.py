@@ -9,6 +9,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from tests.support.users import make_user
 from tests.support.worker import Worker, purge_queue, wait_until
 from users.models import User
 from vpp import tasks
@@ -37,12 +38,10 @@ def test_two_ticks_through_the_worker_start_one_sync_that_finishes(vpp_sandbox, 
     setting.api_base_url = vpp_sandbox.base_url
     setting.save()
     setting_service.token_upload(data=vpp_sandbox.token, actor=None)
-    user = User.objects.create(display_name="Ada", login_id="ada", email="ada@example.com")
-    ada = VppUser.objects.create(user=user, status=VppUserStatus.INVITED, apple_email=user.email)
     apple = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
-    apple.wait_for_event(
-        apple.create_users([RequestUser(str(ada.client_user_id), email=user.email)])[0], poll_interval=0.05
-    )
+    ada = make_user(
+        "Ada", login_id="ada", email="ada@example.com", devices=(), vpp_status=VppUserStatus.INVITED, at_apple=apple
+    ).vpp_user
     vpp_sandbox.accept_invitation(vpp_sandbox.users()[0]["inviteCode"])
 
     schedule_update(

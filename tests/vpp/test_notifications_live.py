@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import requests
 
-from users.models import User
+from tests.support.users import make_user
 from vpp.apple.client import VppClient
 from vpp.apple.types import RequestUser
-from vpp.models import AppleNotification, Job, VppServerSetting, VppUser, VppUserStatus
+from vpp.models import AppleNotification, Job, VppServerSetting, VppUserStatus
 from vpp.services import setting as setting_service
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
@@ -25,11 +25,10 @@ def test_it_turns_an_accepted_invitation_into_associated_through_a_notification(
     setting.refresh_from_db()
     assert setting.notification_url == f"{live_server.url}/vpp/notifications/"
 
-    user = User.objects.create(display_name="Ada", login_id="ada", email="ada@example.com")
-    vpp_user = VppUser.objects.create(user=user, status=VppUserStatus.INVITED, apple_email=user.email)
     apple = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
-    [event] = apple.create_users([RequestUser(client_user_id=str(vpp_user.client_user_id), email=user.email)])
-    apple.wait_for_event(event, poll_interval=0.05)
+    vpp_user = make_user(
+        "Ada", login_id="ada", email="ada@example.com", devices=(), vpp_status=VppUserStatus.INVITED, at_apple=apple
+    ).vpp_user
     [record] = [r for r in vpp_sandbox.users() if r["clientUserId"] == str(vpp_user.client_user_id)]
 
     # The device user opens Apple's invitation page and presses Accept (a plain form POST).
