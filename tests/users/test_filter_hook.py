@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.users import make_user
 from users.forms import UserFilterForm
-from users.models import User
 from users.selectors import EXTRA_FILTERS, UserFilters, register_filter
 
 pytestmark = pytest.mark.django_db
@@ -26,8 +26,8 @@ def department_filter():
 
 
 def test_a_registered_filter_is_a_toolbar_select_and_filters_the_page(admin_client, department_filter):
-    User.objects.create(display_name="Sam Seller", login_id="sam", department="sales")
-    User.objects.create(display_name="Otto Other", login_id="otto", department="ops")
+    make_user("Sam Seller", department="sales")
+    make_user("Otto Other", department="ops")
     html = admin_client.get("/users/", {"dept": "sales"}).content.decode()
     assert '<label class="sr-only" for="id_dept">Department</label>' in html
     assert '<option value="sales" selected>Sales team</option>' in html

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from users.models import ActivationState, Device, Platform, User
+from tests.support.users import make_user
+from users.models import ActivationState, Platform
 from users.selectors import UserFilters, UserSelection
 
 pytestmark = pytest.mark.django_db
@@ -62,10 +63,8 @@ def test_it_describes_who_for_the_audit_text(selection, count, text):
 
 
 def test_its_users_are_the_ticked_ones_or_the_filter_reapplied():
-    mac, phone = (User.objects.create(display_name=name, login_id=name) for name in ("mac", "phone"))
-    # One by one: the Device signals keep the users' platform columns current.
-    Device.objects.create(user=mac, platform=Platform.MACOS, activation_state=ActivationState.ACTIVATED)
-    Device.objects.create(user=phone, platform=Platform.IOS, activation_state=ActivationState.ACTIVATED)
+    mac = make_user("Mac User", devices=[(Platform.MACOS, ActivationState.ACTIVATED)])
+    phone = make_user("Phone User", devices=[(Platform.IOS, ActivationState.ACTIVATED)])
     assert set(UserSelection(ids=(phone.pk, 999_999)).users()) == {phone}
     assert set(UserSelection(all_matching=True, filters=UserFilters(platform="macos")).users()) == {mac}
     assert set(UserSelection(all_matching=True).users()) == {mac, phone}
