@@ -253,7 +253,14 @@ def job_advance(*, job: Job, phase: str) -> bool:
 
 def _finish(job: Job, *, status: str = JobStatus.DONE, error: str = "") -> bool:
     """Close the job once (conditional UPDATE): final counts from its items, then the kind's
-    finish hook or the generic audit event. Returns True for the one caller that closed it."""
+    finish hook or the generic audit event, in one transaction (a worker that dies in between
+    leaves the job open for the sweeper, never finished without its record). Returns True for
+    the one caller that closed it."""
+    with transaction.atomic():
+        return _finish_once(job, status=status, error=error)
+
+
+def _finish_once(job: Job, *, status: str, error: str) -> bool:
     _settle_failed_vpp_users(job)
     counts = job_item_counts(job)
     # A job that ran to the end is on no phase any more; a stopped one shows where it stopped.
