@@ -15,7 +15,8 @@ from django.views.decorators.http import require_POST
 from vpp import forms as f
 from vpp.content_token import NoContentToken
 from vpp.invitations import message as invitation_message
-from vpp.models import SyncSchedule, TokenHealth, VppServerSetting
+from vpp.jobs.phases import phase_label
+from vpp.models import JobStatus, SyncSchedule, TokenHealth, VppServerSetting
 from vpp.selectors import sync_orphans, token_problem, vpp_actions_disabled_reason
 from vpp.services import invitation_settings, notifications
 from vpp.services import setting as setting_service
@@ -66,7 +67,14 @@ def _context(request, setting, schedule, **bound) -> dict:
 
 def _sync_context(schedule: SyncSchedule) -> dict:
     orphans, orphan_count = sync_orphans(schedule.last_job_id)
-    return {"schedule": schedule, "running_job": running_sync_job(), "orphans": orphans, "orphan_count": orphan_count}
+    running = running_sync_job()
+    return {
+        "schedule": schedule,
+        "running_job": running,
+        "running_phase": phase_label(running.phase) if running and running.status == JobStatus.RUNNING else "",
+        "orphans": orphans,
+        "orphan_count": orphan_count,
+    }
 
 
 @login_required

@@ -81,7 +81,7 @@ def test_every_filter_of_the_page_reads_in_the_audit_text(admin_client):
     posted = {"select_all": "1", "q": "Alpha", "platform": "macos", "vpp_status": "invited", "activated": "yes"}
     job = confirm_and_apply(admin_client, "delete", posted, understood="yes")
     assert audit_of(job).target_summary == (
-        'Delete from VPP all 2 users matching q="Alpha", platform=macOS, vpp_status=Invited, activated=yes'
+        'Delete all 2 users matching q="Alpha", platform=macOS, vpp_status=Invited, activated=yes from VPP'
     )
     assert job.selection == {
         "all_matching": True,

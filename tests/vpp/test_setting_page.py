@@ -193,3 +193,19 @@ def test_it_needs_a_token_before_configuring_notifications(client, admin):
 def test_it_refuses_sync_now_without_a_usable_token(client, admin):
     response = client.post(URL, {"section": "sync_now"}, follow=True)
     assert "Sync not started: No content token" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("phase", "says"),
+    [("push", "sending changed emails to Apple"), ("retire", "retiring departed users"), ("read_all", "reading Apple")],
+)
+def test_a_running_sync_says_what_it_is_doing_in_words(client, admin, phase, says):
+    from vpp.models import Job, JobAction, JobStatus
+
+    job = Job.objects.create(action=JobAction.SYNC_ALL, status=JobStatus.RUNNING, phase=phase)
+    SyncSchedule.load()
+    SyncSchedule.objects.filter(pk=1).update(running_job_id=job.pk, last_job_id=job.pk)
+    client.force_login(admin)
+    html = client.get(reverse("vpp:sync-status")).content.decode()
+    assert f"job #{job.pk}</a> is running: {says}" in html.replace("&#x27;", "'")
+    assert f"({phase})" not in html

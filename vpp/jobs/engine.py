@@ -143,7 +143,7 @@ def _skip_text(code: str) -> str:
 # The audit sentence of each bulk action, around who it acts on (UserSelection.describe).
 _AUDIT_SENTENCES = {
     JobAction.INVITE: "Send VPP invitation to {who}",
-    JobAction.DELETE: "Delete from VPP {who}",
+    JobAction.DELETE: "Delete {who} from VPP",
     JobAction.SYNC: "Sync VPP for {who}",
 }
 

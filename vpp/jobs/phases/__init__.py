@@ -29,6 +29,7 @@ class Phase:
 
     name: str
     run: Callable[..., None]
+    label: str  # what the admin reads while the phase runs ("reading Apple's users")
     steps: tuple[str, ...] = ()
     single_task: bool = False
     time_limit: int | None = None
@@ -54,14 +55,16 @@ class JobKind:
 
 # An invite chunk carries its users through create → read back → deliver in one task, so
 # email for early chunks overlaps Apple's rate-limited calls for later ones.
-INVITE = Phase("invite", invite.invite_phase, steps=("create", "readback", "deliver"), prepare=invite.invite_prepare)
-DELETE = Phase("delete", delete.delete_phase, steps=("delete",))
-SYNC_UPDATE = Phase("update", sync.sync_update_phase, steps=("update",))
-SYNC_READ = Phase("read", sync.sync_read_phase, steps=("read",), single_task=True)
+INVITE = Phase(
+    "invite", invite.invite_phase, "inviting", steps=("create", "readback", "deliver"), prepare=invite.invite_prepare
+)
+DELETE = Phase("delete", delete.delete_phase, "revoking licences and retiring", steps=("delete",))
+SYNC_UPDATE = Phase("update", sync.sync_update_phase, "sending changed emails to Apple", steps=("update",))
+SYNC_READ = Phase("read", sync.sync_read_phase, "reading Apple's records", steps=("read",), single_task=True)
 # The full sync: job-level phases; reading a large organisation's users takes minutes.
-FULL_PUSH = Phase("push", full_sync.full_sync_push_phase, time_limit=1800)
-FULL_RETIRE = Phase("retire", full_sync.full_sync_retire_phase, time_limit=1800)
-FULL_READ = Phase("read_all", full_sync.full_sync_read_phase, time_limit=1800)
+FULL_PUSH = Phase("push", full_sync.full_sync_push_phase, "sending changed emails to Apple", time_limit=1800)
+FULL_RETIRE = Phase("retire", full_sync.full_sync_retire_phase, "retiring departed users", time_limit=1800)
+FULL_READ = Phase("read_all", full_sync.full_sync_read_phase, "reading Apple's users", time_limit=1800)
 
 KINDS: dict[str, JobKind] = {
     JobAction.INVITE: JobKind(JobAction.INVITE, (INVITE,)),
@@ -72,6 +75,12 @@ KINDS: dict[str, JobKind] = {
     ),
 }
 PHASES: dict[str, Phase] = {phase.name: phase for kind in KINDS.values() for phase in kind.phases}
+
+
+def phase_label(name: str) -> str:
+    """What the admin reads for phase ``name`` ("" for none or an unknown phase)."""
+    phase = PHASES.get(name)
+    return phase.label if phase else ""
 
 
 def kind_for(action: str) -> JobKind:
