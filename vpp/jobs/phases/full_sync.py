@@ -123,7 +123,7 @@ def full_sync_finished(job: Job) -> None:
     SyncSchedule.objects.filter(pk=1, running_job_id=job.pk).update(running_job_id=None)
     job.total = counts["items"]
     audit_record(
-        actor=None,
+        actor=job.started_by,  # the admin who clicked Sync now; None (system) for the schedule
         action="vpp.sync_finished",
         details={"result": result, **dict(counts)},
         outcome=result,
