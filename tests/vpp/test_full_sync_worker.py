@@ -33,12 +33,17 @@ from vpp.services.sync import sync_start
 pytestmark = [pytest.mark.worker, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
 
-def test_two_ticks_through_the_worker_start_one_sync_that_finishes(vpp_sandbox, tmp_path):
+@pytest.fixture
+def apple(vpp_sandbox):
+    """The sandbox's token uploaded (and its location claimed) as an admin would; a client for it."""
     setting = VppServerSetting.load()
     setting.api_base_url = vpp_sandbox.base_url
     setting.save()
     setting_service.token_upload(data=vpp_sandbox.token, actor=None)
-    apple = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
+    return VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
+
+
+def test_two_ticks_through_the_worker_start_one_sync_that_finishes(vpp_sandbox, apple, tmp_path):
     ada = make_user(
         "Ada", login_id="ada", email="ada@example.com", devices=(), vpp_status=VppUserStatus.INVITED, at_apple=apple
     ).vpp_user
@@ -83,13 +88,8 @@ def test_two_ticks_through_the_worker_start_one_sync_that_finishes(vpp_sandbox, 
     assert schedule.last_result == "succeeded" and schedule.running_job_id is None
 
 
-def test_a_worker_killed_during_a_full_sync_is_replaced_by_the_sweeper(vpp_sandbox, tmp_path):
+def test_a_worker_killed_during_a_full_sync_is_replaced_by_the_sweeper(vpp_sandbox, apple, tmp_path):
     """As for an invite job: the sweeper finds the silent sync and a new worker finishes it."""
-    setting = VppServerSetting.load()
-    setting.api_base_url = vpp_sandbox.base_url
-    setting.save()
-    setting_service.token_upload(data=vpp_sandbox.token, actor=None)
-    apple = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
     users = [User(display_name=f"User {n}", login_id=f"user{n}", email=f"user{n}@example.com") for n in range(24)]
     User.objects.bulk_create(users)
     vpp_users = [VppUser(user=u, status=VppUserStatus.INVITED, apple_email=u.email) for u in User.objects.all()]
