@@ -13,12 +13,19 @@ from vpp.services.schedule import timezone_choices
 from vpp.services.setting import MAX_TOKEN_BYTES
 
 
+class SecretTextarea(forms.Textarea):
+    """A textarea for a secret: what was typed is never rendered back (e.g. after a rejected upload)."""
+
+    def format_value(self, value):
+        return None
+
+
 class TokenUploadForm(forms.Form):
     token_file = forms.FileField(label="Content token file (.vpptoken)", required=False)
     token_text = forms.CharField(
         label="…or paste the token text",
         required=False,
-        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
+        widget=SecretTextarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
     )
 
     def clean(self):

@@ -208,3 +208,12 @@ def test_it_removes_the_token(client, admin, sandbox_setting, vpp_sandbox):
     assert not setting.has_token and setting.token_health == TokenHealth.MISSING and setting.location_name == ""
     assert "No content token yet" in client.get(URL).content.decode()
     assert AuditEvent.objects.filter(action="vpp.token_removed").exists()
+
+
+def test_a_rejected_pasted_token_is_never_rendered_back(client, admin, sandbox_setting, vpp_sandbox):
+    expired = vpp_sandbox.mint_token(expired=True)
+    response = client.post(URL, {"section": "token", "token_text": expired})
+    html = response.content.decode()
+    assert response.status_code == 422 and "expired" in html  # the reason is shown...
+    assert expired not in html  # ...the secret is not
+    assert not VppServerSetting.load().has_token
