@@ -17,3 +17,12 @@ class SingletonRow:
             cls.objects.bulk_create([cls(pk=1)], ignore_conflicts=True)
             obj = cls.objects.get(pk=1)
         return obj
+
+    @classmethod
+    def load_for_update(cls) -> Self:
+        """The row, locked (SELECT ... FOR UPDATE) until the caller's transaction ends; created if missing.
+
+        Call inside ``transaction.atomic()``: the values read are the ones the caller overwrites.
+        """
+        cls.load()
+        return cls.objects.select_for_update().get(pk=1)

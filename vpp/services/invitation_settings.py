@@ -16,18 +16,15 @@ from vpp.audit import audit_record
 from vpp.invitations.email import invitation_send_test
 from vpp.invitations.message import template_check
 from vpp.models import InvitationChannel, VppServerSetting
+from vpp.services import Refused
 
 logger = logging.getLogger(__name__)
 
 NO_ADDRESS_TEXT = "Your admin account has no email address to send the test to."
 
 
-class InvitationTestNotSent(RuntimeError):
+class InvitationTestNotSent(Refused):
     """ "Send test to me" could not send; ``reason`` is a sentence for the admin."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 def invitation_settings_update(
@@ -55,8 +52,7 @@ def invitation_settings_update(
         "invitation_body_html": body_html,
     }
     with transaction.atomic():
-        VppServerSetting.load()  # the row exists from here on
-        setting = VppServerSetting.objects.select_for_update().get(pk=1)
+        setting = VppServerSetting.load_for_update()
         changed = [field for field, value in new.items() if getattr(setting, field) != value]
         for field in changed:
             setattr(setting, field, new[field])

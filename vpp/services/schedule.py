@@ -143,8 +143,7 @@ def schedule_update(*, data: ScheduleInput, actor, now: dt.datetime | None = Non
     zone(data.timezone)
     now = now or timezone.now()
     with transaction.atomic():
-        SyncSchedule.load()
-        schedule = SyncSchedule.objects.select_for_update().get(pk=1)
+        schedule = SyncSchedule.load_for_update()
         changes = {}
         for field in ("enabled", "mode", "interval_hours", "time_of_day", "timezone"):
             old, new = getattr(schedule, field), getattr(data, field)

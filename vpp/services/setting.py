@@ -24,6 +24,7 @@ from vpp.apple.types import ClientConfig, MdmInfo, managed_by_other_mdm
 from vpp.audit import audit_record
 from vpp.content_token import TokenCheck, health_from_error, token_health_store, vpp_client
 from vpp.models import AssignmentMethod, TokenHealth, VppServerSetting
+from vpp.services import Refused
 
 logger = logging.getLogger(__name__)
 
@@ -33,26 +34,16 @@ MDM_NAME = "kmconsole"
 NOTIFICATION_TYPES = ["USER_MANAGEMENT", "USER_ASSOCIATED", "ASSET_MANAGEMENT", "ASSET_COUNT"]
 
 
-class TokenRejected(ValueError):
+class TokenRejected(Refused, ValueError):
     """The uploaded token cannot be used; ``reason`` is a sentence for the admin."""
 
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
-
-class TakeoverRefused(RuntimeError):
+class TakeoverRefused(Refused):
     """Apple did not accept our claim on the location; ``reason`` is a sentence for the admin."""
 
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
-
-class NotificationSetupError(RuntimeError):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+class NotificationSetupError(Refused):
+    """Apple or this console refused the notification setup; ``reason`` is a sentence for the admin."""
 
 
 def _version() -> str:
@@ -255,19 +246,13 @@ def assignment_update(*, method: str, actor) -> VppServerSetting:
     if method not in AssignmentMethod.values:
         raise ValueError(f"unknown assignment method {method!r}")
     with transaction.atomic():
-        setting = _setting_for_update()
+        setting = VppServerSetting.load_for_update()
         before = setting.assignment_method
         if before != method:
             setting.assignment_method = method
             setting.save(update_fields=["assignment_method", "updated_at"])
             audit_record(actor=actor, action="vpp.assignment_changed", details={"from": before, "to": method})
     return setting
-
-
-def _setting_for_update() -> VppServerSetting:
-    """The setting row, locked until the transaction ends (so "before" is what we overwrite)."""
-    VppServerSetting.load()  # the row exists from here on
-    return VppServerSetting.objects.select_for_update().get(pk=1)
 
 
 def notification_url_for(public_url: str) -> str:

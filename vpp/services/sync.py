@@ -19,14 +19,11 @@ from vpp.audit import audit_record
 from vpp.jobs.engine import job_enqueue
 from vpp.models import Job, JobAction, JobStatus, SyncResult, SyncRun, SyncSchedule, VppServerSetting
 from vpp.selectors import token_problem
+from vpp.services import Refused
 
 
-class SyncBlocked(RuntimeError):
+class SyncBlocked(Refused):
     """The sync cannot start (no token, or a token Apple refuses); ``reason`` is for the admin."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

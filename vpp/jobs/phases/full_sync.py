@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from users.models import User
@@ -45,6 +45,7 @@ from vpp.models import (
     VppUser,
     VppUserStatus,
 )
+from vpp.selectors import job_item_counts
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +65,8 @@ def _start(job: Job, phase: str) -> tuple[SyncRun, Counter]:
     counts = Counter(run.counts)
     for key in PHASE_COUNTERS[phase]:
         counts[key] = 0
-    items = dict(JobItem.objects.filter(job=job).values_list("status").annotate(n=Count("id")).order_by())
-    counts["succeeded"] = items.get(ItemStatus.SUCCEEDED, 0)
-    counts["failed"] = items.get(ItemStatus.FAILED, 0)
+    items = job_item_counts(job)
+    counts["succeeded"], counts["failed"] = items[ItemStatus.SUCCEEDED], items[ItemStatus.FAILED]
     counts["items"] = counts["succeeded"] + counts["failed"]
     return run, counts
 
@@ -107,7 +107,6 @@ def full_sync_finished(job: Job) -> None:
     the one-per-token claim, and write the audit event."""
     run = SyncRun.objects.get(job=job)
     counts = Counter(run.counts)
-    counts.update({"succeeded": 0, "failed": 0})  # keys present even when 0
     counts["succeeded"], counts["failed"] = job.succeeded, job.failed
     counts["items"] = job.succeeded + job.failed
     if job.status != JobStatus.DONE:
