@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import QuerySet
 
+from vpp.apple.types import apple_accepts_email
 from vpp.invitations.channels import channels_for
 from vpp.models import InvitationChannel, JobAction, VppUserStatus
 from vpp.selectors import users_with_vpp_facts
@@ -28,6 +29,7 @@ SKIP_REASONS = {
     "not_vpp": "Not a VPP user",
     "retired": "Already retired from VPP",
     "user_deleted": "The device user no longer exists",
+    "apple_email": "Email address Apple refuses (no dot in its domain, e.g. someone@localhost)",
 }
 
 # What each eligible user will go through (first job phase), by action.
@@ -87,6 +89,8 @@ def _invite_skip(facts: dict, channel: str) -> str:
     names = [usable.name for usable in channels_for(channel)]
     if not names:
         return "no_channel"
+    if facts["vpp_user__status"] != VppUserStatus.INVITED and not apple_accepts_email(facts["email"]):
+        return "apple_email"  # a create sends the address: Apple would refuse it (9717)
     reachable = {"email": bool(facts["email"]), "push": bool(facts["has_push_token"])}
     if not any(reachable.get(name) for name in names):
         if channel == InvitationChannel.BOTH:

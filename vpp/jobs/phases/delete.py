@@ -1,7 +1,10 @@
 """Delete from VPP: revoke the users' licences (batched), then retire them (batched).
 
-Both calls are safe to repeat, so a redelivered chunk simply sends them again. Users Apple
-does not know (9609) are reported and marked retired here: they are not at Apple either way.
+Both calls are safe to repeat, so a redelivered chunk simply sends them again. A 9609 ("unable
+to find the registered user") is read at Apple: a user Apple lists as retired was retired by an
+earlier run whose answer was lost ("already retired"); a user Apple has no record of at all is
+reported as such. Both are retired here: they are not active at Apple either way. An error that
+names some users fails those only; the rest of the batch is sent again without them.
 """
 
 from __future__ import annotations
@@ -10,18 +13,28 @@ from django.utils import timezone
 
 from vpp.apple.client import VppClient
 from vpp.apple.errors import InvalidRequestError
-from vpp.jobs.apple_io import USER_NOT_FOUND, batches, events_wait, failures_by_user
+from vpp.jobs.apple_io import (
+    NOT_RETRIED,
+    USER_NOT_FOUND,
+    batches,
+    events_wait,
+    failures_by_user,
+    retired_at_apple,
+    send_without_refused,
+)
 from vpp.jobs.items import item_fail, item_succeed
 from vpp.models import Job, JobItem, VppUser, VppUserStatus
 
 NOT_AT_APPLE = "Apple had no record of this user; marked retired here."
+ALREADY_RETIRED = "Already retired at Apple (an earlier attempt retired this user); marked retired here."
+DONE = "Licences revoked and user retired."
 
 
 def delete_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
     config = client.service_config()
     items = [item for item in items if _has_vpp_user(item)]
 
-    refused: dict[int, tuple] = {}  # whole batches Apple refused at once
+    refused: dict[int, tuple] = {}  # users (or whole batches) Apple refused at once
     revoke_events = _send(
         items, config.max_revoke_client_user_ids, lambda ids: client.revoke_assets(client_user_ids=ids), refused
     )
@@ -40,6 +53,8 @@ def delete_phase(*, job: Job, items: list[JobItem], client: VppClient, token: st
     for item_pk, (number, message) in failed.items():
         item_fail([by_pk[item_pk]], message, number)
     done = [item for item in items if item.pk not in failed]
+    # 9609 after a lost answer means "already done": Apple lists those users as retired.
+    already = retired_at_apple(client, [_cuid(by_pk[pk]) for pk in unknown if pk in by_pk])
     VppUser.objects.filter(pk__in=[item.vpp_user_id for item in done]).update(
         status=VppUserStatus.RETIRED,
         invite_code="",
@@ -47,8 +62,14 @@ def delete_phase(*, job: Job, items: list[JobItem], client: VppClient, token: st
         last_error_number=None,
         last_error_message="",
     )
-    item_succeed([item for item in done if item.pk in unknown], NOT_AT_APPLE)
-    item_succeed([item for item in done if item.pk not in unknown], "Licences revoked and user retired.")
+    unknown_items = [item for item in done if item.pk in unknown]
+    item_succeed([item for item in unknown_items if _cuid(item).lower() in already], ALREADY_RETIRED)
+    item_succeed([item for item in unknown_items if _cuid(item).lower() not in already], NOT_AT_APPLE)
+    item_succeed([item for item in done if item.pk not in unknown], DONE)
+
+
+def _cuid(item: JobItem) -> str:
+    return str(item.vpp_user.client_user_id)
 
 
 def _has_vpp_user(item: JobItem) -> bool:
@@ -61,14 +82,20 @@ def _has_vpp_user(item: JobItem) -> bool:
 def _send(items: list[JobItem], size: int, call, refused: dict[int, tuple]) -> dict[str, list[JobItem]]:
     events: dict[str, list[JobItem]] = {}
     for batch in batches(items, size):
+        by_cuid = {_cuid(item): item for item in batch}
+
+        def named(failures: dict[str, tuple[int | None, str]], by_cuid=by_cuid) -> None:
+            refused.update({by_cuid[cuid].pk: failure for cuid, failure in failures.items()})
+
         try:
-            event_ids = call([str(item.vpp_user.client_user_id) for item in batch])
+            event_ids, sent = send_without_refused(call, list(by_cuid), named)
         except InvalidRequestError as exc:
-            # (9609 for the batch: nobody in it is known; reported as not at Apple below)
-            refused.update({item.pk: (exc.error_number, exc.message) for item in batch})
+            # An error naming nobody: the whole batch (9609 for it: reported as not at Apple below)
+            reason = f"{exc.message} {NOT_RETRIED}"
+            refused.update({item.pk: (exc.error_number, reason) for item in batch if item.pk not in refused})
             continue
         for event_id in event_ids:
-            events.setdefault(event_id, []).extend(batch)
+            events.setdefault(event_id, []).extend(by_cuid[cuid] for cuid in sent)
     return events
 
 
@@ -80,7 +107,7 @@ def _outcomes(job, token, client, events) -> tuple[dict[int, tuple], set[int]]:
     for event_id, status in finished.items():
         per_user, general = failures_by_user(status)
         for item in events[event_id]:
-            failure = per_user.get(str(item.vpp_user.client_user_id).lower()) or general
+            failure = per_user.get(_cuid(item).lower()) or general
             if failure is None:
                 continue
             if failure[0] == USER_NOT_FOUND:
