@@ -61,7 +61,7 @@ class Options:
     # Errors answered instead of the next matching requests, one each, in order: {"number": 9610,
     # "path": "/assets/revoke" (optional, a prefix under /mdm/v2), "status": 200 (optional; default
     # Apple's), "body": "full" | "bare" (errorNumber only) | "empty_info" (errorInfo: {}),
-    # "clientUserIds": [...] (optional errorInfo)}.
+    # "clientUserIds": [...] (optional errorInfo), "after": N (let N matching requests through first)}.
     inject_errors: list[dict] = field(default_factory=list)
     stall_events: int = 0  # the next N events stay PENDING for ever (Apple's docs: retry after 10 minutes)
     stall_applies: bool = True  # ... while their work is done anyway (False: nothing happens)

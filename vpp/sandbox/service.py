@@ -189,9 +189,13 @@ class Sandbox:
     def injected_error(self, path: str) -> ApiError | None:
         """Fault injection: the first ``inject_errors`` entry matching PATH, answered once (see Options)."""
         with self.lock:
-            queue = list(self.options.inject_errors)
+            queue = [dict(spec) for spec in self.options.inject_errors]
             for index, spec in enumerate(queue):
                 if path.startswith(spec.get("path") or ""):
+                    if spec.get("after", 0) > 0:  # let this many matching requests through first
+                        spec["after"] -= 1
+                        self.options = self.options.updated({"inject_errors": queue})
+                        return None
                     del queue[index]
                     self.options = self.options.updated({"inject_errors": queue})
                     break
