@@ -55,6 +55,7 @@ def test_a_push_refused_for_one_user_records_it_and_still_reads_apples_users(
     failed = item_of(job, refused)
     assert (failed.status, failed.error_number) == (ItemStatus.FAILED, 9717)
     assert failed.reason.startswith("Apple rejected the user's e-mail address as invalid.")
+    assert "The next full sync tries again" in failed.reason  # a sync job has no "Retry failed only"
     assert apple_record(vpp_sandbox, moved)["email"] == "sam.new@example.com"
     # ... and the sync went on to read Apple's users.
     assert VppUser.objects.get(pk=accepted.pk).status == VppUserStatus.ASSOCIATED

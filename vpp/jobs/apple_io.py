@@ -30,6 +30,8 @@ def send_without_refused(
     call: Callable[[list[str]], list[str]],
     keys: Sequence[str],
     on_refused: Callable[[dict[str, tuple[int | None, str]]], None],
+    *,
+    next_step: str = NOT_RETRIED,
 ) -> tuple[list[str], list[str]]:
     """Send ``keys`` (clientUserIds) with ``call``; an error naming some of them fails those only.
 
@@ -40,6 +42,7 @@ def send_without_refused(
     (Apple: a synchronous error triggers no processing, docs/apple-vpp.md#errors). Returns
     ``(event ids, the keys they cover)``; both empty when every key was refused. An error that
     names none of ``keys``, a transient error and a token error are raised unchanged.
+    ``next_step`` ends each reason: what happens next (default: nothing retries it by itself).
     """
     remaining = list(keys)
     while remaining:
@@ -50,7 +53,7 @@ def send_without_refused(
             hit = [key for key in remaining if str(key).lower() in named]
             if not hit or exc.event_ids:
                 raise
-            on_refused(dict.fromkeys(hit, (exc.error_number, f"{exc.message} {NOT_RETRIED}")))
+            on_refused(dict.fromkeys(hit, (exc.error_number, f"{exc.message} {next_step}")))
             remaining = [key for key in remaining if str(key).lower() not in named]
     return [], []
 
@@ -130,19 +133,22 @@ class EventsStillPending(JobDeferred):
         self.unknown = unknown
 
 
-def failures_by_user(status: EventStatus) -> tuple[dict[str, tuple[int | None, str]], tuple[int | None, str] | None]:
-    """Per-user failures of an event, plus a failure that names nobody (applies to all)."""
+def failures_by_user(
+    status: EventStatus, *, next_step: str = NOT_RETRIED
+) -> tuple[dict[str, tuple[int | None, str]], tuple[int | None, str] | None]:
+    """Per-user failures of an event {clientUserId (lower case): (number, reason)}, plus a failure
+    that names nobody (applies to all). Each reason ends with ``next_step``: what happens next."""
     per_user: dict[str, tuple[int | None, str]] = {}
     general = None
     for failure in status.failures:
-        reason = f"{failure.message} {NOT_RETRIED}"
+        reason = f"{failure.message} {next_step}"
         if failure.client_user_ids:
             for cuid in failure.client_user_ids:
                 per_user[str(cuid).lower()] = (failure.error_number, reason)
         else:
             general = (failure.error_number, reason)
     if status.status == "FAILED" and not per_user and general is None and status.num_completed < status.num_requested:
-        general = (None, f"Apple reported the request as failed without details. {NOT_RETRIED}")
+        general = (None, f"Apple reported the request as failed without details. {next_step}")
     return per_user, general
 
 

@@ -32,7 +32,6 @@ from vpp.apple.errors import InvalidRequestError
 from vpp.apple.types import RequestUser, VppApiUser
 from vpp.audit import audit_record
 from vpp.jobs.apple_io import (
-    NOT_RETRIED,
     USER_NOT_FOUND,
     failures_by_user,
     retired_at_apple,
@@ -61,6 +60,7 @@ logger = logging.getLogger(__name__)
 WRITE_BATCH = 500
 AT_APPLE = (VppUserStatus.INVITED, VppUserStatus.ASSOCIATED)  # active at Apple (pending: not known yet)
 RETIRED_DONE = "Departed here: licences revoked and retired at Apple."
+NEXT_SYNC = "The next full sync tries again (fix the cause first, or it fails the same way)."
 SYNC_VERSION_UNKNOWN = 9721  # Apple no longer knows the stored sinceVersionId: read in full
 # The counters each phase owns (reset when the phase starts again after a worker died).
 PHASE_COUNTERS = {
@@ -160,13 +160,13 @@ def _send_and_wait(client: VppClient, call, cuids: list[str]) -> dict[str, Failu
     """
     failed: dict[str, Failure] = {}
     try:
-        event_ids, sent = send_without_refused(call, cuids, failed.update)
+        event_ids, sent = send_without_refused(call, cuids, failed.update, next_step=NEXT_SYNC)
     except InvalidRequestError as exc:
-        reason = f"{exc.message} {NOT_RETRIED}"
+        reason = f"{exc.message} {NEXT_SYNC}"
         failed.update({cuid: (exc.error_number, reason) for cuid in cuids if cuid not in failed})
         return failed
     for event_id in event_ids:
-        per_user, general = failures_by_user(client.wait_for_event(event_id))
+        per_user, general = failures_by_user(client.wait_for_event(event_id), next_step=NEXT_SYNC)
         for cuid in sent:
             failure = per_user.get(cuid.lower()) or general
             if failure is not None:
