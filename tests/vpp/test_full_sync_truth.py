@@ -76,18 +76,25 @@ def test_a_user_whose_create_never_reached_apple_does_not_fail_every_sync(
     assert SyncSchedule.load().last_result == SyncResult.SUCCEEDED
 
 
+def invited_retired_invited(apple, vpp_sandbox) -> tuple[VppUser, VppUser]:  # noqa: F811
+    """Ann invited, deleted from VPP, invited again (Apple: her retired record, Ben's, her active one,
+    in that order); Ben invited in between. Returns (Ann, Ben)."""
+    again = vpp_user_named(apple, "Ann")
+    cuid = str(again.client_user_id)
+    wait(apple, apple.retire_users([cuid]))  # Delete from VPP ...
+    other = vpp_user_named(apple, "Ben")
+    wait(apple, apple.create_users([RequestUser(cuid, email=again.apple_email)]))  # ... and invite again
+    code = next(r["inviteCode"] for r in vpp_sandbox.users() if r["clientUserId"] == cuid and r["status"] != "Retired")
+    VppUser.objects.filter(pk=again.pk).update(invite_code=code)
+    return again, other
+
+
 def test_an_active_record_wins_over_retired_history_whatever_the_page_order(
     apple,  # noqa: F811
     vpp_sandbox,
     django_capture_on_commit_callbacks,
 ):
-    again = vpp_user_named(apple, "Ann")
-    cuid = str(again.client_user_id)
-    wait(apple, apple.retire_users([cuid]))  # Delete from VPP ...
-    changed = vpp_user_named(apple, "Ben")
-    wait(apple, apple.create_users([RequestUser(cuid, email=again.apple_email)]))  # ... and invite again
-    code = next(r["inviteCode"] for r in vpp_sandbox.users() if r["clientUserId"] == cuid and r["status"] != "Retired")
-    VppUser.objects.filter(pk=again.pk).update(invite_code=code)
+    again, changed = invited_retired_invited(apple, vpp_sandbox)
     vpp_sandbox.accept_invitation(apple_record(vpp_sandbox, changed)["inviteCode"], "ben@icloud.example")
     vpp_sandbox.control(page_size=1)  # Ann's retired record is on page 0, her active one on page 2
 
@@ -105,11 +112,7 @@ def test_a_listing_that_stops_midway_retires_nobody(
     vpp_sandbox,
     django_capture_on_commit_callbacks,
 ):
-    again = vpp_user_named(apple, "Ann")
-    cuid = str(again.client_user_id)
-    wait(apple, apple.retire_users([cuid]))
-    vpp_user_named(apple, "Ben")
-    wait(apple, apple.create_users([RequestUser(cuid, email=again.apple_email)]))
+    again, _ = invited_retired_invited(apple, vpp_sandbox)
     vpp_sandbox.control(
         page_size=1, inject_errors=[{"number": 9602, "path": "/users", "after": 1}]
     )  # the second page request fails
