@@ -217,3 +217,18 @@ def test_a_delete_of_a_user_apple_never_had_says_so(vpp_sandbox, setting, user_f
     job = run_job(start(JobAction.DELETE, [user]), vpp_client(setting))
 
     assert items(job)[user.pk].reason == "Apple had no record of this user; marked retired here."
+
+
+def test_a_retire_whose_event_apple_forgot_is_checked_at_apple_not_reported_done(vpp_sandbox, setting, user_factory):
+    users = [user_factory() for _ in range(2)]
+    invited(vpp_sandbox, setting, users)
+    # Apple answers the retire's first status poll with 9708 (event unknown) and never retired them.
+    vpp_sandbox.control(stall_events=2, stall_applies=False)  # revoke and retire: queued, never done
+    vpp_sandbox.control(inject_errors=[{"number": 9708, "path": "/status", "after": 0}] * 2)
+
+    job = run_job(start(JobAction.DELETE, users), vpp_client(setting))
+
+    assert (job.succeeded, job.failed) == (0, 2)
+    for item in items(job).values():
+        assert item.error_number == 9708 and "still lists this user as active" in item.reason
+    assert set(VppUser.objects.values_list("status", flat=True)) == {VppUserStatus.INVITED}

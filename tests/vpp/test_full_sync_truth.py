@@ -174,3 +174,22 @@ def test_a_departed_user_already_retired_at_apple_is_a_success(
     assert (item.status, item.error_number) == (ItemStatus.SUCCEEDED, None)
     assert item.reason.startswith("Already retired at Apple")
     assert VppUser.objects.get(pk=gone.pk).status == VppUserStatus.RETIRED
+
+
+def test_a_push_whose_event_apple_forgot_is_done_again_next_time_and_the_sync_reads_on(
+    apple,  # noqa: F811
+    vpp_sandbox,
+    django_capture_on_commit_callbacks,
+):
+    moved, accepted = vpp_user_named(apple, "Ivy"), vpp_user_named(apple, "Jo")
+    User.objects.filter(pk=moved.user_id).update(email="ivy.new@example.com")
+    vpp_sandbox.accept_invitation(apple_record(vpp_sandbox, accepted)["inviteCode"], "jo@icloud.example")
+    vpp_sandbox.control(inject_errors=[{"number": 9708, "path": "/status"}])
+
+    job = run_sync(django_capture_on_commit_callbacks)
+
+    assert job.status == JobStatus.DONE
+    item = item_of(job, moved)
+    assert (item.status, item.error_number) == (ItemStatus.FAILED, 9708)
+    assert "The next full sync tries again" in item.reason
+    assert VppUser.objects.get(pk=accepted.pk).status == VppUserStatus.ASSOCIATED

@@ -15,12 +15,14 @@ from vpp.apple.client import VppClient
 from vpp.apple.errors import InvalidRequestError
 from vpp.jobs.apple_io import (
     NOT_RETRIED,
+    UNKNOWN_EVENT,
     USER_NOT_FOUND,
     batches,
     events_wait,
     failures_by_user,
     retired_at_apple,
     send_without_refused,
+    users_listing,
 )
 from vpp.jobs.items import item_fail, item_succeed
 from vpp.models import Job, JobItem, VppUser, VppUserStatus
@@ -42,7 +44,7 @@ def delete_phase(*, job: Job, items: list[JobItem], client: VppClient, token: st
     failed.update(refused)
     survivors = [item for item in items if item.pk not in failed]
     retire_events = _send(survivors, config.max_users, client.retire_users, refused)
-    failed2, unknown2 = _outcomes(job, token, client, retire_events)
+    failed2, unknown2 = _outcomes(job, token, client, retire_events, retiring=True)
     failed.update(failed2)
     failed.update(refused)
     unknown |= unknown2
@@ -66,6 +68,19 @@ def delete_phase(*, job: Job, items: list[JobItem], client: VppClient, token: st
     item_succeed([item for item in unknown_items if _cuid(item).lower() in already], ALREADY_RETIRED)
     item_succeed([item for item in unknown_items if _cuid(item).lower() not in already], NOT_AT_APPLE)
     item_succeed([item for item in done if item.pk not in unknown], DONE)
+
+
+FORGOTTEN = f"Apple no longer knows the request (its event expired) and still lists this user as active. {NOT_RETRIED}"
+
+
+def _active_at_apple(client: VppClient, items: list[JobItem]) -> set[str]:
+    """The clientUserIds (lower case) of ITEMS that Apple lists with an active record."""
+    active = set()
+    for item in items:
+        rows, _ = users_listing(client, client_user_id=_cuid(item))
+        if any(row.active for row in rows.values()):
+            active.add(_cuid(item).lower())
+    return active
 
 
 def _cuid(item: JobItem) -> str:
@@ -99,10 +114,19 @@ def _send(items: list[JobItem], size: int, call, refused: dict[int, tuple]) -> d
     return events
 
 
-def _outcomes(job, token, client, events) -> tuple[dict[int, tuple], set[int]]:
-    """Failed items {pk: (number, message)} and items Apple does not know."""
-    finished, _unknown_events = events_wait(job=job, token=token, client=client, event_ids=events)
+def _outcomes(job, token, client, events, *, retiring: bool = False) -> tuple[dict[int, tuple], set[int]]:
+    """Failed items {pk: (number, message)} and items Apple does not know.
+
+    A retire event Apple no longer knows (9708) says nothing about its users: they are read at
+    Apple, and one still active there fails with that reason instead of being reported retired.
+    (A forgotten revoke goes on to the retire, whose outcome decides.)
+    """
+    finished, unknown_events = events_wait(job=job, token=token, client=client, event_ids=events)
     failed: dict[int, tuple] = {}
+    forgotten = [item for event_id in unknown_events for item in events[event_id]]
+    if forgotten and retiring:
+        active = _active_at_apple(client, forgotten)
+        failed.update({item.pk: (UNKNOWN_EVENT, FORGOTTEN) for item in forgotten if _cuid(item).lower() in active})
     not_known: set[int] = set()
     for event_id, status in finished.items():
         per_user, general = failures_by_user(status)

@@ -32,6 +32,7 @@ from vpp.apple.errors import InvalidRequestError
 from vpp.apple.types import RequestUser, VppApiUser
 from vpp.audit import audit_record
 from vpp.jobs.apple_io import (
+    UNKNOWN_EVENT,
     USER_NOT_FOUND,
     failures_by_user,
     retired_at_apple,
@@ -166,7 +167,17 @@ def _send_and_wait(client: VppClient, call, cuids: list[str]) -> dict[str, Failu
         failed.update({cuid: (exc.error_number, reason) for cuid in cuids if cuid not in failed})
         return failed
     for event_id in event_ids:
-        per_user, general = failures_by_user(client.wait_for_event(event_id), next_step=NEXT_SYNC)
+        try:
+            status = client.wait_for_event(event_id)
+        except InvalidRequestError as exc:
+            if exc.error_number != UNKNOWN_EVENT:
+                raise
+            # Apple forgot the event: its outcome is unknown, so nothing is recorded as done and
+            # the next sync does it again (a repeat is harmless: an update or retire of the same users).
+            reason = f"{exc.message} {NEXT_SYNC}"
+            failed.update({cuid: (exc.error_number, reason) for cuid in sent if cuid not in failed})
+            continue
+        per_user, general = failures_by_user(status, next_step=NEXT_SYNC)
         for cuid in sent:
             failure = per_user.get(cuid.lower()) or general
             if failure is not None:
