@@ -272,7 +272,7 @@ def _read_back(*, job: Job, items: list[JobItem], client: VppClient, token: str)
     item_succeed(associated, "Already associated at Apple; no invitation needed.")
     for item in associated:
         item.status = ItemStatus.SUCCEEDED
-    item_fail(missing, "Apple did not return an invitation code for this user.")
+    item_fail(missing, f"Apple did not return an invitation code for this user yet. {NOT_RETRIED}")
     item_set_step(ready, "deliver")
 
 
