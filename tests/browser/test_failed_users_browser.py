@@ -78,3 +78,25 @@ def test_the_sync_result_page_lists_the_user_whose_push_apple_refused(
     assert "9717" in row.inner_text() and "Apple rejected the user's e-mail address" in row.inner_text()
     shot(page, "sync-refused-push")
     assert BROWSER_ADMIN and not page.console_errors
+
+
+def test_the_confirmation_names_a_user_whose_address_apple_refuses(logged_in_page, console_url, setting):
+    from playwright.sync_api import expect
+
+    page = logged_in_page
+    make_user("Modal Fine")
+    make_user("Modal Dotless", email="dotless@localhost")
+    page.goto(f"{console_url}/users/")
+    page.fill("#id_q", "Modal")
+    with page.expect_response(lambda response: "q=" in response.url):
+        page.locator("#id_q").blur()
+    expect(page.locator("input.row-check")).to_have_count(2)
+    page.wait_for_timeout(400)
+    for index in range(2):
+        page.locator("input.row-check").nth(index).check()
+    page.click("button:has-text('Send VPP invitation')")
+    page.wait_for_selector("#modal[open] >> text=1 user")
+    modal = page.inner_text("#modal")
+    assert "Email address Apple refuses" in modal and "Modal Dotless" in modal
+    shot(page, "confirm-refused-address")
+    assert not page.console_errors

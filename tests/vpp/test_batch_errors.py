@@ -232,3 +232,24 @@ def test_a_retire_whose_event_apple_forgot_is_checked_at_apple_not_reported_done
     for item in items(job).values():
         assert item.error_number == 9708 and "still lists this user as active" in item.reason
     assert set(VppUser.objects.values_list("status", flat=True)) == {VppUserStatus.INVITED}
+
+
+def test_the_confirmation_names_the_users_whose_address_apple_refuses(setting, client, user_factory):
+    from django.contrib.auth.models import Permission
+    from django.contrib.auth.models import User as Admin
+
+    admin = Admin.objects.create_user("batch-admin", password="pw-0123456789")
+    admin.user_permissions.add(Permission.objects.get(content_type__app_label="vpp", codename="invite_vppuser"))
+    client.force_login(admin)
+    fine, dotless = user_factory("Fine Fay"), user_factory("Dotless Dan", email="dan@localhost")
+
+    response = client.post(
+        "/vpp/bulk/invite/confirm/",
+        f"pk={fine.pk}&pk={dotless.pk}&channel=email",
+        content_type="application/x-www-form-urlencoded",
+        HTTP_HX_REQUEST="true",
+    )
+
+    html = response.content.decode()
+    assert "Email address Apple refuses" in html and "Dotless Dan" in html
+    assert "1 user</strong>" in html

@@ -68,6 +68,18 @@ class Plan:
         counts = Counter(row.skip_reason for row in self.skipped)
         return [(code, SKIP_REASONS[code], n) for code, n in counts.most_common()]
 
+    def skip_rows(self, examples: int = 5) -> list[tuple[str, str, int, list[str]]]:
+        """(code, readable reason, count, the first EXAMPLES users' labels), most frequent first.
+
+        The confirmation names the users behind a reason the admin can fix (an address Apple refuses).
+        """
+        named = {"apple_email"}
+        labels: dict[str, list[str]] = {}
+        for row in self.skipped:
+            if row.skip_reason in named and len(labels.setdefault(row.skip_reason, [])) < examples:
+                labels[row.skip_reason].append(row.label)
+        return [(code, reason, n, labels.get(code, [])) for code, reason, n in self.skip_counts()]
+
     def step_counts(self) -> dict[str, int]:
         return dict(Counter(row.step for row in self.eligible))
 
