@@ -6,11 +6,17 @@
    revoked, then retired at Apple.
 3. ``read_all``: Apple's users, the first run in full, later runs as a delta from the stored
    ``users_version_id``; pages are streamed, and each page is one SELECT ... IN and one
-   executemany UPDATE, so memory stays flat whatever the size of the library.
+   executemany UPDATE. Active records are applied as their page arrives; retired history is
+   held (one small record per clientUserId) and applied after the last page to users no page
+   showed active, so an active record always wins whatever the page order.
+
+A step that fails for some users never stops the sync: they get a failed result with Apple's
+number and a plain reason, and the sync goes on (token errors still stop it).
 
 Each phase is safe to run again from its start (a worker that died mid-phase is replaced by
 the sweeper): changed emails and departed users are found anew, Apple's calls are repeatable,
-and per-user results are inserted once per job and user. Counters live on the ``SyncRun``; a
+and per-user results are one row per job and user (a later change to the same user is added
+to its row's text). Counters live on the ``SyncRun``; a
 phase resets its own counters when it starts. The job is started by vpp/services/sync.py.
 Apple's users listing and its versionId: https://developer.apple.com/documentation/devicemanagement/get-users-4mwln
 (the project's notes: docs/apple-vpp.md#versionid).
