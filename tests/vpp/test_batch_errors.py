@@ -253,3 +253,24 @@ def test_the_confirmation_names_the_users_whose_address_apple_refuses(setting, c
     html = response.content.decode()
     assert "Email address Apple refuses" in html and "Dotless Dan" in html
     assert "1 user</strong>" in html
+
+
+def test_a_create_apple_completed_but_does_not_list_ends_as_not_a_vpp_user(token_setting, user_factory):
+    from tests.support.fake_apple import FakeApple
+
+    class ForgetfulApple(FakeApple):
+        """Apple reports the create COMPLETE, but lists no record for the users afterwards."""
+
+        def create_users(self, users):
+            events = super().create_users(users)
+            for request in users:
+                self.users.pop(request.client_user_id, None)
+            return events
+
+    user = user_factory()
+    job = run_job(start(JobAction.INVITE, [user]), ForgetfulApple())
+
+    item = items(job)[user.pk]
+    assert item.status == ItemStatus.FAILED
+    assert item.reason.startswith("Not added to VPP (not a VPP user): Apple lists no record")
+    assert not VppUser.objects.filter(user=user).exists()  # not "pending" for ever

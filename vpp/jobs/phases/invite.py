@@ -260,10 +260,13 @@ def _record_create_events(waiting: dict[str, list[JobItem]], finished: dict, unk
 def _read_back(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
     """Learn the invite codes in bulk (a delta listing shared by the job's chunks), else user by user."""
     unknown = readback.codes_list(job=job, items=items, client=client, token=token)
+    absent: set[int] = set()  # Apple lists no active record: the create did not take
     for item in unknown:
         apple = client.get_user(_cuid(item))
         if apple is not None:
             readback.store_apple_records(job, {_cuid(item).lower(): apple})
+        else:
+            absent.add(item.pk)
     if unknown:
         readback.refresh_vpp_users(unknown)  # the others were refreshed by codes_list
     associated = [item for item in items if item.vpp_user.status == VppUserStatus.ASSOCIATED]
@@ -272,6 +275,11 @@ def _read_back(*, job: Job, items: list[JobItem], client: VppClient, token: str)
     item_succeed(associated, "Already associated at Apple; no invitation needed.")
     for item in associated:
         item.status = ItemStatus.SUCCEEDED
+    gone = [item for item in missing if item.pk in absent]
+    # Not at Apple: nothing is "sent" any more, so the job's end settles them as not VPP users
+    # instead of leaving them pending for ever (a full sync only touches users Apple lists).
+    JobItem.objects.filter(pk__in=[item.pk for item in gone]).update(request_sent_at=None)
+    item_fail(gone, f"{NOT_ADDED} Apple lists no record for this user after its create. {NOT_RETRIED}")
     item_fail(missing, f"Apple did not return an invitation code for this user yet. {NOT_RETRIED}")
     item_set_step(ready, "deliver")
 
