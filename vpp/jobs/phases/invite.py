@@ -132,9 +132,11 @@ def _settle_overdue_events(client: VppClient, pending: dict[str, list[JobItem]])
 
     Apple: "if an event is still PENDING after 10 minutes, retry the original request"
     (docs/apple-vpp.md#events). Users Apple already holds go on to the read-back; the others
-    lose their event id and ``request_sent_at``, so the next run creates them again (a late
-    finish of the old event then answers 9716, which counts as created). A job therefore never
-    waits for ever on one event id.
+    lose their event id and their clock restarts (``request_sent_at`` = now): they are looked up
+    at Apple once more after another ``_recheck_after()`` and only then created again (a late
+    finish of the old event then answers 9716, which counts as created). A slow answer to the
+    create itself therefore never causes a second create, and a job never waits for ever on one
+    event id.
     """
     cutoff = timezone.now() - _recheck_after()
     overdue = [
@@ -149,7 +151,9 @@ def _settle_overdue_events(client: VppClient, pending: dict[str, list[JobItem]])
     missing = [item for item in overdue if item not in held]
     JobItem.objects.filter(pk__in=[item.pk for item in held]).update(apple_event_id="")
     item_set_step(held, "readback")
-    JobItem.objects.filter(pk__in=[item.pk for item in missing]).update(apple_event_id="", request_sent_at=None)
+    JobItem.objects.filter(pk__in=[item.pk for item in missing]).update(
+        apple_event_id="", request_sent_at=timezone.now()
+    )
     logger.warning(
         "create events still pending after %s: %d users found at Apple, %d to send again",
         _recheck_after(),
