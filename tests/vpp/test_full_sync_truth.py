@@ -143,6 +143,7 @@ def test_users_another_mdm_created_are_orphans_and_bare_pages_are_read(
     apple,  # noqa: F811
     vpp_sandbox,
     django_capture_on_commit_callbacks,
+    admin_client,
 ):
     ours = vpp_user_named(apple, "Cam")
     wait(apple, apple.create_users([RequestUser("OTHER-MDM-0042", email="x@example.com")]))
@@ -157,6 +158,8 @@ def test_users_another_mdm_created_are_orphans_and_bare_pages_are_read(
     ]
     stored = VppUser.objects.get(pk=ours.pk)
     assert stored.id_hash == apple_record(vpp_sandbox, ours)["idHash"] and stored.id_hash.endswith("=")
+    page = admin_client.get(f"/vpp/jobs/{job.pk}/").content.decode()  # the sync's result page
+    assert "<code>OTHER-MDM-0042</code>" in page
 
 
 def test_a_departed_user_already_retired_at_apple_is_a_success(
