@@ -20,6 +20,8 @@ T = TypeVar("T")
 UNKNOWN_EVENT = 9708
 USER_EXISTS = 9716
 USER_NOT_FOUND = 9609
+# Up to this many users, one filtered listing per user is cheaper than a full listing.
+PER_USER_READ_LIMIT = 50
 
 
 # Said after an Apple failure that nothing retries by itself (an event's per-user failure, a refusal).
@@ -168,10 +170,6 @@ def retired_at_apple(client: VppClient, client_user_ids: Iterable[str]) -> set[s
             found.update(rows)
     retired = (UserStatus.RETIRED, UserStatus.DELETED)
     return {cuid for cuid in wanted if cuid in found and found[cuid].status in retired}
-
-
-# Up to this many users, one filtered listing per user is cheaper than a full listing.
-PER_USER_READ_LIMIT = 50
 
 
 def _users_of(listing) -> Iterator[VppApiUser]:
