@@ -17,7 +17,7 @@ from vpp.apple.errors import InvalidRequestError
 from vpp.apple.types import RequestUser
 from vpp.content_token import vpp_client
 from vpp.jobs import apple_io
-from vpp.jobs.engine import job_create
+from vpp.jobs.engine import job_create, job_retry_failed
 from vpp.jobs.plan import vpp_plan_build
 from vpp.models import ItemStatus, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
 
@@ -67,6 +67,12 @@ def test_an_invite_refused_for_one_user_invites_the_other_four(vpp_sandbox, sett
     # The rest of the batch went again at once, without the refused user, in the same job.
     assert len(vpp_sandbox.users()) == 4
     assert vpp_sandbox.counters()["endpoints"]["POST /mdm/v2/users/create"] == 2
+
+    # "Retry failed only" sends the refused user alone (and Apple still refuses that address).
+    retry = run_job(job_retry_failed(job=job, actor=None), vpp_client(setting))
+    assert (retry.total, retry.succeeded, retry.failed) == (1, 0, 1)
+    assert items(retry)[users[-1].pk].error_number == 9717
+    assert len(vpp_sandbox.users()) == 4
 
 
 def test_the_client_keeps_errorinfo_on_the_error(vpp_sandbox, setting, user_factory):
