@@ -122,7 +122,7 @@ def token_problem(setting: VppServerSetting) -> str | None:
         return "Apple does not accept the content token; upload a new token."
     if health == TokenHealth.OTHER_MDM:
         who = setting.other_mdm_name or "another MDM"
-        return f"The VPP location is managed by {who}; take it over on the VPP Server Setting page first."
+        return f"The VPP organizational unit is managed by {who}; take it over on the VPP Server Setting page first."
     return None
 
 

@@ -143,7 +143,7 @@ def token_claim(*, now: dt.datetime | None = None) -> VppServerSetting:
     """Check the stored token at Apple and claim its location as an upload does (the demo set-up)."""
     now = now or timezone.now()
     setting = VppServerSetting.load()
-    client = vpp_client(setting)
+    client = vpp_client(setting, watch_manager=False)
     _claim_unless_held(client, setting, client.client_config(), now)
     return setting
 
@@ -164,7 +164,7 @@ def token_takeover(*, actor, now: dt.datetime | None = None) -> VppServerSetting
     """
     now = now or timezone.now()
     setting = VppServerSetting.load()
-    client = vpp_client(setting)
+    client = vpp_client(setting, watch_manager=False)
     previous = setting.other_mdm_name
     try:
         config = _claim(client, setting, now)
@@ -221,7 +221,7 @@ def token_check_health(*, now: dt.datetime | None = None) -> TokenCheck:
         token_health_store(check=check, now=now, setting=setting)
         return check
     try:
-        config = vpp_client(setting).client_config()
+        config = vpp_client(setting, watch_manager=False).client_config()
     except TransientVppError as exc:
         logger.warning("token health check postponed: %s", exc.message)
         return TokenCheck(setting.token_health, setting.token_health_detail)
