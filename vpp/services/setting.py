@@ -10,9 +10,11 @@ import datetime as dt
 import logging
 import secrets
 import socket
+from dataclasses import dataclass
 from importlib import metadata
 
 from django.db import transaction
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
@@ -23,7 +25,7 @@ from vpp.apple.token_file import MAX_TOKEN_FILE_BYTES, TokenFileError, parse_con
 from vpp.apple.types import ClientConfig, MdmInfo, managed_by_other_mdm
 from vpp.audit import audit_record
 from vpp.content_token import TokenCheck, health_from_error, token_health_store, vpp_client
-from vpp.models import AssignmentMethod, TokenHealth, VppServerSetting
+from vpp.models import AssignmentMethod, TokenHealth, VppServerSetting, VppUser
 from vpp.services import Refused
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,44 @@ class TokenRejected(Refused, ValueError):
 
 class TakeoverRefused(Refused):
     """Apple did not accept our claim on the location; ``reason`` is a sentence for the admin."""
+
+
+class UnitChangeUnconfirmed(Refused):
+    """The token names another organizational unit (or organisation) than the stored one and the
+    admin has not confirmed the change; ``reason`` says what will happen, ``change`` the facts."""
+
+    def __init__(self, change: UnitChange):
+        super().__init__(change.sentence())
+        self.change = change
+
+
+@dataclass(frozen=True)
+class UnitChange:
+    """A token of another organizational unit replacing the stored one (docs/vpp-setting.md#unit-change).
+
+    Apple names a unit by the ``uId`` every answer carries and an organisation by the token's
+    ``orgName`` (docs/apple-vpp.md#token-file). ``vpp_users`` counts this console's VPP users of
+    the old unit; ``notifications`` is True when Apple's notifications were set up for it.
+    """
+
+    old_unit: str
+    new_unit: str
+    old_org: str
+    new_org: str
+    vpp_users: int
+    notifications: bool
+
+    def sentence(self) -> str:
+        what = "organisation" if self.old_org != self.new_org else "organizational unit"
+        text = (
+            f"This token belongs to another {what}: {self.new_unit or 'unit'} of {self.new_org}, not "
+            f"{self.old_unit or 'the current unit'} of {self.old_org}. This is not a renewal. If you save it, "
+            f"the {self.vpp_users:,} VPP users of the current unit stop being VPP users here (kept in their history; "
+            "they stay as they are at Apple, in the old unit), the next sync reads the new unit in full"
+        )
+        if self.notifications:
+            text += ", and Apple's notifications are set up again for the new unit"
+        return text + ". Confirm to use the new unit."
 
 
 class NotificationSetupError(Refused):
@@ -62,21 +102,39 @@ def _health_from_config(config: ClientConfig, setting: VppServerSetting, now: dt
     if managed_by_other_mdm(config.mdm_info, str(setting.mdm_id)):
         name = config.mdm_info.name if config.mdm_info else "another MDM"
         return TokenCheck(TokenHealth.OTHER_MDM, f"This location is managed by {name!r}.", config)
-    expires = config.token_expires_at or setting.token_expires_at
+    expires = _expiry(config, setting)
+    lag = _lagging_expiry_note(config, setting)
     if expires and expires <= now:
         return TokenCheck(TokenHealth.EXPIRED, "The token has expired.", config)
     if expires and expires - now <= EXPIRING_WITHIN:
         days = max(0, (expires - now).days)
         return TokenCheck(TokenHealth.EXPIRING, f"The token expires in {days} days; renew it soon.", config)
-    return TokenCheck(TokenHealth.VALID, "", config)
+    return TokenCheck(TokenHealth.VALID, lag, config)
+
+
+def _expiry(config: ClientConfig, setting: VppServerSetting) -> dt.datetime | None:
+    """The token's expiry: the later of Apple's ``tokenExpirationDate`` and the uploaded file's
+    ``expDate``. Apple can report the previous token's date for a while after a renewal
+    (docs/apple-vpp.md#token-file); a file's own date is never later than its real expiry."""
+    dates = [d for d in (config.token_expires_at, setting.token_file_expires_at) if d]
+    return max(dates) if dates else setting.token_expires_at
+
+
+def _lagging_expiry_note(config: ClientConfig, setting: VppServerSetting) -> str:
+    apple, file = config.token_expires_at, setting.token_file_expires_at
+    if not (apple and file and apple < file):
+        return ""
+    return (
+        f"Apple still reports the previous expiry ({apple:%d %b %Y}); the uploaded token's file says "
+        f"{file:%d %b %Y}, which is shown. Apple updates its date some time after a renewal."
+    )
 
 
 def _apply_config(setting: VppServerSetting, config: ClientConfig) -> None:
     setting.location_name = config.location_name or ""
     setting.country_code = (config.country_code or "")[:2]
     setting.token_uid = config.uid or ""
-    if config.token_expires_at:
-        setting.token_expires_at = config.token_expires_at
+    setting.token_expires_at = _expiry(config, setting)
     other = managed_by_other_mdm(config.mdm_info, str(setting.mdm_id))
     setting.other_mdm_name = (config.mdm_info.name if other and config.mdm_info else "")[:200]
 
@@ -87,7 +145,9 @@ def _claim(client: VppClient, setting: VppServerSetting, now: dt.datetime) -> Cl
     return config
 
 
-def token_upload(*, data: str | bytes, actor, now: dt.datetime | None = None) -> VppServerSetting:
+def token_upload(
+    *, data: str | bytes, actor, confirm_unit_change: bool = False, now: dt.datetime | None = None
+) -> VppServerSetting:
     """Validate a .vpptoken, check it at Apple, store it encrypted (replacing any previous one).
 
     ``data`` is the file's content (at most ``MAX_TOKEN_BYTES``) or the pasted text. Checked
@@ -98,6 +158,12 @@ def token_upload(*, data: str | bytes, actor, now: dt.datetime | None = None) ->
     ``TokenRejected`` for a file that cannot be a token or a token Apple refuses; nothing is
     stored then. An Apple error while claiming the location (after the check passed)
     propagates as ``VppError``, also with nothing stored.
+
+    A token of another organizational unit (Apple's ``uId``) or organisation than the stored
+    one is not a renewal: without ``confirm_unit_change`` it raises ``UnitChangeUnconfirmed``
+    (what will happen, nothing stored). Confirmed, the old unit's VPP users are moved to
+    history (``unit_change_apply``), Apple's notifications are set up again for the new unit
+    when they were configured, and the change is audited as ``vpp.unit_changed``.
     """
     now = now or timezone.now()
     try:
@@ -112,12 +178,19 @@ def token_upload(*, data: str | bytes, actor, now: dt.datetime | None = None) ->
         check = health_from_error(exc)
         raise TokenRejected(check.detail if check else f"Apple could not check the token: {exc.message}") from None
     replaced = setting.has_token
-    setting.content_token_encrypted = vault.encrypt(parsed.raw)
-    setting.token_org_name = parsed.org_name[:200]
-    setting.token_expires_at = parsed.expires_at
-    setting.token_uploaded_at = now
-    setting.users_version_id = ""  # a (possibly different) location: the next sync is a full one
-    _claim_unless_held(client, setting, config, now)
+    change = unit_change_of(setting, org_name=parsed.org_name, config=config)
+    if change and not confirm_unit_change:
+        raise UnitChangeUnconfirmed(change)
+    public_url = _public_url(setting.notification_url) if change and setting.notification_configured_at else ""
+    with transaction.atomic():
+        if change:
+            unit_change_apply(setting, change, actor=actor)
+        setting.content_token_encrypted = vault.encrypt(parsed.raw)
+        setting.token_org_name = parsed.org_name[:200]
+        setting.token_expires_at = setting.token_file_expires_at = parsed.expires_at
+        setting.token_uploaded_at = now
+        setting.users_version_id = ""  # a (possibly different) unit: the next sync is a full one
+        _claim_unless_held(client, setting, config, now)
     audit_record(
         actor=actor,
         action="vpp.token_replaced" if replaced else "vpp.token_uploaded",
@@ -128,7 +201,67 @@ def token_upload(*, data: str | bytes, actor, now: dt.datetime | None = None) ->
             "health": setting.token_health,
         },
     )
+    if public_url:
+        _notifications_again(public_url, actor)
+        setting.refresh_from_db()
     return setting
+
+
+def unit_change_of(setting: VppServerSetting, *, org_name: str, config: ClientConfig) -> UnitChange | None:
+    """The change a new token makes: None for a renewal (same ``uId`` and organisation) or a first upload."""
+    if not setting.has_token:
+        return None
+    other_unit = bool(setting.token_uid and config.uid and setting.token_uid != config.uid)
+    other_org = bool(setting.token_org_name and org_name and setting.token_org_name != org_name[:200])
+    if not (other_unit or other_org):
+        return None
+    return UnitChange(
+        old_unit=setting.location_name,
+        new_unit=config.location_name or "",
+        old_org=setting.token_org_name,
+        new_org=org_name,
+        vpp_users=VppUser.objects.filter(unit_uid="").count(),
+        notifications=bool(setting.notification_configured_at),
+    )
+
+
+def unit_change_apply(setting: VppServerSetting, change: UnitChange, *, actor) -> int:
+    """Leave the old unit (the caller saves ``setting`` in the same transaction).
+
+    Every VppUser of the old unit keeps the old ``uId`` in ``unit_uid`` and lets go of its
+    device user (kept in ``former_user``): they are history, no VPP users of the new unit, and a
+    device user can be invited there. The notification subscription is forgotten (its bearer
+    token too). Returns the number of VPP users moved; audited as ``vpp.unit_changed``.
+    """
+    old_uid = setting.token_uid or "unknown"
+    moved = VppUser.objects.filter(unit_uid="").update(unit_uid=old_uid, former_user=F("user"), user=None)
+    setting.notification_url = setting.notification_auth_token_encrypted = ""
+    setting.notification_configured_at = None
+    setting.mdm_claimed_at = None
+    audit_record(
+        actor=actor,
+        action="vpp.unit_changed",
+        details={
+            "from": f"{change.old_unit} ({change.old_org}, uId {old_uid})",
+            "to": f"{change.new_unit} ({change.new_org})",
+            "vpp_users_moved_to_history": moved,
+            "notifications_reset": change.notifications,
+        },
+    )
+    return moved
+
+
+def _public_url(notification_url: str) -> str:
+    return notification_url.removesuffix(reverse("vpp-notifications")) if notification_url else ""
+
+
+def _notifications_again(public_url: str, actor) -> None:
+    """Set up Apple's notifications for the new unit as they were for the old one; a refusal is
+    recorded on the setting (the page shows "not configured" and the admin sets them up again)."""
+    try:
+        notifications_configure(public_url=public_url, actor=actor)
+    except (NotificationSetupError, VppError) as exc:
+        logger.warning("notifications not set up again after the unit change: %s", exc)
 
 
 def _claim_unless_held(client: VppClient, setting: VppServerSetting, config: ClientConfig, now: dt.datetime) -> None:
@@ -201,6 +334,7 @@ def token_remove(*, actor) -> VppServerSetting:
     ):
         setattr(setting, field, "")
     setting.token_expires_at = setting.token_uploaded_at = setting.token_health_checked_at = None
+    setting.token_file_expires_at = None
     setting.mdm_claimed_at = setting.notification_configured_at = None
     setting.token_health = TokenHealth.MISSING
     setting.save()
