@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from django.db.models import Count, Exists, F, OuterRef, QuerySet
 
-from users.models import Device, activated_apple_device_q
+from users.models import Device, User, activated_apple_device_q
 from vpp.content_token import NO_TOKEN_TEXT
 from vpp.models import (
+    ACTIVE_VPP_STATUSES,
     FINISHED_JOB_STATUSES,
     OPEN_ITEM_STATUSES,
     AssignmentMethod,
@@ -150,6 +153,29 @@ def sync_orphans(job_id: int | None, *, limit: int = 25) -> tuple[list, int]:
         return [], 0
     orphans = SyncOrphan.objects.filter(run__job_id=job_id).order_by("id")
     return list(orphans[:limit]), orphans.count()
+
+
+def orphan_adopt_candidates(orphans: list[SyncOrphan]) -> dict[int, User]:
+    """The device user each orphan most likely belongs to: the one active device user without an
+    active VPP user whose email is the orphan's (case-insensitive), by orphan id."""
+    emails = {o.email.strip().lower() for o in orphans if o.email.strip()}
+    if not emails:
+        return {}
+    matches: dict[str, list[User]] = {}
+    for user in User.objects.filter(is_active=True, email__iregex=_any_of(emails)).select_related("vpp_user"):
+        vpp_user = getattr(user, "vpp_user", None)
+        if vpp_user is None or vpp_user.status not in ACTIVE_VPP_STATUSES:
+            matches.setdefault(user.email.strip().lower(), []).append(user)
+    found = {}
+    for orphan in orphans:
+        users = matches.get(orphan.email.strip().lower(), [])
+        if len(users) == 1:
+            found[orphan.pk] = users[0]
+    return found
+
+
+def _any_of(emails: set[str]) -> str:
+    return "^(" + "|".join(re.escape(email) for email in sorted(emails)) + ")$"
 
 
 def users_vpp_row_annotation(queryset: QuerySet) -> QuerySet:
