@@ -108,6 +108,9 @@ def bulk_confirm(request, action: str):
             select_all=form.selects_all,
             channel_label=InvitationChannel(setting.invitation_channel).label,
         )
+        if action == JobAction.INVITE:
+            eligible = {row.user_id for row in plan.eligible}
+            context["shared_mailboxes"] = selectors.shared_mailboxes(form.selected_users(), eligible)
     return render(request, "vpp/bulk/confirm.html", context)
 
 

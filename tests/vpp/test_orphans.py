@@ -70,7 +70,8 @@ def act(django_capture_on_commit_callbacks, sync_job, orphan_ids, adopt=None):
 def test_retiring_the_orphan_lets_the_blocked_invitation_complete(
     vpp_sandbox, unit, django_capture_on_commit_callbacks
 ):
-    orphan_id = left_by_earlier_mdm(vpp_sandbox, email="ada@old-mdm.example", account="ada@icloud.example")
+    # The earlier MDM had Ada's mailbox on it: the link kmconsole can see (Apple's idHash needs an acceptance).
+    orphan_id = left_by_earlier_mdm(vpp_sandbox, email="ada@example.com", account="ada@icloud.example")
     ada = make_user("Ada", login_id="ada", email="ada@example.com")
     assert invite([ada]).succeeded == 1
     ada.vpp_user.refresh_from_db()
@@ -80,6 +81,8 @@ def test_retiring_the_orphan_lets_the_blocked_invitation_complete(
     sync_job = full_sync(django_capture_on_commit_callbacks)
     ada.vpp_user.refresh_from_db()
     assert ada.vpp_user.status == VppUserStatus.INVITED
+    assert ada.vpp_user.last_error_message.startswith("Still invited: another VPP user")  # not a silent "Invited"
+    assert orphan_id in ada.vpp_user.last_error_message
     orphan = SyncOrphan.objects.get(run__job=sync_job)
     assert (orphan.client_user_id, orphan.apple_status) == (orphan_id, "Associated") and orphan.id_hash
 
@@ -97,7 +100,7 @@ def test_retiring_the_orphan_lets_the_blocked_invitation_complete(
     assert vpp_sandbox.accept_invitation(ada.vpp_user.invite_code, "ada@icloud.example")["outcome"] == "accepted"
     sync_job = full_sync(django_capture_on_commit_callbacks)
     ada.vpp_user.refresh_from_db()
-    assert ada.vpp_user.status == VppUserStatus.ASSOCIATED
+    assert ada.vpp_user.status == VppUserStatus.ASSOCIATED and ada.vpp_user.last_error_message == ""
     assert not SyncOrphan.objects.filter(run__job=sync_job).exists()
 
 

@@ -69,6 +69,7 @@ class VppUser(models.Model):
         ordering = ["id"]
         indexes = [
             models.Index(fields=["status", "user"], name="vppuser_status_idx"),
+            models.Index(fields=["id_hash"], name="vppuser_idhash_idx"),  # "Shared Apple Account"
         ]
         permissions = [
             ("invite_vppuser", "Can send VPP invitations"),
