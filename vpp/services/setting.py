@@ -70,13 +70,21 @@ class UnitChange:
     notifications: bool
 
     def sentence(self) -> str:
-        what = "organisation" if self.old_org != self.new_org else "organizational unit"
-        text = (
-            f"This token belongs to another {what}: {self.new_unit or 'unit'} of {self.new_org}, not "
-            f"{self.old_unit or 'the current unit'} of {self.old_org}. This is not a renewal. If you save it, "
-            f"the {self.vpp_users:,} VPP users of the current unit stop being VPP users here (kept in their history; "
-            "they stay as they are at Apple, in the old unit), the next sync reads the new unit in full"
-        )
+        new, old = self.new_unit or "an unnamed unit", self.old_unit or "the current unit"
+        if self.old_org != self.new_org:
+            text = (
+                f"This token belongs to another organisation: {new} of {self.new_org} "
+                f"instead of {old} of {self.old_org}."
+            )
+        else:
+            text = f"This token belongs to another organizational unit: {new} instead of {old}."
+        text += " This is not a renewal. If you save it, "
+        if self.vpp_users:
+            text += (
+                f"the {self.vpp_users:,} VPP user{'s' if self.vpp_users != 1 else ''} of the current unit stop being "
+                "VPP users here (kept in their history; at Apple they stay as they are, in the old unit), "
+            )
+        text += "the next sync reads the new unit in full"
         if self.notifications:
             text += ", and Apple's notifications are set up again for the new unit"
         return text + ". Confirm to use the new unit."
