@@ -274,22 +274,29 @@ def _orphans_context(request, job: Job) -> dict:
     return context
 
 
-@login_required
-@require_POST
-def orphans_confirm(request, pk: int):
+def _orphans_view(view):
+    """POST only, logged in, with the permission, on a full sync's job (``job`` for ``pk``)."""
+
+    @login_required
+    @require_POST
+    def wrapped(request, pk: int):
+        job = get_object_or_404(Job, pk=pk, action=JobAction.SYNC_ALL)
+        if not request.user.has_perm(ORPHANS_PERMISSION):
+            return _forbidden(request, JobAction.DELETE)
+        return view(request, job)
+
+    return wrapped
+
+
+@_orphans_view
+def orphans_confirm(request, job: Job):
     """The sync result page's orphan actions: what will happen, before anything is done."""
-    job = get_object_or_404(Job, pk=pk, action=JobAction.SYNC_ALL)
-    if not request.user.has_perm(ORPHANS_PERMISSION):
-        return _forbidden(request, JobAction.DELETE)
     return render(request, "vpp/orphans_confirm.html", _orphans_context(request, job))
 
 
-@login_required
-@require_POST
-def orphans_apply(request, pk: int):
-    job = get_object_or_404(Job, pk=pk, action=JobAction.SYNC_ALL)
-    if not request.user.has_perm(ORPHANS_PERMISSION):
-        return _forbidden(request, JobAction.DELETE)
+@_orphans_view
+def orphans_apply(request, job: Job):
+    """Make the orphans job the admin confirmed (the plan is built again), then show it."""
     context = _orphans_context(request, job)
     if "plan" in context and request.POST.get("understood") != "yes":
         context["problem"] = "Tick the box to confirm what will be done at Apple."

@@ -10,10 +10,10 @@ import pytest
 from django.conf import settings as django_settings
 
 from tests.support.job_loop import run_job
+from tests.support.sandbox import upload_sandbox_token
 from vpp.apple.client import VppClient
 from vpp.apple.types import RequestUser
 from vpp.models import Job, JobAction, JobStatus, VppServerSetting
-from vpp.services import setting as setting_service
 from vpp.services import sync as sync_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
@@ -29,10 +29,7 @@ def screenshots() -> Path:
 @pytest.fixture
 def unit(vpp_sandbox, settings):
     settings.VPP_EVENT_POLL_INTERVAL = 1
-    setting = VppServerSetting.load()
-    setting.api_base_url = vpp_sandbox.base_url
-    setting.save()
-    return setting_service.token_upload(data=vpp_sandbox.token, actor=None)
+    return upload_sandbox_token(vpp_sandbox)
 
 
 def orphan_at_apple(vpp_sandbox, email: str) -> str:

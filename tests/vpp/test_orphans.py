@@ -17,27 +17,16 @@ from vpp.apple.client import VppClient
 from vpp.apple.types import RequestUser
 from vpp.jobs.engine import job_create
 from vpp.jobs.plan import vpp_plan_build
-from vpp.models import AuditEvent, JobAction, JobStatus, SyncOrphan, VppServerSetting, VppUser, VppUserStatus
+from vpp.models import AuditEvent, JobAction, JobStatus, SyncOrphan, VppUser, VppUserStatus
 from vpp.selectors import orphan_adopt_candidates
 from vpp.services import orphans as orphan_service
-from vpp.services import setting as setting_service
 from vpp.services import sync as sync_service
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sandbox]
 
 
-@pytest.fixture
-def unit(vpp_sandbox, settings):
-    settings.VPP_EVENT_POLL_INTERVAL = 1
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    setting = VppServerSetting.load()
-    setting.api_base_url = vpp_sandbox.base_url
-    setting.save()
-    return setting_service.token_upload(data=vpp_sandbox.token, actor=None)
-
-
 def left_by_earlier_mdm(vpp_sandbox, *, email: str, account: str) -> str:
-    """A user an earlier MDM created in the unit, Associated with ``account`` (an Apple Account)."""
+    """A user an earlier MDM created in the sandbox_unit, Associated with ``account`` (an Apple Account)."""
     earlier = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
     cuid = str(uuid.uuid4())
     (event,) = earlier.create_users([RequestUser(cuid, email=email)])
@@ -68,7 +57,7 @@ def act(django_capture_on_commit_callbacks, sync_job, orphan_ids, adopt=None):
 
 
 def test_retiring_the_orphan_lets_the_blocked_invitation_complete(
-    vpp_sandbox, unit, django_capture_on_commit_callbacks
+    vpp_sandbox, sandbox_unit, django_capture_on_commit_callbacks
 ):
     # The earlier MDM had Ada's mailbox on it: the link kmconsole can see (Apple's idHash needs an acceptance).
     orphan_id = left_by_earlier_mdm(vpp_sandbox, email="ada@example.com", account="ada@icloud.example")
@@ -105,7 +94,7 @@ def test_retiring_the_orphan_lets_the_blocked_invitation_complete(
 
 
 def test_an_orphan_is_adopted_as_the_vpp_user_of_the_device_user_with_its_email(
-    vpp_sandbox, unit, django_capture_on_commit_callbacks
+    vpp_sandbox, sandbox_unit, django_capture_on_commit_callbacks
 ):
     orphan_id = left_by_earlier_mdm(vpp_sandbox, email="bob@example.com", account="bob@icloud.example")
     bob = make_user("Bob", login_id="bob", email="Bob@example.com")
@@ -127,7 +116,9 @@ def test_an_orphan_is_adopted_as_the_vpp_user_of_the_device_user_with_its_email(
     assert [row.skip_reason for row in plan.rows] == ["associated"]
 
 
-def test_an_orphan_gone_from_apple_since_the_sync_is_not_adopted(vpp_sandbox, unit, django_capture_on_commit_callbacks):
+def test_an_orphan_gone_from_apple_since_the_sync_is_not_adopted(
+    vpp_sandbox, sandbox_unit, django_capture_on_commit_callbacks
+):
     orphan_id = left_by_earlier_mdm(vpp_sandbox, email="cy@example.com", account="cy@icloud.example")
     cy = make_user("Cy", login_id="cy", email="cy@example.com")
     sync_job = full_sync(django_capture_on_commit_callbacks)
@@ -142,7 +133,7 @@ def test_an_orphan_gone_from_apple_since_the_sync_is_not_adopted(vpp_sandbox, un
     assert not VppUser.objects.filter(user=cy).exists()
 
 
-def test_the_plan_says_why_an_orphan_cannot_be_adopted(vpp_sandbox, unit, django_capture_on_commit_callbacks):
+def test_the_plan_says_why_an_orphan_cannot_be_adopted(vpp_sandbox, sandbox_unit, django_capture_on_commit_callbacks):
     first = left_by_earlier_mdm(vpp_sandbox, email="d1@example.com", account="d1@icloud.example")
     left_by_earlier_mdm(vpp_sandbox, email="d2@example.com", account="d2@icloud.example")
     dee = make_user("Dee", login_id="dee", email="dee@example.com")
@@ -165,7 +156,7 @@ def test_the_plan_says_why_an_orphan_cannot_be_adopted(vpp_sandbox, unit, django
 
 
 def test_the_sync_result_page_confirms_before_retiring(
-    client, django_user_model, vpp_sandbox, unit, django_capture_on_commit_callbacks
+    client, django_user_model, vpp_sandbox, sandbox_unit, django_capture_on_commit_callbacks
 ):
     admin = django_user_model.objects.create_user("admin", password=None)
     admin.user_permissions.add(Permission.objects.get(codename="delete_vppuser"))

@@ -33,26 +33,12 @@ from vpp.models import (
     VppUserStatus,
 )
 from vpp.selectors import token_banner
-from vpp.services import setting as setting_service
 from vpp.services import sync as sync_service
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sandbox]
 
 WRITES = ("POST /mdm/v2/users/create", "POST /mdm/v2/users/update", "POST /mdm/v2/users/retire")
 WRITES += ("POST /mdm/v2/assets/revoke",)
-
-
-@pytest.fixture
-def claimed(vpp_sandbox, settings):
-    """kmconsole's token uploaded and the unit claimed with our mdmInfo."""
-    settings.VPP_EVENT_POLL_INTERVAL = 1
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    setting = VppServerSetting.load()
-    setting.api_base_url = vpp_sandbox.base_url
-    setting.save()
-    setting = setting_service.token_upload(data=vpp_sandbox.token, actor=None)
-    assert setting.token_health == TokenHealth.VALID and setting.mdm_claimed_at
-    return setting
 
 
 def start(action, users):
@@ -83,7 +69,7 @@ def assert_stopped_by_other_mdm(job):
     assert banner and "Jamf Pro" in banner["text"]
 
 
-def test_delete_from_vpp_stops_before_writing_when_another_mdm_took_the_unit(vpp_sandbox, claimed):
+def test_delete_from_vpp_stops_before_writing_when_another_mdm_took_the_unit(vpp_sandbox, sandbox_unit):
     users = invited_and_accepted(vpp_sandbox)
     vpp_sandbox.claim_as_other_mdm(name="Jamf Pro")
     before = writes(vpp_sandbox)
@@ -102,7 +88,7 @@ def test_delete_from_vpp_stops_before_writing_when_another_mdm_took_the_unit(vpp
 
 
 def test_the_full_sync_stops_before_writing_when_another_mdm_took_the_unit(
-    vpp_sandbox, claimed, django_capture_on_commit_callbacks
+    vpp_sandbox, sandbox_unit, django_capture_on_commit_callbacks
 ):
     users = invited_and_accepted(vpp_sandbox)
     User.objects.filter(pk=users[0].pk).update(is_active=False)  # departed: the sync would retire them
@@ -123,7 +109,7 @@ def test_the_full_sync_stops_before_writing_when_another_mdm_took_the_unit(
         sync_service.sync_start(actor=None, trigger="schedule")
 
 
-def test_a_job_already_running_stops_at_the_first_answer_naming_another_mdm(vpp_sandbox, claimed):
+def test_a_job_already_running_stops_at_the_first_answer_naming_another_mdm(vpp_sandbox, sandbox_unit):
     # The other MDM writes while a Delete is between its revoke and its retire: the revoke's
     # event status names it, so the retire never goes out.
     users = invited_and_accepted(vpp_sandbox)

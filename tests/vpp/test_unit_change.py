@@ -42,16 +42,6 @@ from vpp.services import sync as sync_service
 pytestmark = pytest.mark.sandbox
 
 
-@pytest.fixture
-def unit_a(vpp_sandbox, settings):
-    settings.VPP_EVENT_POLL_INTERVAL = 1
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    setting = VppServerSetting.load()
-    setting.api_base_url = vpp_sandbox.base_url
-    setting.save()
-    return setting_service.token_upload(data=vpp_sandbox.token, actor=None)
-
-
 def associated_in_unit_a(vpp_sandbox, count=3) -> list[User]:
     apple = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
     users = [make_user(f"Person {n}", vpp_status=VppUserStatus.ASSOCIATED, at_apple=apple) for n in range(count)]
@@ -76,10 +66,10 @@ def full_sync(django_capture_on_commit_callbacks):
 
 @pytest.mark.django_db
 def test_a_token_of_another_unit_needs_confirmation_and_then_starts_afresh(
-    vpp_sandbox, unit_a, django_capture_on_commit_callbacks
+    vpp_sandbox, sandbox_unit, django_capture_on_commit_callbacks
 ):
     users = associated_in_unit_a(vpp_sandbox)
-    uid_a = unit_a.token_uid
+    uid_a = sandbox_unit.token_uid
     token_b = vpp_sandbox.mint_token(location="unit-b")
 
     # Before saving: said so, with what will happen; nothing changes.
@@ -116,7 +106,7 @@ def test_a_token_of_another_unit_needs_confirmation_and_then_starts_afresh(
 
 
 @pytest.mark.django_db
-def test_a_renewal_of_the_same_unit_is_saved_without_confirmation(vpp_sandbox, unit_a):
+def test_a_renewal_of_the_same_unit_is_saved_without_confirmation(vpp_sandbox, sandbox_unit):
     associated_in_unit_a(vpp_sandbox, count=1)
     renewed = vpp_sandbox.mint_token(expires_in_days=400)
     setting = setting_service.token_upload(data=renewed, actor=None)
@@ -126,7 +116,7 @@ def test_a_renewal_of_the_same_unit_is_saved_without_confirmation(vpp_sandbox, u
 
 
 @pytest.mark.django_db
-def test_a_full_read_marks_users_apple_no_longer_lists(vpp_sandbox, unit_a, django_capture_on_commit_callbacks):
+def test_a_full_read_marks_users_apple_no_longer_lists(vpp_sandbox, sandbox_unit, django_capture_on_commit_callbacks):
     # The stored token was swapped without the unit change being noticed (its uId was never
     # read): a full read of unit B must not leave unit A's users "associated".
     users = associated_in_unit_a(vpp_sandbox)
@@ -158,7 +148,7 @@ def test_a_full_read_marks_users_apple_no_longer_lists(vpp_sandbox, unit_a, djan
 
 
 @pytest.mark.django_db
-def test_a_delta_read_marks_nobody_absent(vpp_sandbox, unit_a, django_capture_on_commit_callbacks):
+def test_a_delta_read_marks_nobody_absent(vpp_sandbox, sandbox_unit, django_capture_on_commit_callbacks):
     associated_in_unit_a(vpp_sandbox, count=2)
     full_sync(django_capture_on_commit_callbacks)
     VppUser.objects.update(updated_at=timezone.now() - dt.timedelta(minutes=1))
@@ -169,7 +159,7 @@ def test_a_delta_read_marks_nobody_absent(vpp_sandbox, unit_a, django_capture_on
 
 
 @pytest.mark.django_db
-def test_a_renewal_apple_has_not_caught_up_with_shows_the_later_date_and_why(vpp_sandbox, unit_a):
+def test_a_renewal_apple_has_not_caught_up_with_shows_the_later_date_and_why(vpp_sandbox, sandbox_unit):
     soon = timezone.now() + dt.timedelta(days=5)
     vpp_sandbox.control(reported_expiry={vpp_sandbox.location: soon.strftime("%Y-%m-%dT%H:%M:%S+0000")})
     renewed = vpp_sandbox.mint_token(expires_in_days=365)
@@ -210,7 +200,7 @@ def test_notifications_are_set_up_again_for_the_new_unit(live_server, vpp_sandbo
 
 
 @pytest.mark.django_db
-def test_when_apple_refuses_the_notification_address_the_new_unit_shows_not_configured(vpp_sandbox, unit_a):
+def test_when_apple_refuses_the_notification_address_the_new_unit_shows_not_configured(vpp_sandbox, sandbox_unit):
     setting = VppServerSetting.load()
     setting.notification_url = "http://127.0.0.1:9/vpp/notifications/"  # Apple cannot reach it
     setting.notification_configured_at = timezone.now()
@@ -223,7 +213,7 @@ def test_when_apple_refuses_the_notification_address_the_new_unit_shows_not_conf
 
 
 @pytest.mark.django_db
-def test_the_setting_page_asks_before_using_another_unit(admin, client, vpp_sandbox, unit_a):
+def test_the_setting_page_asks_before_using_another_unit(admin, client, vpp_sandbox, sandbox_unit):
     url = reverse("vpp:server-setting")
     token_b = vpp_sandbox.mint_token(location="unit-b")
 
@@ -231,13 +221,13 @@ def test_the_setting_page_asks_before_using_another_unit(admin, client, vpp_sand
     html = page.content.decode()
     assert page.status_code == 422
     assert "not a renewal" in html and 'id="unit-change-confirm"' in html and token_b not in html
-    assert VppServerSetting.load().token_uid == unit_a.token_uid
+    assert VppServerSetting.load().token_uid == sandbox_unit.token_uid
 
     page = client.post(url, {"section": "token_unit_change"})  # the box not ticked
     assert page.status_code == 422 and "not a renewal" in page.content.decode()
-    assert VppServerSetting.load().token_uid == unit_a.token_uid
+    assert VppServerSetting.load().token_uid == sandbox_unit.token_uid
 
     page = client.post(url, {"section": "token_unit_change", "understood": "on"})
     assert page.status_code == 302
-    assert VppServerSetting.load().token_uid not in ("", unit_a.token_uid)
+    assert VppServerSetting.load().token_uid not in ("", sandbox_unit.token_uid)
     assert vault.decrypt(VppServerSetting.load().content_token_encrypted) == token_b
