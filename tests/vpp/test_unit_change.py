@@ -231,3 +231,19 @@ def test_the_setting_page_asks_before_using_another_unit(admin, client, vpp_sand
     assert page.status_code == 302
     assert VppServerSetting.load().token_uid not in ("", sandbox_unit.token_uid)
     assert vault.decrypt(VppServerSetting.load().content_token_encrypted) == token_b
+
+
+@pytest.mark.django_db
+def test_jobs_still_running_for_the_old_unit_stop(vpp_sandbox, sandbox_unit, django_capture_on_commit_callbacks):
+    users = [make_user(f"Person {n}") for n in range(2)]
+    with django_capture_on_commit_callbacks(execute=False):
+        job = invite(users)
+        sync_job = sync_service.sync_start(actor=None, trigger="manual").job
+
+    setting_service.token_upload(data=vpp_sandbox.mint_token(location="unit-b"), actor=None, confirm_unit_change=True)
+
+    for stopped in (job, sync_job):
+        stopped.refresh_from_db()
+        assert stopped.status == JobStatus.FAILED and "organizational unit changed" in stopped.error
+    assert sync_service.running_sync_job() is None  # the full sync's claim is free again
+    assert vpp_sandbox.users(location="unit-b") == []

@@ -25,7 +25,8 @@ from vpp.apple.token_file import MAX_TOKEN_FILE_BYTES, TokenFileError, parse_con
 from vpp.apple.types import ClientConfig, MdmInfo, managed_by_other_mdm
 from vpp.audit import audit_record
 from vpp.content_token import TokenCheck, health_from_error, token_health_store, vpp_client
-from vpp.models import AssignmentMethod, TokenHealth, VppServerSetting, VppUser
+from vpp.jobs.engine import job_fail
+from vpp.models import FINISHED_JOB_STATUSES, AssignmentMethod, Job, TokenHealth, VppServerSetting, VppUser
 from vpp.services import Refused
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 MAX_TOKEN_BYTES = MAX_TOKEN_FILE_BYTES
 EXPIRING_WITHIN = dt.timedelta(days=30)
 MDM_NAME = "kmconsole"
+UNIT_CHANGED_JOB_TEXT = "The organizational unit changed (a token of another unit was uploaded); this job stopped."
 NOTIFICATION_TYPES = ["USER_MANAGEMENT", "USER_ASSOCIATED", "ASSET_MANAGEMENT", "ASSET_COUNT"]
 
 
@@ -238,10 +240,13 @@ def unit_change_apply(setting: VppServerSetting, change: UnitChange, *, actor) -
 
     Every VppUser of the old unit keeps the old ``uId`` in ``unit_uid`` and lets go of its
     device user (kept in ``former_user``): they are history, no VPP users of the new unit, and a
-    device user can be invited there. The notification subscription is forgotten (its bearer
-    token too). Returns the number of VPP users moved; audited as ``vpp.unit_changed``.
+    device user can be invited there. Unfinished jobs stop (their users are the old unit's).
+    The notification subscription is forgotten (its bearer token too). Returns the number of
+    VPP users moved; audited as ``vpp.unit_changed``.
     """
     old_uid = setting.token_uid or "unknown"
+    for job in Job.objects.exclude(status__in=FINISHED_JOB_STATUSES):
+        job_fail(job=job, message=UNIT_CHANGED_JOB_TEXT)  # its users belong to the old unit
     moved = VppUser.objects.filter(unit_uid="").update(unit_uid=old_uid, former_user=F("user"), user=None)
     setting.notification_url = setting.notification_auth_token_encrypted = ""
     setting.notification_configured_at = None
