@@ -247,3 +247,14 @@ def test_jobs_still_running_for_the_old_unit_stop(vpp_sandbox, sandbox_unit, dja
         assert stopped.status == JobStatus.FAILED and "organizational unit changed" in stopped.error
     assert sync_service.running_sync_job() is None  # the full sync's claim is free again
     assert vpp_sandbox.users(location="unit-b") == []
+
+
+@pytest.mark.django_db
+def test_removing_the_token_first_does_not_skip_the_confirmation(vpp_sandbox, sandbox_unit):
+    associated_in_unit_a(vpp_sandbox, count=1)
+    setting_service.token_remove(actor=None)
+    with pytest.raises(setting_service.UnitChangeUnconfirmed, match="1 VPP user of the current unit"):
+        setting_service.token_upload(data=vpp_sandbox.mint_token(location="unit-b"), actor=None)
+    # the same unit again is no change
+    assert setting_service.token_upload(data=vpp_sandbox.token, actor=None).token_uid == sandbox_unit.token_uid
+    assert VppUser.objects.filter(unit_uid="", user__isnull=False).count() == 1

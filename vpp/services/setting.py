@@ -72,7 +72,7 @@ class UnitChange:
     notifications: bool
 
     def sentence(self) -> str:
-        new, old = self.new_unit or "an unnamed unit", self.old_unit or "the current unit"
+        new, old = self.new_unit or "an unnamed unit", self.old_unit or "the unit of the previous token"
         if self.old_org != self.new_org:
             text = (
                 f"This token belongs to another organisation: {new} of {self.new_org} "
@@ -218,8 +218,9 @@ def token_upload(
 
 
 def unit_change_of(setting: VppServerSetting, *, org_name: str, config: ClientConfig) -> UnitChange | None:
-    """The change a new token makes: None for a renewal (same ``uId`` and organisation) or a first upload."""
-    if not setting.has_token:
+    """The change a new token makes: None for a renewal (same ``uId`` and organisation) or a first
+    upload. A removed token's unit counts (``token_remove`` keeps its ``uId`` and organisation)."""
+    if not (setting.has_token or setting.token_uid):
         return None
     other_unit = bool(setting.token_uid and config.uid and setting.token_uid != config.uid)
     other_org = bool(setting.token_org_name and org_name and setting.token_org_name != org_name[:200])
@@ -327,17 +328,17 @@ def token_takeover(*, actor, now: dt.datetime | None = None) -> VppServerSetting
 
 
 def token_remove(*, actor) -> VppServerSetting:
-    """Forget the content token and everything learnt from it (location, health, notification token).
+    """Forget the content token and what was learnt from it (unit name, health, notification token).
 
-    Nothing is sent to Apple. VPP actions are off until a new token is uploaded. Audited as
-    ``vpp.token_removed`` with the organisation and location it had.
+    Nothing is sent to Apple. VPP actions are off until a new token is uploaded. The unit's
+    ``uId`` and the organisation stay: the VPP users here still belong to that unit, and a
+    token of another unit uploaded next is a unit change (docs/vpp-setting.md#unit-change).
+    Audited as ``vpp.token_removed`` with the organisation and unit it had.
     """
     setting = VppServerSetting.load()
     details = {"org_name": setting.token_org_name, "location": setting.location_name}
     for field in (
         "content_token_encrypted",
-        "token_org_name",
-        "token_uid",
         "location_name",
         "country_code",
         "token_health_detail",
