@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from html import escape
 
+from vpp.jobs.phases.orphans import BLOCKED_PREFIX
 from vpp.models import ACTIVE_VPP_STATUSES, VppUserStatus
 
 _TONES = {
@@ -28,6 +29,11 @@ def vpp_status_cell(row: dict) -> str:
     title = f' title="Last Apple error: {escape(error)}"' if error else ""
     tone = _TONES.get(status, "badge-muted")
     cell = f'<span class="badge vpp-status {tone}"{title}>{escape(str(_LABELS.get(status, status)))}</span>'
+    if status == VppUserStatus.INVITED and (error or "").startswith(BLOCKED_PREFIX):
+        cell += (
+            f' <span class="badge badge-warn vpp-blocked" title="{escape(error)}">'
+            "Apple Account in use by another VPP user?</span>"
+        )
     if row.get("vpp_shared_account") and status in ACTIVE_VPP_STATUSES:
         cell += (
             ' <span class="badge badge-warn vpp-shared-account" title="Another VPP user here is associated with'

@@ -21,6 +21,7 @@ from vpp.models import AuditEvent, JobAction, JobStatus, SyncOrphan, VppUser, Vp
 from vpp.selectors import orphan_adopt_candidates
 from vpp.services import orphans as orphan_service
 from vpp.services import sync as sync_service
+from vpp.users_table import vpp_status_cell
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sandbox]
 
@@ -72,6 +73,9 @@ def test_retiring_the_orphan_lets_the_blocked_invitation_complete(
     assert ada.vpp_user.status == VppUserStatus.INVITED
     assert ada.vpp_user.last_error_message.startswith("Still invited: another VPP user")  # not a silent "Invited"
     assert orphan_id in ada.vpp_user.last_error_message
+    assert "Apple Account in use by another VPP user?" in vpp_status_cell(
+        {"vpp_status": ada.vpp_user.status, "vpp_error": ada.vpp_user.last_error_message}
+    )
     orphan = SyncOrphan.objects.get(run__job=sync_job)
     assert (orphan.client_user_id, orphan.apple_status) == (orphan_id, "Associated") and orphan.id_hash
 
@@ -182,3 +186,26 @@ def test_the_sync_result_page_confirms_before_retiring(
     assert done.status_code == 302
     event = AuditEvent.objects.get(action="vpp.orphans")
     assert event.actor == admin and "Retire 1 orphan Apple user at Apple" in event.target_summary
+
+
+def test_a_selection_sync_gives_a_blocked_invitation_its_reason_too(vpp_sandbox, sandbox_unit):
+    # Two device users share a mailbox; the first accepted with the family's Apple Account.
+    apple = VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url)
+    first = make_user("Sam One", email="family@example.com", vpp_status=VppUserStatus.INVITED, at_apple=apple)
+    second = make_user("Sam Two", email="family@example.com", vpp_status=VppUserStatus.INVITED, at_apple=apple)
+    codes = {r["clientUserId"]: r["inviteCode"] for r in vpp_sandbox.users()}
+    vpp_sandbox.accept_invitation(codes[str(first.vpp_user.client_user_id)], "family@icloud.example")
+    taken = vpp_sandbox.accept_invitation(codes[str(second.vpp_user.client_user_id)], "family@icloud.example")
+    assert taken["outcome"] == "taken"
+
+    plan = vpp_plan_build(action=JobAction.SYNC, users=User.objects.filter(pk__in=[first.pk, second.pk]))
+    run_job(job_create(plan=plan, actor=None, selection=UserSelection(ids=(first.pk, second.pk))), None)
+
+    first.vpp_user.refresh_from_db()
+    second.vpp_user.refresh_from_db()
+    assert first.vpp_user.status == VppUserStatus.ASSOCIATED and first.vpp_user.last_error_message == ""
+    assert second.vpp_user.status == VppUserStatus.INVITED
+    assert (
+        second.vpp_user.last_error_message.startswith("Still invited:")
+        and "Sam One" in second.vpp_user.last_error_message
+    )

@@ -31,6 +31,7 @@ from vpp.apple.client import VppClient
 from vpp.apple.errors import InvalidRequestError
 from vpp.apple.types import EventStatus, RequestUser, VppApiUser
 from vpp.audit import audit_record
+from vpp.jobs.phases.orphans import flag_blocked_invitations
 from vpp.models import (
     ACTIVE_VPP_STATUSES,
     ItemStatus,
@@ -442,38 +443,3 @@ def reconcile_absent(job: Job, seen_active: set[str], counts: Counter, *, read_s
         counts["absent_at_apple"] += len(absent)
         marked += len(absent)
     return marked
-
-
-BLOCKED_PREFIX = "Still invited:"
-BLOCKED_REASON = (
-    BLOCKED_PREFIX + " another VPP user of this organizational unit with the email {email} is associated with an Apple "
-    "Account ({who}). Apple lets an Apple Account be associated with one VPP user, so if this person accepts with that "
-    "account the invitation stays open. Retire or adopt that user (the full sync's result page), then invite again."
-)
-
-
-def flag_blocked_invitations(run: SyncRun) -> int:
-    """Give invited users a reason when their acceptance is probably blocked: an Associated VPP
-    user with the same email exists (an orphan of this run, or another VPP user here). Apple
-    does not report the blocked acceptance (the user simply stays Registered), so the email is
-    the link (docs/apple-vpp.md#orphans). Stale reasons are cleared. Returns how many are flagged.
-    """
-    associated: dict[str, str] = {}
-    for orphan in SyncOrphan.objects.filter(run=run, apple_status="Associated").exclude(email=""):
-        associated.setdefault(orphan.email.strip().lower(), f"Apple user {orphan.client_user_id}, an orphan")
-    here = VppUser.objects.filter(unit_uid="", status=VppUserStatus.ASSOCIATED).select_related("user")
-    for row in here.iterator(chunk_size=WRITE_BATCH):
-        for email in {row.apple_email, row.user.email if row.user else ""} - {""}:
-            associated.setdefault(email.strip().lower(), _label(row))
-    flagged = []
-    invited = VppUser.objects.filter(unit_uid="", status=VppUserStatus.INVITED).select_related("user")
-    for row in invited.iterator(chunk_size=WRITE_BATCH):
-        email = (row.user.email if row.user and row.user.email else row.apple_email).strip().lower()
-        if email and email in associated:
-            row.last_error_message = BLOCKED_REASON.format(email=email, who=associated[email])[:500]
-            flagged.append(row)
-    VppUser.objects.bulk_update(flagged, ["last_error_message"], batch_size=WRITE_BATCH)
-    VppUser.objects.filter(last_error_message__startswith=BLOCKED_PREFIX).exclude(
-        pk__in=[row.pk for row in flagged]
-    ).update(last_error_message="")
-    return len(flagged)

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from vpp.apple.client import VppClient
 from vpp.jobs.items import item_fail, item_succeed
-from vpp.models import ACTIVE_VPP_STATUSES, Job, JobItem, VppUser, VppUserStatus
+from vpp.models import ACTIVE_VPP_STATUSES, Job, JobItem, SyncOrphan, SyncRun, VppUser, VppUserStatus
 
 GONE = "Apple no longer has this user as active (retired or deleted since the sync); nothing was adopted."
 TAKEN = "{name} has a VPP user here already (status {status}); delete it from VPP first, then adopt."
@@ -66,3 +66,48 @@ def _adopt(item: JobItem, apple_user) -> str:
         )
         JobItem.objects.filter(pk=item.pk).update(vpp_user=item.vpp_user)
     return ""
+
+
+BATCH = 500
+
+
+def _label(row: VppUser) -> str:
+    user = row.user
+    return f"{user.display_name} ({user.login_id})" if user else f"VPP user {row.client_user_id}"
+
+
+BLOCKED_PREFIX = "Still invited:"
+BLOCKED_REASON = (
+    BLOCKED_PREFIX + " another VPP user of this organizational unit with the email {email} is associated with an Apple "
+    "Account ({who}). Apple lets an Apple Account be associated with one VPP user, so if this person accepts with that "
+    "account the invitation stays open. Retire or adopt that user (the full sync's result page), then invite again."
+)
+
+
+def flag_blocked_invitations(run: SyncRun | None = None) -> int:
+    """Give invited users a reason when their acceptance is probably blocked: an Associated VPP
+    user with the same email exists (an orphan of ``run``, by default the latest full sync's, or
+    another VPP user here). Apple does not report the blocked acceptance (the user simply stays
+    Registered), so the email is the link (docs/apple-vpp.md#orphans). Stale reasons are
+    cleared. Returns how many are flagged.
+    """
+    run = run or SyncRun.objects.order_by("-pk").first()
+    associated: dict[str, str] = {}
+    for orphan in SyncOrphan.objects.filter(run=run, apple_status="Associated").exclude(email=""):
+        associated.setdefault(orphan.email.strip().lower(), f"Apple user {orphan.client_user_id}, an orphan")
+    here = VppUser.objects.filter(unit_uid="", status=VppUserStatus.ASSOCIATED).select_related("user")
+    for row in here.iterator(chunk_size=BATCH):
+        for email in {row.apple_email, row.user.email if row.user else ""} - {""}:
+            associated.setdefault(email.strip().lower(), _label(row))
+    flagged = []
+    invited = VppUser.objects.filter(unit_uid="", status=VppUserStatus.INVITED).select_related("user")
+    for row in invited.iterator(chunk_size=BATCH):
+        email = (row.user.email if row.user and row.user.email else row.apple_email).strip().lower()
+        if email and email in associated:
+            row.last_error_message = BLOCKED_REASON.format(email=email, who=associated[email])[:500]
+            flagged.append(row)
+    VppUser.objects.bulk_update(flagged, ["last_error_message"], batch_size=BATCH)
+    VppUser.objects.filter(last_error_message__startswith=BLOCKED_PREFIX).exclude(
+        pk__in=[row.pk for row in flagged]
+    ).update(last_error_message="")
+    return len(flagged)
