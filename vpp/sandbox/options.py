@@ -70,6 +70,9 @@ class Options:
     # Apple's activeOnly listing has been seen to carry a Retired record (an older record of a
     # clientUserId that is active again); the sandbox does the same unless told not to.
     retired_in_active_only: bool = True
+    # Apple lags after a renewal: per location (the token's inner ``token``), the
+    # tokenExpirationDate answers carry instead of the sent token's expDate (ISO-8601).
+    reported_expiry: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -103,6 +106,10 @@ def _coerce(key: str, value: Any, current: Any) -> Any:
             isinstance(v, dict) and isinstance(v.get("number"), int) for v in value
         ):
             raise ValueError("inject_errors must be a list of {number, path?, status?, body?, clientUserIds?}")
+        return value
+    if key == "reported_expiry":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ValueError("reported_expiry must be a map of location to ISO-8601 date")
         return value
     if key in ("revoked_tokens", "expired_tokens", "invalid_tokens", "refuse_emails"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
