@@ -196,3 +196,19 @@ def test_a_push_whose_event_apple_forgot_is_done_again_next_time_and_the_sync_re
     assert (item.status, item.error_number) == (ItemStatus.FAILED, 9708)
     assert "The next full sync tries again" in item.reason
     assert VppUser.objects.get(pk=accepted.pk).status == VppUserStatus.ASSOCIATED
+
+
+def test_a_user_whose_push_failed_and_who_is_absent_from_apple_has_both_in_its_result(
+    apple,  # noqa: F811
+    vpp_sandbox,
+    django_capture_on_commit_callbacks,
+):
+    gone = vpp_user_named(apple, "Gus", at_apple=False)  # invited here, unknown at Apple
+    User.objects.filter(pk=gone.user_id).update(email="gus.new@example.com")
+
+    job = run_sync(django_capture_on_commit_callbacks)
+
+    item = item_of(job, gone)
+    assert item.error_number == 9609  # the push: Apple could not find this user
+    assert "absent from Apple's complete listing" in item.reason  # the read: no longer a VPP user
+    assert VppUser.objects.get(pk=gone.pk).status == VppUserStatus.RETIRED

@@ -398,38 +398,46 @@ def _apply_page(job, run, apple_users: list[VppApiUser], counts: Counter) -> Non
 
 
 def _status_items(job: Job, moved: list[tuple[_Local, str]]) -> int:
-    """A per-user result for every status Apple changed (not for refreshed codes or hashes).
+    """A per-user result for every status Apple changed (not for refreshed codes or hashes)."""
+    return _add_results(
+        job, [(row.user_id, row.pk, f"Was {before} here; Apple says {row.status}.") for row, before in moved]
+    )
 
-    One result row per job and user: a user the push or retire step already has a row for gets
-    this change added to that row's text, so every change the sync made is in its results.
+
+def _add_results(job: Job, results: list[tuple[int | None, int, str]]) -> int:
+    """Per-user results of the read step: (device user id or None, VppUser pk, text).
+
+    One result row per job and user (a unique constraint): a user the push or retire step (or an
+    earlier page) already has a row for gets the text added to that row, so every change the
+    sync made to a user is in its results. Returns how many rows were created.
     """
-    if not moved:
+    if not results:
         return 0
-    users = {u.pk: u for u in User.objects.filter(pk__in=[row.user_id for row, _ in moved if row.user_id])}
+    user_ids = [user_id for user_id, _, _ in results if user_id]
+    users = {u.pk: u for u in User.objects.filter(pk__in=user_ids)}
     existing = {
         item.user_id: item
         for item in JobItem.objects.filter(job=job, user_id__in=list(users)).only("pk", "user_id", "reason")
     }
     items, extended = [], []
-    for row, before in moved:
-        user = users.get(row.user_id)
-        text = f"Was {before} here; Apple says {row.status}."
+    for user_id, vpp_user_pk, text in results:
+        user = users.get(user_id)
         if user is not None and user.pk in existing:
             item = existing[user.pk]
             if text not in item.reason:
                 item.reason = f"{item.reason} {text}".strip()[:500]
                 extended.append(item)
             continue
-        label = f"{user.display_name} ({user.login_id})" if user else f"VPP user #{row.pk} (device user deleted)"
+        label = f"{user.display_name} ({user.login_id})" if user else f"VPP user #{vpp_user_pk} (device user deleted)"
         items.append(
             JobItem(
                 job=job,
                 user=user,
-                vpp_user_id=row.pk,
+                vpp_user_id=vpp_user_pk,
                 user_label=label[:300],
                 step="read",
                 status=ItemStatus.SUCCEEDED,
-                reason=text,
+                reason=text[:500],
             )
         )
     rows_update(extended, ["reason"])
@@ -508,24 +516,13 @@ def reconcile_absent(job: Job, seen_active: set[str], counts: Counter, *, read_s
     marked = 0
     for chunk in _chunks(candidates.iterator(chunk_size=WRITE_BATCH), WRITE_BATCH):
         absent = [row for row in chunk if str(row.client_user_id).lower() not in seen]
-        items = []
+        results = []
         for row in absent:
             reason = ABSENT_REASON.format(status=row.get_status_display().lower())
-            items.append(
-                JobItem(
-                    job=job,
-                    user=row.user,
-                    vpp_user=row,
-                    user_label=_label(row),
-                    step="read",
-                    status=ItemStatus.SUCCEEDED,
-                    reason=reason[:500],
-                )
-            )
+            results.append((row.user_id, row.pk, reason))
             row.status, row.invite_code, row.last_error_message = VppUserStatus.RETIRED, "", reason[:500]
         VppUser.objects.bulk_update(absent, ["status", "invite_code", "last_error_message"], batch_size=WRITE_BATCH)
-        JobItem.objects.bulk_create(items, batch_size=WRITE_BATCH, ignore_conflicts=True)
-        _count_items(counts, len(absent), 0)
+        _count_items(counts, _add_results(job, results), 0)
         counts["absent_at_apple"] += len(absent)
         marked += len(absent)
     return marked
