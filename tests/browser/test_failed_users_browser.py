@@ -11,7 +11,7 @@ from django.conf import settings as django_settings
 
 from tests.support.browser import BROWSER_ADMIN
 from tests.support.job_loop import run_job
-from tests.support.sandbox import store_sandbox_token
+from tests.support.sandbox import store_sandbox_token, upload_sandbox_token
 from tests.support.users import make_user
 from users.models import User
 from users.selectors import UserSelection
@@ -19,7 +19,6 @@ from vpp.content_token import vpp_client
 from vpp.jobs.engine import job_create
 from vpp.jobs.plan import vpp_plan_build
 from vpp.models import JobAction, VppUserStatus
-from vpp.services import setting as setting_service
 from vpp.services import sync as sync_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
@@ -58,10 +57,11 @@ def test_the_job_page_names_the_refused_user_with_apples_number(logged_in_page, 
 
 
 def test_the_sync_result_page_lists_the_user_whose_push_apple_refused(
-    logged_in_page, console_url, vpp_sandbox, setting, django_capture_on_commit_callbacks
+    logged_in_page, console_url, vpp_sandbox, settings, django_capture_on_commit_callbacks
 ):
     page = logged_in_page
-    setting_service.token_upload(data=vpp_sandbox.token, actor=None)  # the full sync needs a checked token
+    settings.VPP_EVENT_POLL_INTERVAL = 1
+    upload_sandbox_token(vpp_sandbox)  # the full sync needs a checked token and a claimed unit
     client = vpp_client()
     user = make_user("Pushy Pat", email="pat@example.com", vpp_status=VppUserStatus.INVITED, at_apple=client)
     User.objects.filter(pk=user.pk).update(email=REFUSED)
