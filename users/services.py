@@ -37,6 +37,7 @@ def user_device_summary_refresh(*, user_ids: Iterable[int] | None = None) -> int
 
 UPSERT_FIELDS = ("display_name", "email", "managed_apple_account", "employee_number", "department", "is_active")
 DEVICE_FIELDS = ("model", "platform", "org_status")
+NOT_CREATED_INACTIVE = "Not active in the source and not known here: not created."
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ def users_upsert(
     records: Sequence[PersonRecord],
     key_field: str = "apple_business_id",
     match_fields: Sequence[str] = ("managed_apple_account", "email"),
+    create_inactive: bool = True,
     dry_run: bool = False,
 ) -> UpsertResult:
     """Create or update device users from ``records`` (one batch, e.g. one page of a listing).
@@ -124,7 +126,8 @@ def users_upsert(
     equals the record's value case-insensitively (a match gets ``key_field`` set, so the next run
     matches by key). Unmatched records are created. Fields written: UPSERT_FIELDS (a field the
     model does not have is ignored). Records with an empty key are skipped with a reason; a key
-    that appears twice in ``records`` is applied once (the first).
+    that appears twice in ``records`` is applied once (the first). ``create_inactive=False``: an
+    inactive record that matches nobody is "skipped" instead of created.
 
     Returns an ``UpsertResult``: one ``UpsertChange`` per created/updated/skipped record and the
     number unchanged. ``dry_run``: nothing is written; the result says what would change. Users
@@ -147,6 +150,9 @@ def users_upsert(
         user, matched_by = by_key.get(key), key_field
         if user is None and key in fallback:
             user, matched_by = fallback[key]
+        if user is None and not record.is_active and not create_inactive:
+            result.changes.append(UpsertChange("skipped", record.label, None, detail=NOT_CREATED_INACTIVE))
+            continue
         if user is None:
             creates.append((_new_user(record, key_field, fields), record))
             continue

@@ -11,7 +11,8 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 from vpp.jobs import engine
-from vpp.services import schedule, setting
+from vpp.jobs.phases import directory
+from vpp.services import business, schedule, setting
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +72,10 @@ def sync_tick() -> bool:
 def token_health_check() -> str:
     """Daily: ask Apple about the stored token so the banner changes without anyone looking."""
     return setting.token_check_health().health
+
+
+@shared_task(name=directory.FOLLOW_UP_TASK, ignore_result=True, acks_late=True)
+def directory_follow_up(job_id: int) -> int | None:
+    """After a directory sync: the VPP full sync that retires the people it deactivated."""
+    job = business.directory_follow_up(job_id=job_id)
+    return job.pk if job else None

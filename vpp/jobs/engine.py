@@ -33,6 +33,7 @@ from django.utils import timezone
 from users.selectors import UserSelection
 from vpp.apple.client import VppClient
 from vpp.apple.errors import NotPermittedError, PermanentVppError, TransientVppError, VppError
+from vpp.business_account import BusinessNotConfigured
 from vpp.content_token import NoContentToken, health_from_error, token_health_record_error, vpp_client
 from vpp.jobs.items import JobDeferred, backoff_seconds, job_heartbeat, job_limits, job_release
 from vpp.jobs.phases import PHASES, JobKind, Phase, kind_for
@@ -201,9 +202,9 @@ def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[
     started = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.RUNNING, started_at=now, heartbeat_at=now
     )
-    if started and not _manager_unchanged(job, client):
-        return []
     kind = kind_for(job.action)
+    if started and kind.client is None and not _manager_unchanged(job, client):
+        return []
     phase = _current_phase(job, kind)
     if phase is None:
         _finish(job)
@@ -439,8 +440,8 @@ def job_process_chunk(*, job_id: int, phase: str, chunk: int, client: VppClient 
 def _run(job: Job, phase: Phase, chunk: int, items: list[JobItem], token: str, client: VppClient | None) -> bool:
     """Run the phase on the claimed work and map failures. False when the job stopped."""
     try:
-        phase.run(job=job, items=items, client=client or vpp_client(), token=token)
-    except (NoContentToken, PermanentVppError) as exc:
+        phase.run(job=job, items=items, client=client or _client_for(job), token=token)
+    except (NoContentToken, BusinessNotConfigured, PermanentVppError) as exc:
         if phase.job_level or _stops_job(exc):
             _stop(job, exc)
             return False
@@ -464,6 +465,12 @@ def _run(job: Job, phase: Phase, chunk: int, items: list[JobItem], token: str, c
     return True
 
 
+def _client_for(job: Job):
+    """What the job's phases call: the kind's own client (Apple Business), else the VPP client."""
+    factory = kind_for(job.action).client
+    return factory() if factory is not None else vpp_client()
+
+
 def _release(job: Job, phase: Phase, token: str, *, refund_attempt: bool = False) -> None:
     if phase.job_level:
         _release_job_level(job, token, refund_attempt=refund_attempt)
@@ -479,7 +486,7 @@ def _job_backoff(job: Job) -> float:
 def _stops_job(exc: Exception) -> bool:
     """No token, a token Apple refuses (expired, revoked, not accepted), or an account that may
     not do this: every other user of the job would fail the same way."""
-    return isinstance(exc, NoContentToken | NotPermittedError) or (
+    return isinstance(exc, NoContentToken | BusinessNotConfigured | NotPermittedError) or (
         isinstance(exc, VppError) and health_from_error(exc) is not None
     )
 

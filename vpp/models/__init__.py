@@ -1,4 +1,5 @@
 from vpp.models.audit import AuditEvent
+from vpp.models.business import AppleBusinessSetting
 from vpp.models.job import (
     FINISHED_JOB_STATUSES,
     OPEN_ITEM_STATUSES,
@@ -18,6 +19,7 @@ __all__ = [
     "ACTIVE_VPP_STATUSES",
     "FINISHED_JOB_STATUSES",
     "OPEN_ITEM_STATUSES",
+    "AppleBusinessSetting",
     "AppleNotification",
     "AssignmentMethod",
     "AuditEvent",

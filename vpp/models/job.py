@@ -17,6 +17,9 @@ class JobAction(models.TextChoices):
     # retired at Apple (licences revoked first) or adopted as a device user's VPP user
     # (vpp/jobs/phases/orphans.py, started by vpp/services/orphans.py).
     ORPHANS = "orphans", "Act on orphan Apple users"
+    # People and devices from Apple Business (vpp/jobs/phases/directory.py, started by
+    # vpp/services/business.py); ``selection``: {"dry_run": bool, "groups": [...], "trigger": ...}.
+    DIRECTORY = "directory", "Sync people and devices from Apple Business"
 
 
 class JobStatus(models.TextChoices):
