@@ -1,10 +1,11 @@
 from django.urls import path
 
-from vpp import views
+from vpp import business_views, views
 
 app_name = "vpp"
 urlpatterns = [
     path("ios-macos/vpp-server/", views.server_setting, name="server-setting"),
     path("ios-macos/vpp-server/invitation-preview/", views.invitation_preview, name="invitation-preview"),
     path("ios-macos/vpp-server/sync-status/", views.sync_status, name="sync-status"),
+    path("apple-business/", business_views.business_setting, name="business-setting"),
 ]

@@ -213,3 +213,32 @@ def test_people_removed_or_deactivated_there_are_deactivated_here_and_retired_fr
         cuid = str(user.vpp_user.client_user_id)
         assert all(r["status"] == "Retired" for r in vpp_sandbox.users() if r["clientUserId"] == cuid)
     assert JobItem.objects.filter(job=job, status=ItemStatus.SUCCEEDED, reason__startswith="Deactivated").count() == 2
+
+
+@pytest.mark.django_db
+def test_the_setting_page_saves_the_account_checks_it_and_starts_a_dry_run(
+    business_sandbox, settings, tmp_path, admin_client, django_capture_on_commit_callbacks
+):
+    settings.APPLE_BUSINESS_API_URL, settings.APPLE_BUSINESS_TOKEN_URL = (
+        business_sandbox.root_url,
+        business_sandbox.token_url,
+    )
+    settings.VAR_DIR = tmp_path
+    account = business_sandbox.account
+
+    bad = admin_client.post("/setting/apple-business/", {"section": "account", "client_id": "x", "key_id": "y",
+                                                          "private_key_text": "garbage"})  # fmt: skip
+    assert bad.status_code == 422 and "not a private key" in bad.content.decode()
+    assert not AppleBusinessSetting.load().configured
+
+    saved = admin_client.post("/setting/apple-business/", {"section": "account", "client_id": account.client_id,
+                              "key_id": account.key_id, "private_key_text": account.private_key})  # fmt: skip
+    assert saved.status_code == 302
+    page = admin_client.get("/setting/apple-business/").content.decode()
+    assert "Example Corp" in page and 'id="business-people">60<' in page and "PRIVATE KEY" not in page
+    assert 'id="business-sync" disabled' in page  # a dry run first
+
+    with django_capture_on_commit_callbacks(execute=False):
+        admin_client.post("/setting/apple-business/", {"section": "dry_run"})
+    job = Job.objects.get(action=JobAction.DIRECTORY)
+    assert job.selection["dry_run"] is True
