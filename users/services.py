@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, Subquery
 from django.db.models.functions import Lower
 
+from kmconsole.rows import rows_insert, rows_update
 from users.models import PLATFORM_FLAGS, Device, User, activated_apple_device_q, user_search_text
 
 
@@ -142,7 +143,10 @@ def users_upsert(
             result.changes.append(UpsertChange("skipped", record.label, None, detail="No key: cannot be matched."))
         else:
             unique.setdefault(record.key.strip(), record)
-    by_key = {getattr(u, key_field): u for u in User.objects.filter(**{f"{key_field}__in": list(unique)})}
+    columns = ["pk", "login_id", key_field, *fields]
+    by_key = {
+        getattr(u, key_field): u for u in User.objects.filter(**{f"{key_field}__in": list(unique)}).only(*columns)
+    }
     fallback = _fallback_matches(unique, by_key, key_field, [f for f in match_fields if f in model_fields])
     creates: list[tuple[User, PersonRecord]] = []
     updates: list[User] = []
@@ -172,13 +176,11 @@ def users_upsert(
     _unique_login_ids(new_users, key_field)
     if not dry_run:
         with transaction.atomic():
-            User.objects.bulk_create(new_users, batch_size=500)
-            if updates:
-                User.objects.bulk_update(updates, [*fields, key_field, "search_text"], batch_size=500)
-        if new_users and new_users[0].pk is None:  # a backend that returns no ids from a bulk INSERT
-            ids = dict(User.objects.filter(login_id__in=[u.login_id for u in new_users]).values_list("login_id", "pk"))
-            for user in new_users:
-                user.pk = ids.get(user.login_id)
+            rows_insert(new_users)
+            rows_update(updates, [*fields, key_field, "search_text"])
+        ids = dict(User.objects.filter(login_id__in=[u.login_id for u in new_users]).values_list("login_id", "pk"))
+        for user in new_users:
+            user.pk = ids.get(user.login_id)
     for user, record in creates:
         result.changes.append(UpsertChange("created", record.label, user.pk, tuple(fields)))
     return result
@@ -206,6 +208,7 @@ def _fallback_matches(unique: dict[str, PersonRecord], by_key: dict, key_field: 
             continue
         candidates = (
             User.objects.filter(**{key_field: ""})
+            .only("pk", "login_id", key_field, *[f for f in UPSERT_FIELDS if f in _user_fields()])
             .annotate(_match=Lower(name))
             .filter(_match__in=list(wanted))
             .order_by("-is_active", "pk")

@@ -34,6 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urljoin
@@ -347,20 +348,32 @@ class BusinessClient:
 
     # ---- paging ---------------------------------------------------------------------------
 
-    def pages(self, path: str, *, limit: int = PAGE_LIMIT) -> Iterator[Page]:
+    def pages(self, path: str, *, limit: int = PAGE_LIMIT, prefetch: bool = True) -> Iterator[Page]:
         """Follow a list to its end: ``links.next`` (absolute or relative), else
-        ``meta.paging.nextCursor`` as ``cursor``. A cursor seen twice is an error (it would loop)."""
-        params: dict[str, str] | None = {"limit": str(limit)}
-        url, seen = path, set()
-        while True:
-            page = _page(self.get(url, params=params))
-            yield page
-            if page.next_url is None:
-                return
-            if page.next_url in seen:
-                raise ServiceUnavailableError("Apple Business repeated a page; the sync will read again later.")
-            seen.add(page.next_url)
-            url, params = page.next_url, None
+        ``meta.paging.nextCursor`` as ``cursor``. A cursor seen twice is an error (it would loop).
+
+        ``prefetch``: the next page is fetched (one thread) while the caller works on this one, so
+        a sync writes page N while page N+1 waits for its rate-limit slot: the time is the larger
+        of the two, not their sum. Pages still arrive strictly in order."""
+        first = _page(self.get(path, params={"limit": str(limit)}))
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="abm-page") if prefetch else None
+        try:
+            page, seen = first, set()
+            while True:
+                following = None
+                if page.next_url is not None:
+                    if page.next_url in seen:
+                        raise ServiceUnavailableError("Apple Business repeated a page; the sync will read again later.")
+                    seen.add(page.next_url)
+                    url = page.next_url
+                    following = pool.submit(self.get, url) if pool else None
+                yield page
+                if page.next_url is None:
+                    return
+                page = _page(following.result() if following else self.get(page.next_url))
+        finally:
+            if pool:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     # ---- HTTP -----------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from vpp.apple.business import BusinessClient, BusinessUser
 from vpp.apple.errors import VppError
 from vpp.audit import audit_record
 from vpp.business_account import business_health_record_error, business_health_store
+from vpp.jobs.rows import rows_insert
 from vpp.models import AppleBusinessSetting, ItemStatus, Job, JobItem, JobStatus, SyncResult, TokenHealth
 
 logger = logging.getLogger(__name__)
@@ -141,7 +142,8 @@ def _record(job: Job, step: str, result: UpsertResult, counts: Counter) -> None:
     rows = []
     for change in result.changes:
         action = "deactivated" if change.action == "updated" and _deactivates(change) else change.action
-        counts[action] += 1
+        if step == "people":  # (the devices phase keeps its own counters)
+            counts[action] += 1
         verb = (_DRY_VERBS if dry else _VERBS).get(action, action.capitalize())
         text = f"{verb}" + (f": {change.detail}" if change.detail else "") if action != "failed" else change.detail
         status = {"failed": ItemStatus.FAILED, "skipped": ItemStatus.SKIPPED}.get(action, ItemStatus.SUCCEEDED)
@@ -155,8 +157,12 @@ def _record(job: Job, step: str, result: UpsertResult, counts: Counter) -> None:
                 reason=text[:500],
             )
         )
-    counts["unchanged"] += result.unchanged
-    JobItem.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
+    if step == "people":
+        counts["unchanged"] += result.unchanged
+    counts["items"] += len(rows)
+    counts["items_failed"] += sum(1 for row in rows if row.status == ItemStatus.FAILED)
+    counts["items_skipped"] += sum(1 for row in rows if row.status == ItemStatus.SKIPPED)
+    rows_insert(rows)
 
 
 def _deactivates(change: UpsertChange) -> bool:
@@ -182,7 +188,7 @@ def devices_phase(*, job: Job, items: list[JobItem], client: BusinessClient, tok
         counts["devices_unknown"] += result.count("skipped")
         changed = UpsertResult(changes=[c for c in result.changes if c.action in ("created", "updated")])
         counts["devices_updated"] += len(changed.changes)
-        _record(job, "devices", changed, Counter())  # its counters are the device ones above
+        _record(job, "devices", changed, counts)
         _beat(job, counts)
 
 
@@ -196,6 +202,10 @@ def _start(job: Job, step: str, keys: tuple[str, ...]) -> Counter:
     counts = Counter(_counts(job))
     for key in keys:
         counts[key] = 0
+    left = JobItem.objects.filter(job=job)
+    counts["items"] = left.count()
+    counts["items_failed"] = left.filter(status=ItemStatus.FAILED).count()
+    counts["items_skipped"] = left.filter(status=ItemStatus.SKIPPED).count()
     return counts
 
 
@@ -208,12 +218,9 @@ def _beat(job: Job, counts: Counter) -> None:
     """Progress: the counters on the setting (the page reads them) and the job's totals."""
     field = "dry_run_counts" if _dry(job) else "last_counts"
     AppleBusinessSetting.objects.filter(pk=1, running_job_id=job.pk).update(**{field: dict(counts)})
-    done = JobItem.objects.filter(job=job)
+    items, failed, skipped = counts["items"], counts["items_failed"], counts["items_skipped"]
     Job.objects.filter(pk=job.pk).update(
-        total=done.count(),
-        succeeded=done.filter(status=ItemStatus.SUCCEEDED).count(),
-        failed=done.filter(status=ItemStatus.FAILED).count(),
-        heartbeat_at=timezone.now(),
+        total=items, succeeded=items - failed - skipped, failed=failed, skipped=skipped, heartbeat_at=timezone.now()
     )
 
 
