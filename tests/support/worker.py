@@ -108,21 +108,20 @@ def purge_queue() -> None:
         conn.default_channel.queue_purge(settings.CELERY_TASK_DEFAULT_QUEUE)
 
 
-def unacked_tasks() -> list[tuple[str, str]]:
-    """(task name, argsrepr) of each message the broker holds for a worker that has not acknowledged it.
+def broker_tasks() -> list[tuple[str, str]]:
+    """(task name, argsrepr) of each message the broker holds: queued, or delivered and not yet acknowledged.
 
     kombu's Redis transport keeps a delivered message in the ``unacked`` hash until the task
-    acknowledges it (``acks_late``), and gives it out again if that never happens.
+    acknowledges it (``acks_late``) and gives it out again if that never happens.
     """
     import json
 
     import redis
 
-    held = []
-    for value in redis.Redis.from_url(settings.REDIS_URL).hvals("unacked"):
-        headers = json.loads(value)[0]["headers"]
-        held.append((headers["task"], headers["argsrepr"]))
-    return held
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    raw = [json.loads(value)[0] for value in client.hvals("unacked")]
+    raw += [json.loads(value) for value in client.lrange(settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1)]
+    return [(message["headers"]["task"], message["headers"]["argsrepr"]) for message in raw]
 
 
 def read_outbox(outbox: Path) -> list[str]:
