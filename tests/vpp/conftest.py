@@ -77,3 +77,14 @@ def apns_settings(settings, fake_apns):
     settings.APNS_TOPIC = fake_apns.key.topic
     delete_prefix(redis_client(), "kmconsole:apns")  # no provider token left by an earlier test
     return settings
+
+
+@pytest.fixture
+def sandbox_unit(vpp_sandbox, settings):
+    """The sandbox's token uploaded and its organizational unit claimed; events polled every second,
+    mail kept in memory. Returns the VppServerSetting."""
+    from tests.support.sandbox import upload_sandbox_token
+
+    settings.VPP_EVENT_POLL_INTERVAL = 1
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    return upload_sandbox_token(vpp_sandbox)
