@@ -20,12 +20,17 @@ from html import unescape
 from urllib.parse import urlencode
 
 import pytest
+import responses
 from django.contrib.auth.models import User as Admin
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from tests.support.users import make_user
+from tests.support.vpp_api import make_stoken
 from users.models import Device, User
 from vpp import secrets as vault
+from vpp.apple.client import VppClient, clear_service_config_cache
+from vpp.apple.errors import ServiceUnavailableError
+from vpp.apple.ratelimit import InProcessRateLimiter
 from vpp.models import (
     AppleNotification,
     AuditEvent,
@@ -296,7 +301,10 @@ def apply(client, action: str, data: dict):
 def carried(confirmation) -> list[tuple[str, str]]:
     """The hidden fields the confirmation modal carries to apply (what the browser posts)."""
     html = confirmation.content.decode()
-    return [(name, unescape(value)) for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html)]
+    return [
+        (name, unescape(value))
+        for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html)
+    ]
 
 
 @pytest.fixture
@@ -311,7 +319,7 @@ def vpp_users(console):
     ids=["search-over-200", "vpp-status", "platform", "activated"],
 )
 def test_select_all_with_a_filter_that_does_not_validate_deletes_nobody(vpp_users, bad_filter):
-    client, users = vpp_users
+    client, _users = vpp_users
     data = {"select_all": "1", **bad_filter, "understood": "yes"}
     refused = confirm(client, "delete", data)
     assert refused.status_code == 422
@@ -322,7 +330,7 @@ def test_select_all_with_a_filter_that_does_not_validate_deletes_nobody(vpp_user
 
 
 def test_apply_acts_on_exactly_what_the_confirmation_showed(vpp_users):
-    client, users = vpp_users
+    client, _users = vpp_users
     invited = VppUser.objects.filter(status=VppUserStatus.INVITED).count()
     shown = confirm(client, "delete", {"select_all": "1", "vpp_status": "invited"})
     assert f"<strong>{invited} users</strong>" in shown.content.decode()
@@ -389,7 +397,7 @@ def test_retry_failed_only_when_the_failed_users_are_gone_says_so(console):
 
 def test_the_csv_export_neutralises_every_cell_a_spreadsheet_would_evaluate(console):
     client, job = console
-    JobItem.objects.filter(job=job).update(user_label="-2+3", reason="=HYPERLINK(\"http://x\")")
+    JobItem.objects.filter(job=job).update(user_label="-2+3", reason='=HYPERLINK("http://x")')
     for start in ("+1", "@SUM(A1)", "\tx", "\rx", "plain"):
         JobItem.objects.create(job=job, user=make_user(), user_label="u", status=ItemStatus.FAILED, reason=start)
     text = b"".join(client.get(f"/vpp/jobs/{job.pk}/export.csv").streaming_content).decode()
@@ -405,7 +413,9 @@ def test_a_notification_that_cannot_be_stored_is_a_400_and_nothing_changes(conso
     client, _job = console
     user = VppUser.objects.filter(status=VppUserStatus.INVITED).get()
     body = notification(notification={"associatedUsers": [{"clientUserId": str(user.client_user_id), "x": "\x00"}]})
-    response = client.post(RECEIVER, json.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {BEARER}")
+    response = client.post(
+        RECEIVER, json.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {BEARER}"
+    )
     assert response.status_code == 400 and "NUL" in response.json()["error"]
     assert not AppleNotification.objects.exists()
     user.refresh_from_db()
@@ -450,7 +460,9 @@ def test_an_invitation_sender_with_a_line_break_is_a_form_error(console):
     assert "The sender must be one line" in response.content.decode()
     assert VppServerSetting.load().invitation_sender == "" and AuditEvent.objects.count() == audits
     response = client.post(SETTING_URL, invitations(invitation_body_text="Hello {user_name}"))
-    assert response.status_code == 422 and "The body must contain {invitation_link}" in unescape(response.content.decode())
+    assert response.status_code == 422 and "The body must contain {invitation_link}" in unescape(
+        response.content.decode()
+    )
 
 
 def test_send_test_with_a_sender_saved_before_the_check_is_a_message(console, settings):
@@ -505,3 +517,15 @@ def test_send_test_when_the_mail_server_refuses_or_times_out_is_a_message(consol
     assert response.status_code == 200
     html = unescape(response.content.decode())
     assert "The test invitation could not be sent" in html and says in html
+
+
+def test_an_answer_from_apple_nested_absurdly_is_unreadable_not_a_crash():
+    base = "https://vpp.example/mdm/v2"
+    clear_service_config_cache()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get(f"{base}/service/config", body=NESTED, content_type="application/json")
+        client = VppClient(
+            make_stoken(), base_url=base, rate_limiter=InProcessRateLimiter(), backoff_base=0.001, backoff_max=0.002
+        )
+        with pytest.raises(ServiceUnavailableError, match="unreadable answer"):
+            client.service_config()
