@@ -58,6 +58,10 @@ class UserFilterForm(forms.Form):
         value = self.cleaned_data.get(name) if name not in self.errors else None
         return default if value in (None, "") else value
 
+    def ignored(self) -> list[str]:
+        """The query-string keys whose values were not understood and fell back to their default."""
+        return [name for name in self.fields if name in self.errors]
+
     def filters(self) -> UserFilters:
         activated = self._value("activated", "")
         return UserFilters(

@@ -529,3 +529,10 @@ def test_an_answer_from_apple_nested_absurdly_is_unreadable_not_a_crash():
         )
         with pytest.raises(ServiceUnavailableError, match="unreadable answer"):
             client.service_config()
+
+
+def test_the_users_page_says_which_filter_it_did_not_apply(console):
+    client, _job = console
+    html = unescape(client.get("/users/?vpp_status=bogus&q=" + "x" * 201).content.decode())
+    assert "Not understood, so not applied: q, vpp_status." in html
+    assert "Not understood" not in client.get("/users/?vpp_status=invited").content.decode()
