@@ -6,6 +6,9 @@ Permissions are checked on confirm and apply; a viewer sees the pages but cannot
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
@@ -84,18 +87,26 @@ PLAN_SALT = "vpp.bulk.plan"
 PLAN_MAX_AGE = 3600  # seconds: a confirmation left open longer is shown again, fresh
 
 
+def _plan_facts(*, plan, selection, admin_pk: int) -> list:
+    # Digests, not the ids: a token for 5,000 ticked users stays a short hidden field.
+    chosen = hashlib.sha256(json.dumps(selection.to_json(), sort_keys=True).encode()).hexdigest()
+    return [admin_pk, chosen, plan.digest()]
+
+
 def plan_token(*, plan, selection, admin_pk: int) -> str:
-    """The signed token of ``plan`` for the confirm modal: who confirmed, what was selected, the plan's digest."""
-    return signing.dumps([admin_pk, selection.to_json(), plan.digest()], salt=PLAN_SALT)
+    """The signed token of ``plan`` for the confirm modal: who confirmed, what was selected (its
+    JSON's SHA-256) and the plan's digest (``Plan.digest``)."""
+    return signing.dumps(_plan_facts(plan=plan, selection=selection, admin_pk=admin_pk), salt=PLAN_SALT)
 
 
 def plan_token_matches(token: str, *, plan, selection, admin_pk: int) -> bool:
-    """Whether ``token`` (from ``plan_token``, at most PLAN_MAX_AGE seconds old) names this very plan."""
+    """Whether ``token`` (from ``plan_token``, at most PLAN_MAX_AGE seconds old) names this very plan,
+    selection and admin."""
     try:
         signed = signing.loads(token, salt=PLAN_SALT, max_age=PLAN_MAX_AGE)
     except signing.BadSignature:  # also SignatureExpired
         return False
-    return signed == [admin_pk, selection.to_json(), plan.digest()]
+    return signed == _plan_facts(plan=plan, selection=selection, admin_pk=admin_pk)
 
 
 def _nothing_selected(form) -> str:

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 import pytest
 import responses
+import time_machine
 from django.contrib.auth.models import User as Admin
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -536,3 +537,13 @@ def test_the_users_page_says_which_filter_it_did_not_apply(console):
     html = unescape(client.get("/users/?vpp_status=bogus&q=" + "x" * 201).content.decode())
     assert "Not understood, so not applied: q, vpp_status." in html
     assert "Not understood" not in client.get("/users/?vpp_status=invited").content.decode()
+
+
+def test_a_confirmation_older_than_an_hour_is_shown_again(vpp_users):
+    client, users = vpp_users
+    with time_machine.travel("2026-01-01 10:00:00Z", tick=False):
+        shown = confirm(client, "sync", {"pk": [users[0].pk]})
+    with time_machine.travel("2026-01-01 11:00:02Z", tick=False):
+        response = apply(client, "sync", dict(carried(shown)))
+    assert response.status_code == 409 and "over an hour old" in response.content.decode()
+    assert not Job.objects.filter(action=JobAction.SYNC).exists()
