@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
 
 from kmconsole.csv_export import SafeCsvWriter
-from users.forms import UserSelectionForm
+from users.forms import UserSelectionForm, valid_pk
 from users.models import User
 from users.selectors import EXTRA_FILTERS
 from vpp import selectors
@@ -309,11 +309,13 @@ def _orphan_choices(request) -> tuple[list[int], dict[int, int], str]:
     ``do_<id>`` = "retire" | "adopt:<user id>", or ``adopt_login_<id>`` = a login id or email."""
     orphan_ids, adopt, unknown = [], {}, []
     for key, value in request.POST.items():
-        if not key.startswith("do_") or not key[3:].isdigit():
+        if not key.startswith("do_") or not valid_pk(key[3:]):  # an id the database can hold
             continue
         orphan_id = int(key[3:])
         login = request.POST.get(f"adopt_login_{orphan_id}", "").strip()
-        if login:
+        if login and not login.isprintable():  # a NUL or line break: no login id or email has one
+            unknown.append(repr(login))
+        elif login:
             user = User.objects.filter(login_id=login).first() or User.objects.filter(email__iexact=login).first()
             if user is None:
                 unknown.append(login)
@@ -322,7 +324,7 @@ def _orphan_choices(request) -> tuple[list[int], dict[int, int], str]:
             adopt[orphan_id] = user.pk
         elif value == "retire":
             orphan_ids.append(orphan_id)
-        elif value.startswith("adopt:") and value[6:].isdigit():
+        elif value.startswith("adopt:") and valid_pk(value[6:]):
             orphan_ids.append(orphan_id)
             adopt[orphan_id] = int(value[6:])
     problem = f"No device user has the login id or email {', '.join(unknown)}." if unknown else ""

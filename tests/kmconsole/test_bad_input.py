@@ -3,8 +3,8 @@ refused request changes nothing (issue 10).
 
 ``TABLE`` sends malformed values — wrong types, overflowing ids, NULs, NaN, deep nesting,
 header injection, huge and non-UTF-8 bodies — to every form and endpoint: the Users page
-parameters, bulk confirm/apply, the job pages, token upload, each settings section, Apple's
-notification receiver and the login. Each row checks: no 5xx, and when the answer is a refusal
+parameters, bulk confirm/apply, the job pages, a full sync's orphan actions, token upload, each
+settings section, Apple's notification receiver and the login. Each row checks: no 5xx, and when the answer is a refusal
 (4xx, or a row marked ``changes_nothing``) a snapshot of the database rows is the same before
 and after. The scenario tests below the table pin the messages of each fault.
 """
@@ -179,6 +179,18 @@ TABLE: list[Bad] = [
     Bad("job-page-text", "get", "/vpp/jobs/{job}/?page=abc&status=bogus", refused=False),
     Bad("job-page-overflow", "get", f"/vpp/jobs/{{job}}/?page={HUGE_ID}", refused=False),
     Bad("jobs-list-params", "get", "/vpp/jobs/?page=%ff", refused=False),
+    # --- a full sync's orphans (the sync result page) ---------------------------------------------
+    *[
+        Bad(f"orphans-{step}-{name}", "post", f"/vpp/jobs/{{sync}}/orphans/{step}/", data, refused=step == "apply")
+        for step in ("confirm", "apply")
+        for name, data in [
+            ("id-overflow", {f"do_{HUGE_ID}": "retire", "understood": "yes"}),
+            ("adopt-overflow", {"do_1": f"adopt:{HUGE_ID}", "understood": "yes"}),
+            ("login-nul", {"do_1": "x", "adopt_login_1": "a\x00b", "understood": "yes"}),
+            ("unicode-digits", {"do_١": "retire", "understood": "yes"}),
+            ("non-utf8", b"do_1=\xff&adopt_login_1=\xfe&understood=yes"),
+        ]
+    ],
     # --- settings sections ----------------------------------------------------------------------
     section("unknown", {"section": "bogus"}),
     section("token-garbage", {"section": "token", "token_text": "not a token"}),
@@ -251,6 +263,7 @@ def console(client, settings):
     setting.save()
     SyncSchedule.load()  # the singleton rows exist, as after the first page view
     users = [make_user(vpp_status=status) for status in (None, *VppUserStatus.values)]
+    Job.objects.create(action=JobAction.SYNC_ALL, status=JobStatus.DONE)  # its orphans page
     job = Job.objects.create(action=JobAction.INVITE, status=JobStatus.DONE, total=1, channel="email")
     JobItem.objects.create(job=job, user=users[0], user_label="x", status=ItemStatus.FAILED, reason="=1+1")
     return client, job
@@ -264,6 +277,7 @@ def closed_port() -> int:
 
 def send(client, row: Bad, job: Job):
     url = row.url.replace("{job}", str(job.pk))
+    url = url.replace("{sync}", str(Job.objects.filter(action=JobAction.SYNC_ALL).values_list("pk", flat=True).first()))
     if row.method == "get":
         return client.get(url, **row.headers)
     data = row.data
