@@ -199,6 +199,8 @@ TABLE: list[Bad] = [
     section("token-huge-file", {"section": "token", "token_file": b"x" * 200_000}, content_type=""),
     section("token-nothing", {"section": "token"}),
     section("takeover-unticked", {"section": "takeover"}),
+    section("unit-change-nothing-pending", {"section": "token_unit_change", "understood": "on"}, refused=False),
+    section("unit-change-list", {"section": "token_unit_change", "understood": ["a", "b"]}, refused=False),
     section("assignment-bogus", {"section": "assignment", "assignment_method": "bogus"}),
     section("invitations-sender-crlf", invitations(invitation_sender="IT <it@example.com>\r\nBcc: x@example.net")),
     section("invitations-sender-two", invitations(invitation_sender="a@example.com, b@example.com")),
