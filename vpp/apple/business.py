@@ -11,8 +11,8 @@ honoured through the one parser (vpp/apple/errors.py) and a rate limit shared by
 Auth (https://developer.apple.com/documentation/apple-school-and-business-manager-api/implementing-oauth-for-the-apple-school-manager-and-apple-business-api):
 OAuth 2 client credentials with a client assertion, an ES256 JWT signed with the API account's
 private key (``kid`` = key id; ``iss``/``sub`` = client id; ``aud`` = Apple's v2 token URL). The
-access token lives one hour; it is cached for every worker (Redis, or a file under var/ for the
-embedded setup, the same store as the APNs provider token) and renewed 5 minutes before it
+access token lives one hour; it is cached for every worker (in Redis, the same store as the APNs
+provider token) and renewed 5 minutes before it
 expires or when the API answers 401 (the request is then replayed once). Refreshes are
 single-flight under a short lock in the same store. Apple's pages and the project's notes on
 them: docs/apple-business.md.
@@ -236,19 +236,17 @@ _limiters: dict[str, ratelimit.RateLimiter] = {}
 
 
 def default_business_rate_limiter() -> ratelimit.RateLimiter:
-    """The process-wide limiter for Apple Business accounts: requests per minute, shared through
-    Redis when settings.REDIS_URL is set, else in-process (same algorithm as VPP's)."""
+    """The process-wide limiter for Apple Business accounts (requests per minute), shared by every
+    process through settings.REDIS_URL (the private Redis when none is configured), as VPP's."""
     from django.conf import settings
 
-    url = getattr(settings, "REDIS_URL", None) or ""
     with _limiter_lock:
-        limiter = _limiters.get(url)
+        limiter = _limiters.get(settings.REDIS_URL)
         if limiter is None:
-            if url:
-                limiter = ratelimit.RedisRateLimiter.from_url(url, window=_LIMITER_WINDOW, prefix="kmconsole:abm")
-            else:
-                limiter = ratelimit.InProcessRateLimiter(window=_LIMITER_WINDOW)
-            _limiters[url] = limiter
+            limiter = ratelimit.RedisRateLimiter.from_url(
+                settings.REDIS_URL, window=_LIMITER_WINDOW, prefix="kmconsole:abm"
+            )
+            _limiters[settings.REDIS_URL] = limiter
         return limiter
 
 
@@ -261,7 +259,7 @@ class BusinessClient:
     ``base_url``: the API root (Apple: https://api-business.apple.com; the sandbox: its root).
     ``token_url``: Apple's token endpoint (the sandbox: ``<root>/auth/oauth2/token``).
     ``requests_per_minute``: the shared pace for this account (all workers). ``token_store``:
-    where the access token is shared (default: Redis or a file under var/). Raises
+    where the access token is shared (default: settings.REDIS_URL). Raises
     ``BusinessKeyError`` for a key that is not EC P-256 PEM.
     """
 

@@ -9,7 +9,8 @@ import jwt
 import pytest
 import requests
 
-from vpp.apple.apns import FileTokenStore, MemoryTokenStore
+from tests.support.redis_db import rate_limiter, redis_url
+from vpp.apple.apns import MemoryTokenStore, RedisTokenStore
 from vpp.apple.business import (
     ASSERTION_AUDIENCE,
     TOKEN_MARGIN,
@@ -20,7 +21,6 @@ from vpp.apple.business import (
     BusinessNotPermittedError,
 )
 from vpp.apple.errors import RateLimitedError, ServiceUnavailableError, TransientVppError
-from vpp.apple.ratelimit import InProcessRateLimiter
 from vpp.business_sandbox.testing import new_account
 
 pytestmark = pytest.mark.sandbox
@@ -36,7 +36,7 @@ def make_client(sandbox, *, account=None, store=None, limiter=None, **kwargs) ->
         token_url=sandbox.token_url,
         requests_per_minute=kwargs.pop("requests_per_minute", 100_000),
         token_store=store if store is not None else MemoryTokenStore(),
-        rate_limiter=limiter if limiter is not None else InProcessRateLimiter(window=63),
+        rate_limiter=limiter if limiter is not None else rate_limiter(window=63),
         backoff_base=kwargs.pop("backoff_base", 0.01),
         **kwargs,
     )
@@ -55,10 +55,11 @@ def test_it_authenticates_with_a_signed_assertion_and_reuses_the_token(business_
     assert business_sandbox.counters()["tokens_issued"] == 1
 
 
-def test_workers_share_one_token_through_the_store(business_sandbox, tmp_path):
-    store = FileTokenStore(tmp_path)
-    make_client(business_sandbox, store=FileTokenStore(tmp_path)).first_page("/v1/users")
-    make_client(business_sandbox, store=store).first_page("/v1/users")  # another process, same store
+def test_workers_share_one_token_through_the_store(business_sandbox):
+    account = business_sandbox.register(new_account())  # its own cache key in the suite's Redis
+    make_client(business_sandbox, account=account, store=RedisTokenStore.from_url(redis_url())).first_page("/v1/users")
+    other_worker = RedisTokenStore.from_url(redis_url())  # another process: its own connection, same Redis
+    make_client(business_sandbox, account=account, store=other_worker).first_page("/v1/users")
 
     assert business_sandbox.counters()["tokens_issued"] == 1
 
@@ -147,7 +148,7 @@ def test_it_pages_a_small_limit_through_cursors(business_sandbox):
 
 
 def test_a_429_with_retry_after_pauses_the_account_for_every_worker(business_sandbox):
-    limiter = InProcessRateLimiter(window=63)
+    limiter = rate_limiter(window=63)
     client = make_client(business_sandbox, limiter=limiter)
     business_sandbox.fault(status=429, retry_after="1")
 

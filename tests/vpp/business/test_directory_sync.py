@@ -31,9 +31,8 @@ pytestmark = pytest.mark.sandbox
 
 
 @pytest.fixture
-def directory(business_sandbox, settings, tmp_path):
+def directory(business_sandbox, settings):
     settings.APPLE_BUSINESS_REQUESTS_PER_MINUTE = 100_000
-    settings.VAR_DIR = tmp_path  # the shared token file store
     account = business_sandbox.account
     return business.business_account_save(
         client_id=account.client_id,
@@ -66,10 +65,9 @@ def test_the_account_is_checked_and_stored_encrypted(directory, business_sandbox
 
 
 @pytest.mark.django_db
-def test_a_refused_account_is_not_stored(business_sandbox, settings, tmp_path):
+def test_a_refused_account_is_not_stored(business_sandbox):
     from vpp.business_sandbox.testing import new_account
 
-    settings.VAR_DIR = tmp_path
     stranger = new_account()
     with pytest.raises(business.AccountRejected) as caught:
         business.business_account_save(
@@ -217,13 +215,13 @@ def test_people_removed_or_deactivated_there_are_deactivated_here_and_retired_fr
 
 @pytest.mark.django_db
 def test_the_setting_page_saves_the_account_checks_it_and_starts_a_dry_run(
-    business_sandbox, settings, tmp_path, admin_client, django_capture_on_commit_callbacks
+    business_sandbox, settings, admin_client, django_capture_on_commit_callbacks
 ):
     settings.APPLE_BUSINESS_API_URL, settings.APPLE_BUSINESS_TOKEN_URL = (
         business_sandbox.root_url,
         business_sandbox.token_url,
     )
-    settings.VAR_DIR = tmp_path
+    settings.APPLE_BUSINESS_REQUESTS_PER_MINUTE = 100_000
     account = business_sandbox.account
 
     bad = admin_client.post("/setting/apple-business/", {"section": "account", "client_id": "x", "key_id": "y",
