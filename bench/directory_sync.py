@@ -17,6 +17,7 @@ shows the steady state.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _env(var_dir: str, rpm: int) -> dict[str, str]:
+def _env(var_dir: str, rpm: int, redis_url: str) -> dict[str, str]:
     from cryptography.fernet import Fernet
 
     env = dict(os.environ)
@@ -39,6 +40,7 @@ def _env(var_dir: str, rpm: int) -> dict[str, str]:
     env.setdefault("KMCONSOLE_VAR_DIR", var_dir)
     env.setdefault("DEBUG", "0")
     env["APPLE_BUSINESS_REQUESTS_PER_MINUTE"] = str(rpm)
+    env["REDIS_URL"] = redis_url  # the shared limiter and token store
     env["PYTHONPATH"] = str(ROOT)
     return env
 
@@ -97,6 +99,7 @@ def _child_sync(mode: str) -> None:
     from vpp.services import business
 
     business.job_enqueue = lambda *, job_id: True  # this process is the worker
+    began = time.monotonic()
     started = business.directory_sync_start(actor=None, dry_run=mode == "dry")
     queue = engine.job_dispatch(job_id=started.job.pk)
     while queue:  # the worker's loop, in-process: each phase, then the next
@@ -106,7 +109,8 @@ def _child_sync(mode: str) -> None:
     job = Job.objects.get(pk=started.job.pk)
     setting = AppleBusinessSetting.load()
     counts = setting.dry_run_counts if mode == "dry" else setting.last_counts
-    print(json.dumps({"status": job.status, "error": job.error, "counts": counts}))
+    seconds = time.monotonic() - began
+    print(json.dumps({"status": job.status, "error": job.error, "counts": counts, "seconds": seconds}))
 
 
 # --- parent ------------------------------------------------------------------------------------
@@ -117,39 +121,47 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=100_000)
     parser.add_argument("--devices", type=int, help="default: as many as people")
     parser.add_argument("--rpm", type=int, default=600, help="the sandbox's rate limit (requests per minute)")
+    parser.add_argument("--redis", default="", help="this Redis (default: a private one, as make run)")
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
-    from vpp.business_sandbox.testing import start_process_business_sandbox
+    from kmconsole.private_redis import PrivateRedis
 
     devices = args.people if args.devices is None else args.devices
     with tempfile.TemporaryDirectory(prefix="kmconsole-abm-bench-") as tmp:
-        env = _env(tmp, args.rpm)
-        sandbox = start_process_business_sandbox(people=args.people, requests_per_minute=args.rpm)
-        try:
-            if devices != args.people:
-                sandbox.reset(people=args.people, devices=devices)
-                sandbox.options(requests_per_minute=args.rpm)
-            account_path = Path(tmp) / "account.json"
-            account_path.write_text(json.dumps(sandbox.account.__dict__))
-            run_child(env, "setup", str(account_path), sandbox.root_url)
-            requests = 1 + math.ceil(args.people / 1000) + math.ceil(devices / 1000)
-            floor = requests / (args.rpm / 60)
-            print(f"{args.people} people, {devices} devices; sandbox limit {args.rpm} requests/minute;"
-                  f" {requests} requests -> paging floor {floor:.1f} s")  # fmt: skip
-            for label, mode in (("dry run", "dry"), ("first sync", "real"), ("second sync", "real")):
-                seconds, rss, out = run_child(env, "sync", mode)
-                counts = json.loads(out)["counts"]
-                print(
-                    f"{label:11}: {seconds:6.1f} s  {args.people / seconds:7.0f} people/s  ratio to floor "
-                    f"{seconds / floor:.2f}  peak worker RSS {rss:4.0f} MB  created {counts.get('created', 0)}"
-                    f" updated {counts.get('updated', 0)} unchanged {counts.get('unchanged', 0)}"
-                    f" devices {counts.get('devices', 0)}  429s so far {sandbox.counters().get('rate_limited', 0)}"
-                )
-        finally:
-            sandbox.stop()
+        private_redis = PrivateRedis(Path(tmp))
+        with contextlib.nullcontext() if args.redis else private_redis:
+            bench(args, devices, _env(tmp, args.rpm, args.redis or private_redis.url), tmp)
+
+
+def bench(args, devices: int, env: dict[str, str], tmp: str) -> None:
+    from vpp.business_sandbox.testing import start_process_business_sandbox
+
+    sandbox = start_process_business_sandbox(people=args.people, requests_per_minute=args.rpm)
+    try:
+        if devices != args.people:
+            sandbox.reset(people=args.people, devices=devices)
+            sandbox.options(requests_per_minute=args.rpm)
+        account_path = Path(tmp) / "account.json"
+        account_path.write_text(json.dumps(sandbox.account.__dict__))
+        run_child(env, "setup", str(account_path), sandbox.root_url)
+        requests = 1 + math.ceil(args.people / 1000) + math.ceil(devices / 1000)
+        floor = requests / (args.rpm / 60)
+        print(f"{args.people} people, {devices} devices; sandbox limit {args.rpm} requests/minute;"
+              f" {requests} requests -> paging floor {floor:.1f} s")  # fmt: skip
+        for label, mode in (("dry run", "dry"), ("first sync", "real"), ("second sync", "real")):
+            seconds, rss, out = run_child(env, "sync", mode)
+            counts = json.loads(out)["counts"]
+            print(
+                f"{label:11}: {seconds:6.1f} s  {args.people / seconds:7.0f} people/s  ratio to floor "
+                f"{seconds / floor:.2f}  peak worker RSS {rss:4.0f} MB  created {counts.get('created', 0)}"
+                f" updated {counts.get('updated', 0)} unchanged {counts.get('unchanged', 0)}"
+                f" devices {counts.get('devices', 0)}  429s so far {sandbox.counters().get('rate_limited', 0)}"
+            )
+    finally:
+        sandbox.stop()
 
 
 if __name__ == "__main__":
