@@ -50,8 +50,9 @@ class ConsoleAxesHandler(AxesDatabaseHandler):
 
 
 def _unlocks_at(attempts, limit: int, cool_off: dt.timedelta) -> dt.datetime | None:
-    """When the failures of ``attempts`` (rows in the cool-off window) drop below ``limit``, or None
-    when they are below it now. A row stops counting ``cool_off`` after its last failure."""
+    """The first whole second at which the failures of ``attempts`` (rows in the cool-off window)
+    are below ``limit``, or None when they are below it now. A row counts until ``cool_off`` after
+    its last failure, that instant included (axes filters ``attempt_time >= now - cool_off``)."""
     rows = list(attempts.order_by("attempt_time").values_list("attempt_time", "failures_since_start"))
     total = sum(failures for _, failures in rows)
     if total < limit:
@@ -59,7 +60,7 @@ def _unlocks_at(attempts, limit: int, cool_off: dt.timedelta) -> dt.datetime | N
     for attempt_time, failures in rows:
         total -= failures
         if total < limit:
-            return attempt_time + cool_off
+            return (attempt_time + cool_off).replace(microsecond=0) + dt.timedelta(seconds=1)
     return None  # not reached: total ends at 0
 
 

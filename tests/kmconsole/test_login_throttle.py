@@ -46,16 +46,18 @@ def test_wrong_passwords_from_one_address_lock_it_out_with_the_next_allowed_time
         assert third.status_code == 429
         html = third.content.decode()
         assert "Too many failed logins from your network address" in html
-        assert "The next try is allowed at <strong><time" in html and "10:16:00 UTC" in html
-        assert third["Retry-After"] == str(15 * 60)
+        assert "The next try is allowed at <strong><time" in html and "10:16:01 UTC" in html
+        assert third["Retry-After"] == str(15 * 60 + 1)
         assert "wrong" not in html  # the password is never echoed
 
         clock.move_to(T0 + dt.timedelta(minutes=5))
         refused = login(ATTACKER, password=PASSWORD)  # even the right password waits
-        assert refused.status_code == 429 and "10:16:00 UTC" in refused.content.decode()
-        assert refused["Retry-After"] == str(11 * 60)
+        assert refused.status_code == 429 and "10:16:01 UTC" in refused.content.decode()
+        assert refused["Retry-After"] == str(11 * 60 + 1)
         assert "_auth_user_id" not in refused.wsgi_request.session
 
+        clock.move_to(T0 + dt.timedelta(minutes=16))
+        assert login(ATTACKER, password=PASSWORD).status_code == 429  # not yet: the time shown is exact
         clock.move_to(T0 + dt.timedelta(minutes=16, seconds=1))
         assert login(ATTACKER, password=PASSWORD).status_code == 302
 
@@ -90,12 +92,14 @@ def test_failures_from_several_addresses_lock_the_account(ada):
         assert locked.status_code == 429
         html = locked.content.decode()
         assert "Too many failed logins for this account" in html
-        # The account unlocks when its oldest failures leave the 15-minute window: at 10:15:00
-        # only the home address's two (10:02) are left, below the account's limit.
-        assert "10:15:00 UTC" in html
+        # The account unlocks when its oldest failures leave the 15-minute window: just after
+        # 10:15:00 only the home address's two (10:02) are left, below the account's limit.
+        assert "10:15:01 UTC" in html
 
         refused = login(CAFE, password=PASSWORD)  # a third address, the right password
         assert refused.status_code == 429 and "for this account" in refused.content.decode()
+        clock.move_to(T0 + dt.timedelta(minutes=15))
+        assert login(CAFE, password=PASSWORD).status_code == 429
         clock.move_to(T0 + dt.timedelta(minutes=15, seconds=1))
         assert login(CAFE, password=PASSWORD).status_code == 302
 
