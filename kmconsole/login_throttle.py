@@ -98,7 +98,7 @@ def lockout_response(request, original_response=None, credentials: dict | None =
         **login_context(request),
         "form": form,
         "next": request.POST.get("next", ""),
-        "lockout": {"until": until, "wait_minutes": math.ceil(wait / 60), "by": what},
+        "lockout": {"until": until, "wait_minutes": max(1, round(wait / 60)), "by": what},
     }
     response = render(request, "registration/login.html", context, status=settings.AXES_HTTP_RESPONSE_CODE)
     add_never_cache_headers(response)

@@ -47,7 +47,7 @@ def test_wrong_passwords_from_one_address_lock_it_out_with_the_next_allowed_time
         html = third.content.decode()
         assert "Too many failed logins from your network address" in html
         assert "The next try is allowed at <strong><time" in html and "10:16:01 UTC" in html
-        assert third["Retry-After"] == str(15 * 60 + 1)
+        assert third["Retry-After"] == str(15 * 60 + 1) and "(in about 15 minutes)" in html
         assert "wrong" not in html  # the password is never echoed
 
         clock.move_to(T0 + dt.timedelta(minutes=5))
