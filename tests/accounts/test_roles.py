@@ -12,13 +12,13 @@ from accounts.roles import ADMINISTRATOR, MANAGE_PERM, OPERATOR, ROLES, VIEWER
 from tests.support.roles import make_admin
 from tests.support.users import make_user
 from tests.vpp.conftest import token_setting  # noqa: F401 - the fixture
-from vpp.bulk_views import PERMISSIONS
+from vpp.bulk_views import ORPHANS_PERMISSION, PERMISSIONS
 from vpp.models import JobAction
 from vpp.views import CHANGE_PERM
 
 MIGRATION = importlib.import_module("accounts.migrations.0002_builtin_roles")
 # Every permission a console view checks today (vpp/bulk_views.py, vpp/views.py, accounts/views.py).
-CHECKED = {*PERMISSIONS.values(), CHANGE_PERM, MANAGE_PERM}
+CHECKED = {*PERMISSIONS.values(), ORPHANS_PERMISSION, CHANGE_PERM, MANAGE_PERM}
 
 
 def group_perms(name: str) -> set[str]:
