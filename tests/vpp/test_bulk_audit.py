@@ -105,9 +105,6 @@ def test_behind_the_proxy_the_audit_records_the_clients_address_not_the_proxys(a
     # BEHIND_PROXY=1 (kmconsole/settings.py): the right-most X-Forwarded-For entry, as for login throttling.
     settings.AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
     settings.AXES_IPWARE_PROXY_ORDER = "right-most"
-    user = make_user()
-    posted = urlencode({"pk": [user.pk], "select_all": ""}, doseq=True)
-    admin_client.post("/vpp/bulk/invite/confirm/", posted, content_type=FORM, HTTP_HX_REQUEST="true")
-    headers = {"REMOTE_ADDR": "172.18.0.2", "HTTP_X_FORWARDED_FOR": "10.6.6.6, 203.0.113.77"}
-    admin_client.post("/vpp/bulk/invite/apply/", posted, content_type=FORM, HTTP_HX_REQUEST="true", **headers)
-    assert audit_of(Job.objects.latest("pk")).ip == "203.0.113.77"
+    admin_client.defaults.update(REMOTE_ADDR="172.18.0.2", HTTP_X_FORWARDED_FOR="10.6.6.6, 203.0.113.77")
+    job = confirm_and_apply(admin_client, "invite", {"pk": [make_user().pk], "select_all": ""})
+    assert audit_of(job).ip == "203.0.113.77"
