@@ -15,7 +15,8 @@ from vpp.models import AppleBusinessSetting, Job, JobStatus, TokenHealth
 from vpp.services import Refused
 from vpp.services import business as service
 
-CHANGE_PERM = "vpp.change_applebusinesssetting"
+# Settings pages share one permission (the Administrator role: accounts/roles.py, docs/roles.md).
+CHANGE_PERM = "vpp.change_vppserversetting"
 HEALTH_BADGE = {TokenHealth.VALID: "badge-ok", TokenHealth.MISSING: "badge-muted"}
 
 
