@@ -6,7 +6,6 @@ Needs no Django settings. ``--account-file`` registers the API account whose JSO
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import contextlib
 import json
@@ -14,21 +13,11 @@ import os
 import signal
 import sys
 import threading
-import time
 
 from vpp.business_sandbox.seed import demo_organisation
 from vpp.business_sandbox.server import BusinessSandboxServer
 from vpp.business_sandbox.service import BusinessSandbox
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    _thread.interrupt_main()
+from vpp.sandbox.cli import _interrupt, _watch_parent  # the VPP sandbox's: stop on SIGTERM or when the parent goes
 
 
 def main(argv: list[str] | None = None) -> None:
