@@ -104,6 +104,11 @@ class UpsertResult:
         return sum(1 for change in self.changes if change.action == action)
 
 
+def _refresh_search_text(user: User) -> None:
+    """What User.save() computes: bulk writes bypass save(), so the upserts call this (one place)."""
+    user.search_text = user_search_text(user.display_name, user.login_id, user.email)
+
+
 def _user_fields() -> set[str]:
     return {f.name for f in User._meta.get_fields()}
 
@@ -169,7 +174,7 @@ def users_upsert(
         detail = ", ".join(f"{f}: {getattr(user, f)!r} → {_value(record, f)!r}" for f in changed if f != key_field)
         for name in changed:
             setattr(user, name, key if name == key_field else _value(record, name))
-        user.search_text = user_search_text(user.display_name, user.login_id, user.email)
+        _refresh_search_text(user)
         updates.append(user)
         result.changes.append(UpsertChange("updated", record.label, user.pk, tuple(changed), detail[:500], matched_by))
     new_users = [user for user, _ in creates]
@@ -238,7 +243,7 @@ def _unique_login_ids(users: list[User], key_field: str) -> None:
             suffix = f"-{getattr(user, key_field) or uuid.uuid4().hex[:8]}"
             user.login_id = user.login_id[: 150 - len(suffix)] + suffix
         taken.add(user.login_id)
-        user.search_text = user_search_text(user.display_name, user.login_id, user.email)
+        _refresh_search_text(user)
 
 
 def users_deactivate(
