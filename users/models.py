@@ -71,6 +71,8 @@ class User(models.Model):
             # Postgres gets a NULLS-FIRST twin in migration 0002 (SQLite has no such syntax).
             models.Index(fields=["last_seen_at", "id"], name="user_last_seen_idx"),
             models.Index(fields=["department"], name="user_department_idx"),
+            # The directory sync matches by Apple Business id, and looks for users without one.
+            models.Index(fields=["apple_business_id"], name="user_apple_business_idx"),
             # Partial indexes: a filtered page walks, and its COUNT reads, only the matching
             # rows; the extra columns make a combined filter/search index-only.
             models.Index(

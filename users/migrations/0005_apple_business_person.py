@@ -25,6 +25,10 @@ class Migration(migrations.Migration):
             name='employee_number',
             field=models.CharField(blank=True, db_default='', max_length=64),
         ),
+        migrations.AddIndex(
+            model_name='user',
+            index=models.Index(fields=['apple_business_id'], name='user_apple_business_idx'),
+        ),
         migrations.AddConstraint(
             model_name='user',
             constraint=models.UniqueConstraint(condition=models.Q(('apple_business_id', ''), _negated=True), fields=('apple_business_id',), name='user_apple_business_id_uniq'),
