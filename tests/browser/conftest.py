@@ -3,7 +3,8 @@
     browser          a headless Debian Chromium (/usr/bin/chromium), one per test (a
                      Playwright sync session must not outlive the test: another test's
                      own sync_playwright() would refuse to start inside its event loop)
-    page             a fresh browser context + tab per test (1280x900), 15 s default timeout
+    page             a fresh browser context + tab per test (1280x900), 15 s default timeout;
+                     the test FAILS at teardown on any console error, page error or CSP violation
     logged_in_page   ``page`` logged in through the real login form as a superuser
                      (BROWSER_ADMIN / BROWSER_PASSWORD), left on the Users page
     console_url      live_server.url
@@ -48,9 +49,17 @@ def page(browser, console_url):
     # A CSP violation or a JS error is a bug: collect them so tests can assert none happened.
     tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     tab.on("pageerror", lambda error: errors.append(str(error)))
+    # A CSP violation also fires "securitypolicyviolation" in the page (caught by console.js's
+    # absence of handlers, so listen here too): collected with the console errors.
+    context.add_init_script(
+        "document.addEventListener('securitypolicyviolation', function (e) {"
+        " console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI); });"
+    )
     tab.console_errors = errors
     yield tab
     context.close()
+    # Every browser test fails on a console error or a CSP violation, whatever it asserted.
+    assert not errors, f"console errors or CSP violations: {errors}"
     # Playwright's sync API runs the test inside its own greenlet, whose context variables hold
     # their own database connection: close it here, or Postgres refuses to drop the test
     # database at the end ("is being accessed by other users").
