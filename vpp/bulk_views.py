@@ -22,6 +22,7 @@ from users.selectors import EXTRA_FILTERS
 from vpp import selectors
 from vpp.jobs.engine import job_create, job_retry_failed
 from vpp.jobs.plan import vpp_plan_build
+from vpp.jobs.progress import job_progress
 from vpp.models import InvitationChannel, ItemStatus, Job, JobAction, VppServerSetting
 
 ACTION_SLUGS = {"invite": JobAction.INVITE, "delete": JobAction.DELETE, "sync": JobAction.SYNC}
@@ -136,15 +137,13 @@ def _not_found():
 
 
 def _panel_context(job: Job) -> dict:
-    counts = selectors.job_item_counts(job)
-    done = counts[ItemStatus.SUCCEEDED] + counts[ItemStatus.FAILED] + counts[ItemStatus.SKIPPED]
+    progress = job_progress(job)
     waiting = job.delivery_retry_until is not None and job.delivery_retry_until > timezone.now()
     return {
         "job": job,
-        "counts": counts,
-        "processed": done,
+        "progress": progress,
+        "counts": progress.counts,
         "delivery_waiting": waiting,
-        "percent": 100 if not job.total else min(100, round(100 * done / job.total)),
     }
 
 

@@ -108,15 +108,42 @@ class InvitationForm(forms.ModelForm):
 
 
 class ScheduleForm(forms.Form):
+    """The schedule card. Only the chosen mode's field is editable (console.js disables the other,
+    ``data-enabled-when``) and required; a missing value of the other mode keeps the stored one
+    (``initial``: the view passes the stored schedule)."""
+
     enabled = forms.BooleanField(label="Sync automatically", required=False)
     mode = forms.ChoiceField(choices=ScheduleMode.choices, widget=forms.RadioSelect, label="When")
-    interval_hours = forms.IntegerField(label="Every (hours)", min_value=1, max_value=168)
-    time_of_day = forms.TimeField(label="Daily at", widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))
+    interval_hours = forms.IntegerField(
+        label="Every (hours)",
+        min_value=1,
+        max_value=168,
+        required=False,
+        widget=forms.NumberInput(attrs={"data-enabled-when": "mode=interval"}),
+    )
+    time_of_day = forms.TimeField(
+        label="Daily at (24-hour)",
+        required=False,
+        widget=forms.TimeInput(attrs={"type": "time", "data-enabled-when": "mode=daily"}, format="%H:%M"),
+    )
     timezone = forms.ChoiceField(label="Time zone")
+
+    MODE_FIELDS = {ScheduleMode.INTERVAL: "interval_hours", ScheduleMode.DAILY: "time_of_day"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["timezone"].choices = [(name, name) for name in timezone_choices()]
+
+    def clean(self):
+        data = super().clean()
+        for mode, name in self.MODE_FIELDS.items():
+            if data.get(name) is not None or name in self.errors:
+                continue
+            if data.get("mode") == mode:
+                self.add_error(name, "This field is required.")
+            else:
+                data[name] = self.initial.get(name)
+        return data
 
 
 class NotificationsForm(forms.Form):

@@ -167,7 +167,7 @@ def _invitations(request, setting, schedule):
 
 
 def _schedule(request, setting, schedule):
-    form = f.ScheduleForm(request.POST)
+    form = f.ScheduleForm(request.POST, initial=_schedule_initial(schedule))
     if not form.is_valid():
         return {"schedule_form": form, "open_section": "schedule"}
     schedule_update(data=ScheduleInput(**form.cleaned_data), actor=request.user)

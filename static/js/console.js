@@ -15,6 +15,8 @@
 //                  the same.
 //   Safeguard      [data-requires-check] submit buttons stay disabled until every
 //                  [data-enables-submit] checkbox of their form is ticked.
+//   Dependent      [data-enabled-when="name=value"] fields are enabled only while the form's
+//                  field "name" has that value (the schedule's "Every N hours" / "Daily at").
 //   Auto-submit    form[data-autosubmit]: select/checkbox changes submit it (htmx handles it
 //                  if the form has hx-get); <noscript>-free: a visible submit button stays.
 //   URL filters    form[data-url-filters]: its fields are set from the address bar when the page
@@ -203,6 +205,30 @@
     if (event.target.matches && event.target.matches("input[data-enables-submit]")) { refreshSafeguards(event.target); }
   });
 
+  // ------------------------------------------------------------------ fields of a chosen option
+  // [data-enabled-when="mode=daily"]: enabled only while the form's field "mode" is "daily".
+  function refreshDependentFields(root) {
+    var scope = root.querySelectorAll ? root : document;
+    var fields = Array.prototype.slice.call(scope.querySelectorAll("[data-enabled-when]"));
+    if (root.matches && root.matches("[data-enabled-when]")) { fields.push(root); }
+    fields.forEach(function (field) {
+      var form = field.form;
+      // A field the server rendered disabled (no permission to change) stays so.
+      if (!field.hasAttribute("data-managed")) {
+        field.setAttribute("data-managed", field.disabled ? "locked" : "1");
+      }
+      if (!form || field.getAttribute("data-managed") === "locked") { return; }
+      var rule = field.getAttribute("data-enabled-when").split("=");
+      var chosen = form.querySelector("[name='" + rule[0] + "']:checked") || form.querySelector("select[name='" + rule[0] + "']");
+      field.disabled = !chosen || chosen.value !== rule[1];
+    });
+  }
+
+  document.addEventListener("change", function (event) {
+    var form = event.target.form;
+    if (form && form.querySelector("[data-enabled-when]")) { refreshDependentFields(form); }
+  });
+
   // ------------------------------------------------------------------ filters follow the URL
   function syncFiltersFromUrl() {
     var params = new URLSearchParams(window.location.search);
@@ -249,6 +275,7 @@
     armMessages(root);
     bulkForms(root).forEach(function (form) { restoreTicks(form); refreshSelection(form); });
     refreshSafeguards(root);
+    refreshDependentFields(root);
   }
 
   document.addEventListener("DOMContentLoaded", function () { init(document); });
