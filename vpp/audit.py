@@ -109,3 +109,31 @@ def audit_record(
         ip=ip,
         job=job,
     )
+
+
+# What each action is called in Setting › Audit log (an unknown code reads as itself).
+ACTION_LABELS = {
+    "vpp.invite": "Send VPP invitation",
+    "vpp.delete": "Delete from VPP",
+    "vpp.sync": "Sync VPP",
+    "vpp.invite.finished": "VPP invitation job finished",
+    "vpp.delete.finished": "Delete-from-VPP job finished",
+    "vpp.sync.finished": "Sync VPP job finished",
+    "vpp.sync_started": "Full sync started",
+    "vpp.sync_finished": "Full sync finished",
+    "vpp.schedule_changed": "Automatic sync changed",
+    "vpp.invitation_changed": "Invitation settings changed",
+    "vpp.token_uploaded": "Content token uploaded",
+    "vpp.token_replaced": "Content token replaced",
+    "vpp.token_removed": "Content token removed",
+    "vpp.location_taken_over": "Location taken over",
+    "vpp.assignment_changed": "Assignment method changed",
+    "vpp.notifications_configured": "Apple notifications set up",
+    "vpp.alert_sent": "Alert sent",
+    "vpp.alerts_changed": "Alert settings changed",
+}
+
+
+def audit_action_label(action: str) -> str:
+    """The readable name of an audit ``action`` code ("vpp.token_uploaded" → "Content token uploaded")."""
+    return ACTION_LABELS.get(action) or action.removeprefix("vpp.").replace("_", " ").replace(".", " ").capitalize()

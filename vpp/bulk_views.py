@@ -18,10 +18,11 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
 
 from users.forms import UserSelectionForm
-from users.selectors import EXTRA_FILTERS
+from users.selectors import DEFAULT_SORT, EXTRA_FILTERS, SORTS
 from vpp import selectors
+from vpp.forms import JobFilterForm
 from vpp.jobs.engine import job_create, job_retry_failed
-from vpp.jobs.plan import vpp_plan_build
+from vpp.jobs.plan import SKIP_REASONS, vpp_plan_build
 from vpp.jobs.progress import job_progress
 from vpp.models import InvitationChannel, ItemStatus, Job, JobAction, VppServerSetting
 
@@ -34,6 +35,9 @@ PERMISSIONS = {
 # Ticked rows are at most a page (200); anything far above that is not the Users page.
 MAX_TICKED_IDS = 5000
 PREVIEW_NAMES = 8
+# Skipped users listed by name in the confirmation before "Show all".
+SKIPPED_SHOWN = 50
+JOBS_PER_PAGE = 50
 
 
 def _client_ip(request) -> str | None:
@@ -74,7 +78,7 @@ def _plan_for(request, action: str, form, setting: VppServerSetting):
 
 def _hidden_selection(request) -> list[tuple[str, str]]:
     """The posted selection, carried unchanged from the confirm modal to apply."""
-    keep = ("pk", "select_all", "q", "platform", "activated", *EXTRA_FILTERS)
+    keep = ("pk", "select_all", "q", "platform", "activated", "sort", *EXTRA_FILTERS)
     return [(key, value) for key in keep for value in request.POST.getlist(key)]
 
 
@@ -106,8 +110,24 @@ def bulk_confirm(request, action: str):
             selection=_hidden_selection(request),
             select_all=form.selects_all,
             channel_label=InvitationChannel(setting.invitation_channel).label,
+            **_skipped_list(plan, form, show_all=request.POST.get("skipped") == "all"),
         )
     return render(request, "vpp/bulk/confirm.html", context)
+
+
+def _skipped_list(plan, form, *, show_all: bool) -> dict:
+    """The skipped users by name with their reason, in the Users table's order (its sort, posted
+    with the selection): the first SKIPPED_SHOWN, or all of them with ``show_all``."""
+    skipped = {row.user_id: row for row in plan.skipped}
+    rows = []
+    if skipped:
+        ordered = form.selected_users().order_by(*SORTS.get(form.sort_key, SORTS[DEFAULT_SORT]))
+        for pk in ordered.values_list("pk", flat=True).iterator(chunk_size=2000):
+            if pk in skipped:
+                rows.append((skipped[pk].label, SKIP_REASONS[skipped[pk].skip_reason]))
+                if len(rows) == SKIPPED_SHOWN and not show_all:
+                    break
+    return {"skipped_rows": rows, "skipped_all": show_all, "skipped_more": len(skipped) - len(rows)}
 
 
 @login_required
@@ -179,7 +199,11 @@ def job_detail(request, pk: int):
 @login_required
 @require_GET
 def job_list(request):
-    return render(request, "vpp/jobs/list.html", {"jobs": selectors.recent_jobs(100)})
+    form = JobFilterForm(request.GET, starters=selectors.job_starters())
+    jobs = Paginator(selectors.jobs_filtered(**form.filters()), JOBS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "vpp/jobs/list.html", {"jobs": jobs, "form": form, "query": query.urlencode()})
 
 
 class _Echo:

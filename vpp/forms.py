@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from vpp.invitations.message import TemplateError, template_check
-from vpp.models import ScheduleMode, VppServerSetting
+from vpp.models import JobAction, ScheduleMode, VppServerSetting
+from vpp.selectors import JOB_STATUS_FILTER_CHOICES, SCHEDULE_STARTER
 from vpp.services.schedule import timezone_choices
 from vpp.services.setting import MAX_TOKEN_BYTES
 
@@ -161,3 +164,78 @@ class NotificationsForm(forms.Form):
         if not value.startswith("https://") and host not in ("127.0.0.1", "localhost", "::1"):
             raise ValidationError("Apple only delivers notifications to HTTPS addresses.")
         return value
+
+
+class DateRangeFilterForm(forms.Form):
+    """A list page's "from"/"to" days (inclusive), read in the console's time zone. Bad values are
+    ignored (a hand-edited URL still shows a page); ``bounds()`` is (since, until) as instants."""
+
+    date_from = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, data=None, **kwargs):
+        super().__init__(data if data is not None else {}, **kwargs)
+        self.is_valid()
+
+    def value(self, name: str):
+        return None if name in self.errors else self.cleaned_data.get(name) or None
+
+    def bounds(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        start, end = self.value("date_from"), self.value("date_to")
+        zone = timezone.get_current_timezone()
+        since = dt.datetime.combine(start, dt.time(), zone) if start else None
+        until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), zone) if end else None
+        return since, until
+
+    @property
+    def active(self) -> bool:
+        return any(self.value(name) for name in self.fields)
+
+
+class JobFilterForm(DateRangeFilterForm):
+    """The jobs list's filters (query string)."""
+
+    action = forms.ChoiceField(label="Action", required=False, choices=[("", "All actions"), *JobAction.choices])
+    status = forms.ChoiceField(label="Status", required=False, choices=[("", "Any status"), *JOB_STATUS_FILTER_CHOICES])
+    started_by = forms.ChoiceField(label="Started by", required=False)
+
+    def __init__(self, data=None, *, starters: list[str], **kwargs):
+        forms.Form.__init__(self, data if data is not None else {}, **kwargs)
+        self.fields["started_by"].choices = [
+            ("", "Anyone"),
+            (SCHEDULE_STARTER, "The schedule"),
+            *[(name, name) for name in starters],
+        ]
+        self.is_valid()
+
+    def filters(self) -> dict:
+        since, until = self.bounds()
+        return {
+            "action": self.value("action") or "",
+            "status": self.value("status") or "",
+            "started_by": self.value("started_by") or "",
+            "since": since,
+            "until": until,
+        }
+
+
+class AuditFilterForm(DateRangeFilterForm):
+    """Setting › Audit log's filters (query string)."""
+
+    actor = forms.ChoiceField(label="Who", required=False)
+    action = forms.ChoiceField(label="What", required=False)
+
+    def __init__(self, data=None, *, actors: list[str], actions: list[tuple[str, str]], **kwargs):
+        forms.Form.__init__(self, data if data is not None else {}, **kwargs)
+        self.fields["actor"].choices = [("", "Anyone"), *[(name, name) for name in actors]]
+        self.fields["action"].choices = [("", "Any action"), *actions]
+        self.is_valid()
+
+    def filters(self) -> dict:
+        since, until = self.bounds()
+        return {
+            "actor": self.value("actor") or "",
+            "action": self.value("action") or "",
+            "since": since,
+            "until": until,
+        }

@@ -158,7 +158,7 @@
   function filterSignature(form) {
     var parts = [];
     form.querySelectorAll("input[type=hidden]").forEach(function (input) {
-      if (input.name !== "select_all" && input.name !== "csrfmiddlewaretoken") { parts.push(input.name + "=" + input.value); }
+      if (["select_all", "csrfmiddlewaretoken", "sort"].indexOf(input.name) === -1) { parts.push(input.name + "=" + input.value); }
     });
     return parts.join("&");
   }
