@@ -133,7 +133,7 @@ class Command(BaseCommand):
             ]
         if outbox_active():
             lines += [
-                f"   Sent email   http://{host}:{port}{reverse('vpp:sent-messages')}   (no SMTP: the outbox, in the console)",
+                f"   Sent email   http://{host}:{port}{reverse('vpp:sent-messages')}   (no SMTP: the outbox)",
                 "",
             ]
         lines += [
