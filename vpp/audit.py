@@ -64,6 +64,8 @@ SENTENCES = {
     "vpp.location_taken_over": lambda d: (
         f"Took over the location {d.get('location') or ''} from {d.get('previous_mdm') or 'another MDM'}."
     ),
+    "vpp.alert_sent": lambda d: str(d["alert"]),
+    "vpp.alerts_changed": lambda d: f"Turned alerts {d['enabled']}; recipients: {d['recipients']}.",
     "vpp.assignment_changed": lambda d: f"Changed the assignment method from {d.get('from')} to {d.get('to')}.",
     "vpp.notifications_configured": lambda d: (
         f"Pointed Apple's notifications at {d.get('url')}"

@@ -239,3 +239,13 @@ class AuditFilterForm(DateRangeFilterForm):
             "since": since,
             "until": until,
         }
+
+
+class AlertsForm(forms.Form):
+    enabled = forms.BooleanField(label="Email the admins before things break", required=False)
+    recipients = forms.CharField(
+        label="Recipients",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "it-team@example.com"}),
+        help_text="One address per line. Blank: every admin with the settings permission who has an email address.",
+    )
