@@ -127,7 +127,19 @@ class ScheduleForm(forms.Form):
     time_of_day = forms.TimeField(
         label="Daily at (24-hour)",
         required=False,
-        widget=forms.TimeInput(attrs={"type": "time", "data-enabled-when": "mode=daily"}, format="%H:%M"),
+        # Text, not type="time": the browser would show a 12-hour clock in an en-US locale, and every
+        # other time in the console is 24-hour.
+        widget=forms.TimeInput(
+            attrs={
+                "data-enabled-when": "mode=daily",
+                "placeholder": "HH:MM",
+                "pattern": "([01][0-9]|2[0-3]):[0-5][0-9]",
+                "inputmode": "numeric",
+                "maxlength": "5",
+                "title": "24-hour time, e.g. 03:00",
+            },
+            format="%H:%M",
+        ),
     )
     timezone = forms.ChoiceField(label="Time zone")
 
@@ -195,6 +207,8 @@ class DateRangeFilterForm(forms.Form):
 class JobFilterForm(DateRangeFilterForm):
     """The jobs list's filters (query string)."""
 
+    field_order = ["action", "status", "started_by", "date_from", "date_to"]
+
     action = forms.ChoiceField(label="Action", required=False, choices=[("", "All actions"), *JobAction.choices])
     status = forms.ChoiceField(label="Status", required=False, choices=[("", "Any status"), *JOB_STATUS_FILTER_CHOICES])
     started_by = forms.ChoiceField(label="Started by", required=False)
@@ -221,6 +235,8 @@ class JobFilterForm(DateRangeFilterForm):
 
 class AuditFilterForm(DateRangeFilterForm):
     """Setting › Audit log's filters (query string)."""
+
+    field_order = ["actor", "action", "date_from", "date_to"]
 
     actor = forms.ChoiceField(label="Who", required=False)
     action = forms.ChoiceField(label="What", required=False)

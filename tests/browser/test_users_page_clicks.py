@@ -5,7 +5,10 @@ Every test here fails on a console error or CSP violation (tests/browser/conftes
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from django.conf import settings
 from playwright.sync_api import expect
 
 from tests.support.users import make_user
@@ -15,6 +18,12 @@ from vpp import secrets
 from vpp.models import VppServerSetting, VppUserStatus
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+SHOTS = Path(settings.VAR_DIR) / "screenshots"
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"console-{name}.png"))
 
 
 def names(page) -> list[str]:
@@ -72,6 +81,7 @@ def test_the_table_is_replaced_not_nested_and_filters_follow_back(logged_in_page
     expect(page.locator("#user-table td.col-name")).to_have_count(2)
     assert sorted(names(page)) == ["Mac Person", "Pad Person"]
     assert page.locator("[id=user-table]").count() == 1
+    shot(page, "users")
     legend = page.inner_text("#device-legend")
     assert "activated" in legend and "pending" in legend and "deactivated" in legend
 
