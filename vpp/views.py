@@ -52,7 +52,7 @@ def _context(request, setting, schedule, **bound) -> dict:
         "assignment_form": bound.get("assignment_form") or f.AssignmentForm(instance=setting),
         "invitation_form": bound.get("invitation_form") or f.InvitationForm(instance=setting),
         "schedule_form": bound.get("schedule_form") or f.ScheduleForm(initial=_schedule_initial(schedule)),
-        "alerts_form": bound.get("alerts_form") or f.AlertsForm(initial=_alerts_initial()),
+        "alerts_form": bound.get("alerts_form") or f.AlertsForm(initial=_alerts_initial(), prefix="alerts"),
         "notifications_form": bound.get("notifications_form")
         or f.NotificationsForm(initial={"public_url": setting.notification_url.removesuffix("/vpp/notifications/")}),
     }
@@ -209,7 +209,7 @@ def _notifications(request, setting, schedule):
 
 
 def _alerts(request, setting, schedule):
-    form = f.AlertsForm(request.POST)
+    form = f.AlertsForm(request.POST, prefix="alerts")
     if not form.is_valid():
         return {"alerts_form": form, "open_section": "alerts"}
     try:

@@ -192,7 +192,7 @@ def test_alerts_banner_and_the_settings_page(logged_in_page, console_url):
     page.wait_for_selector("text=Automatic sync saved")
     assert SyncSchedule.load().time_of_day == dt.time(4, 15)
 
-    page.fill("textarea[name=recipients]", "ops@acme.test")
+    page.fill("textarea[name=alerts-recipients]", "ops@acme.test")
     page.click("#alerts-save")
     page.wait_for_selector("text=Alert settings saved")
     page.locator("#schedule").scroll_into_view_if_needed()

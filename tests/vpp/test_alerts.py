@@ -130,7 +130,8 @@ def test_the_banner_shows_admins_who_can_act(client, token, settings_admin):
 def test_the_setting_page_saves_the_alerts(client, settings_admin):
     client.force_login(settings_admin)
     url = "/setting/ios-macos/vpp-server/"
-    response = client.post(url, {"section": "alerts", "recipients": "bad"})
+    response = client.post(url, {"section": "alerts", "alerts-recipients": "bad"})
     assert response.status_code == 422 and "is not an email address" in response.content.decode()
-    assert client.post(url, {"section": "alerts", "enabled": "on", "recipients": "ops@acme.test"}).status_code == 302
+    data = {"section": "alerts", "alerts-enabled": "on", "alerts-recipients": "ops@acme.test"}
+    assert client.post(url, data).status_code == 302
     assert (AlertSetting.load().enabled, AlertSetting.load().recipients) == (True, "ops@acme.test")
