@@ -64,6 +64,11 @@ SENTENCES = {
     "vpp.location_taken_over": lambda d: (
         f"Took over the location {d.get('location') or ''} from {d.get('previous_mdm') or 'another MDM'}."
     ),
+    "vpp.unit_changed": lambda d: (
+        f"Changed the organizational unit from {d.get('from')} to {d.get('to')}: "
+        f"{d.get('vpp_users_moved_to_history', 0)} VPP users moved to history"
+        f"{', Apple notifications to set up again' if d.get('notifications_reset') else ''}."
+    ),
     "vpp.alert_sent": lambda d: str(d["alert"]),
     "vpp.alerts_changed": lambda d: f"Turned alerts {d['enabled']}; recipients: {d['recipients']}.",
     "vpp.assignment_changed": lambda d: f"Changed the assignment method from {d.get('from')} to {d.get('to')}.",
@@ -121,6 +126,9 @@ ACTION_LABELS = {
     "vpp.invite.finished": "VPP invitation job finished",
     "vpp.delete.finished": "Delete-from-VPP job finished",
     "vpp.sync.finished": "Sync VPP job finished",
+    "vpp.orphans": "Act on orphan Apple users",
+    "vpp.orphans.finished": "Orphans job finished",
+    "vpp.unit_changed": "Organizational unit changed",
     "vpp.sync_started": "Full sync started",
     "vpp.sync_finished": "Full sync finished",
     "vpp.schedule_changed": "Automatic sync changed",

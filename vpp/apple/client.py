@@ -36,6 +36,7 @@ from vpp.apple.errors import (
     _TOO_MANY_NUMBERS,
     EventTimeoutError,
     InvalidRequestError,
+    OtherManagerError,
     RateLimitedError,
     ServiceUnavailableError,
     TokenInvalidError,
@@ -59,6 +60,7 @@ from vpp.apple.types import (
     VppApiUser,
     _int,
     _str,
+    managed_by_other_mdm,
 )
 
 logger = logging.getLogger(__name__)
@@ -230,6 +232,8 @@ class VppClient:
         backoff_max: float = 30.0,
         retry_budget: float = 120.0,
         parallel_requests: int = 5,
+        manager_id: str | None = None,
+        other_manager: MdmInfo | None = None,
     ):
         if not s_token or not s_token.strip():
             raise TokenInvalidError("No content token has been uploaded.")
@@ -250,6 +254,10 @@ class VppClient:
         # the same cap for batched POSTs).
         self.parallel_requests = parallel_requests
         self.last_meta = ResponseMeta()  # envelope of the latest successful response
+        # Our mdmInfo.id: when given, an answer naming another manager stops this client
+        # (``other_manager`` is set; every later request raises OtherManagerError unsent).
+        self.manager_id = manager_id
+        self.other_manager = other_manager
 
     def __repr__(self) -> str:
         return f"<VppClient {self.base_url}>"  # never the token
@@ -558,6 +566,8 @@ class VppClient:
         return random.uniform(cap / 2, cap)
 
     def _attempt(self, method, path, *, params, json_body, auth, idempotent) -> dict:
+        if auth and self.other_manager is not None:
+            raise OtherManagerError(self.other_manager.name)  # nothing more goes to Apple
         self._acquire_slot(auth=auth)
         headers = {"Accept": "application/json"}
         if auth:
@@ -656,7 +666,20 @@ class VppClient:
                 outcome_unknown=not idempotent,
             )
         self.last_meta = ResponseMeta.from_json(data)
+        self._observe_manager(self.last_meta.mdm_info, idempotent=idempotent)
         return data
+
+    def _observe_manager(self, mdm_info: MdmInfo | None, *, idempotent: bool) -> None:
+        """Stop at an answer whose mdmInfo names another manager (docs/apple-vpp.md#mdminfo).
+
+        A read raises ``OtherManagerError`` at once; a write's answer is returned (Apple has
+        acted on it, and the caller must record that) and the next request raises unsent.
+        """
+        if self.manager_id is None or not managed_by_other_mdm(mdm_info, self.manager_id):
+            return
+        self.other_manager = mdm_info
+        if idempotent:
+            raise OtherManagerError(mdm_info.name)
 
 
 def _json_body(response: requests.Response) -> Any:

@@ -174,6 +174,22 @@ class NotPermittedError(PermanentVppError):
     """9637 (facilitator / read-only role), 9647 (legacy token), or a 403."""
 
 
+class OtherManagerError(PermanentVppError):
+    """An answer's ``mdmInfo`` names another device management service as the unit's manager.
+
+    ``manager_name`` is its ``mdmInfo.name``. Raised by the client before its next request,
+    so nothing more is written to Apple (docs/apple-vpp.md#mdminfo).
+    """
+
+    def __init__(self, manager_name: str):
+        self.manager_name = (manager_name or "another MDM").strip() or "another MDM"
+        super().__init__(
+            f"The organizational unit is now managed by {self.manager_name!r}, another device management "
+            "service; kmconsole stopped before writing to Apple again. Take it over on the VPP Server "
+            "Setting page, or leave it to that service."
+        )
+
+
 class InvalidRequestError(PermanentVppError):
     """Other 4xx / argument errors (97xx), and unexpected answers that retrying won't fix."""
 

@@ -198,9 +198,11 @@ def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[
     if job is None or job.finished:
         return []
     now = timezone.now()
-    Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+    started = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.RUNNING, started_at=now, heartbeat_at=now
     )
+    if started and not _manager_unchanged(job, client):
+        return []
     kind = kind_for(job.action)
     phase = _current_phase(job, kind)
     if phase is None:
@@ -214,6 +216,21 @@ def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[
         return [(phase.name, ALL_CHUNKS)]
     chunks = _open_items(job).filter(step__in=phase.steps).values_list("chunk", flat=True).distinct()
     return [(phase.name, chunk) for chunk in chunks.order_by("chunk")]
+
+
+def _manager_unchanged(job: Job, client: VppClient | None) -> bool:
+    """A job starts with one read of the unit's client config, so a unit another MDM took over
+    since our last call stops the job before its first write (the client raises
+    ``OtherManagerError`` on the answer; docs/apple-vpp.md#mdminfo). A transient failure here
+    does not hold the job up: every later answer is watched the same way."""
+    try:
+        (client or vpp_client()).client_config()
+    except (NoContentToken, PermanentVppError) as exc:
+        _stop(job, exc)
+        return False
+    except TransientVppError as exc:
+        logger.info("job %s: client config not read at start (%s)", job.pk, exc.message)
+    return True
 
 
 def _prepare(job: Job, phase: Phase, client: VppClient | None) -> bool:

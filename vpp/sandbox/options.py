@@ -54,6 +54,9 @@ class Options:
     errors_with_http_200: bool = False  # Fleet saw Apple answer errors with HTTP 200
     revoked_tokens: list[str] = field(default_factory=list)  # full sTokens answered 9625
     expired_tokens: list[str] = field(default_factory=list)  # full sTokens answered 9621
+    # Apple lags after a renewal: per location (the token's inner ``token``), the
+    # tokenExpirationDate answers carry instead of the sent token's expDate (ISO-8601).
+    reported_expiry: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,6 +84,10 @@ def _coerce(key: str, value: Any, current: Any) -> Any:
     if key == "limits":
         if not isinstance(value, dict) or not all(isinstance(v, int) for v in value.values()):
             raise ValueError("limits must be a map of integers")
+        return value
+    if key == "reported_expiry":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ValueError("reported_expiry must be a map of location to ISO-8601 date")
         return value
     if key in ("revoked_tokens", "expired_tokens"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

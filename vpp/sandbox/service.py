@@ -205,7 +205,8 @@ class Sandbox:
 
     def envelope(self, token: SToken, body: dict[str, Any]) -> dict[str, Any]:
         loc = self.location(token)
-        body["tokenExpirationDate"] = format_date(token.expires_at)
+        lagging = self.options.reported_expiry.get(token.location)
+        body["tokenExpirationDate"] = lagging or format_date(token.expires_at)
         body["uId"] = loc["uId"]
         mdm_info = loc["clientConfig"].get("mdmInfo")
         if mdm_info:

@@ -31,6 +31,7 @@ from vpp.apple.client import VppClient
 from vpp.apple.errors import InvalidRequestError
 from vpp.apple.types import EventStatus, RequestUser, VppApiUser
 from vpp.audit import audit_record
+from vpp.jobs.phases.orphans import flag_blocked_invitations
 from vpp.models import (
     ACTIVE_VPP_STATUSES,
     ItemStatus,
@@ -55,7 +56,15 @@ SYNC_VERSION_UNKNOWN = 9721  # Apple no longer knows the stored sinceVersionId: 
 PHASE_COUNTERS = {
     "push": ("emails_pushed",),
     "retire": ("retired_at_apple",),
-    "read_all": ("apple_users", "updated", "status_changed", "orphans", "retired_by_apple"),
+    "read_all": (
+        "apple_users",
+        "updated",
+        "status_changed",
+        "orphans",
+        "retired_by_apple",
+        "absent_at_apple",
+        "blocked_invitations",
+    ),
 }
 
 
@@ -99,6 +108,7 @@ def full_sync_read_phase(*, job: Job, items: list[JobItem], client: VppClient, t
     run, counts = _start(job, "read_all")
     SyncOrphan.objects.filter(run=run).delete()  # a restarted read lists them again
     _read_apple_users(client, job, run, VppServerSetting.load(), counts)
+    counts["blocked_invitations"] = flag_blocked_invitations(run)
     _beat(job, run, counts)
 
 
@@ -194,7 +204,7 @@ def _push_emails(client: VppClient, job: Job, run: SyncRun, counts: Counter) -> 
 def _retire_departed(client: VppClient, job: Job, run: SyncRun, counts: Counter) -> None:
     """Device user deleted or deactivated here → revoke licences, then retire at Apple."""
     departed = (
-        VppUser.objects.filter(status__in=ACTIVE_VPP_STATUSES)
+        VppUser.objects.filter(status__in=ACTIVE_VPP_STATUSES, unit_uid="")  # not the history of an earlier unit
         .filter(Q(user__isnull=True) | Q(user__is_active=False))
         .select_related("user")
     )
@@ -233,23 +243,29 @@ def _chunks(iterable, size: int):
 
 def _read_apple_users(client, job, run, setting, counts) -> None:
     since = setting.users_version_id or None
+    read_started = timezone.now()
+    seen_active: set[str] = set()
     try:
-        version = _read_pages(client, job, run, since, counts)
+        version = _read_pages(client, job, run, since, counts, seen_active)
     except InvalidRequestError as exc:
         if since is None or exc.error_number != SYNC_VERSION_UNKNOWN:
             raise
         logger.warning("stored users versionId no longer valid (9721); running a full read instead")
         since = None
-        version = _read_pages(client, job, run, None, counts)
+        seen_active.clear()
+        version = _read_pages(client, job, run, None, counts, seen_active)
+    if since is None:
+        reconcile_absent(job, seen_active, counts, read_started=read_started)
     run.full, run.since_version_id, run.version_id = since is None, since or "", version or ""
     run.save(update_fields=["full", "since_version_id", "version_id"])
     if version:
         VppServerSetting.objects.filter(pk=1).update(users_version_id=version)
 
 
-def _read_pages(client, job, run, since, counts) -> str | None:
+def _read_pages(client, job, run, since, counts, seen_active: set[str]) -> str | None:
+    """Read the listing page by page; ``seen_active`` collects the active clientUserIds (retired
+    history rows must not override a re-created active user)."""
     listing = client.iter_users(since_version_id=since)
-    seen_active: set[str] = set()  # retired history rows must not override a re-created active user
     for page in listing.pages():
         _apply_page(job, run, page.users, seen_active, counts)
         _beat(job, run, counts)
@@ -382,3 +398,48 @@ def _merge(row: _Local, au: VppApiUser) -> bool:
     if au.email:
         row.apple_email = au.email[:254]
     return before != (row.status, row.invite_code, row.id_hash, row.apple_email)
+
+
+ABSENT_REASON = (
+    "Was {status} here; absent from Apple's complete listing of the organizational unit, so no longer a VPP user."
+)
+
+
+def reconcile_absent(job: Job, seen_active: set[str], counts: Counter, *, read_started) -> int:
+    """After a complete (not delta) listing: local active VPP users Apple did not list are marked
+    retired, with the reason on the row and a per-user result (not left "associated").
+
+    Only users of the current organizational unit (``unit_uid`` ""), not pending (a create may
+    be in flight) and unchanged since the listing started (``read_started``, UTC) count: a user
+    invited while the listing ran may be missing from it. ``seen_active``: the clientUserIds
+    (lower-case strings) Apple listed as Registered or Associated. Returns how many were marked.
+    Apple's listing: https://developer.apple.com/documentation/devicemanagement/get-users-4mwln
+    """
+    candidates = VppUser.objects.filter(
+        unit_uid="", status__in=(VppUserStatus.INVITED, VppUserStatus.ASSOCIATED), updated_at__lt=read_started
+    ).select_related("user")
+    seen = {cid.lower() for cid in seen_active}
+    marked = 0
+    for chunk in _chunks(candidates.iterator(chunk_size=WRITE_BATCH), WRITE_BATCH):
+        absent = [row for row in chunk if str(row.client_user_id).lower() not in seen]
+        items = []
+        for row in absent:
+            reason = ABSENT_REASON.format(status=row.get_status_display().lower())
+            items.append(
+                JobItem(
+                    job=job,
+                    user=row.user,
+                    vpp_user=row,
+                    user_label=_label(row),
+                    step="read",
+                    status=ItemStatus.SUCCEEDED,
+                    reason=reason[:500],
+                )
+            )
+            row.status, row.invite_code, row.last_error_message = VppUserStatus.RETIRED, "", reason[:500]
+        VppUser.objects.bulk_update(absent, ["status", "invite_code", "last_error_message"], batch_size=WRITE_BATCH)
+        JobItem.objects.bulk_create(items, batch_size=WRITE_BATCH, ignore_conflicts=True)
+        _count_items(counts, len(absent), 0)
+        counts["absent_at_apple"] += len(absent)
+        marked += len(absent)
+    return marked

@@ -8,6 +8,7 @@ from vpp.apple.client import VppClient
 from vpp.apple.types import RequestUser, VppApiUser
 from vpp.jobs.apple_io import batches, events_wait, failures_by_user, prefer, users_listing
 from vpp.jobs.items import item_fail, item_move, item_succeed
+from vpp.jobs.phases.orphans import flag_blocked_invitations
 from vpp.jobs.rows import rows_update
 from vpp.models import Job, JobItem, VppUserStatus
 
@@ -83,3 +84,4 @@ def sync_read_phase(*, job: Job, items: list[JobItem], client: VppClient, token:
         by_note.setdefault(notes[item.pk], []).append(item)
     for note, group in by_note.items():
         item_succeed(group, note)
+    flag_blocked_invitations()  # an invitation an associated user with the same email blocks gets a reason
