@@ -5,6 +5,7 @@ Every test here fails on a console error or CSP violation (tests/browser/conftes
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,15 @@ def test_delete_stays_disabled_until_the_safeguard_is_ticked(logged_in_page, con
     expect(button).to_be_enabled()
     page.uncheck("#modal input[data-enables-submit]")
     expect(button).to_be_disabled()
+
+
+def test_the_browser_fixture_catches_a_csp_violation(logged_in_page):
+    """The guard every browser test relies on (tests/browser/conftest.py) does see a violation."""
+    page = logged_in_page
+    # An inline script, refused by the CSP (Playwright may also report the refused tag itself).
+    with contextlib.suppress(Exception):
+        page.add_script_tag(content="window.__inline = 1")
+    page.wait_for_timeout(300)
+    assert any("CSP violation" in error for error in page.console_errors), page.console_errors
+    assert page.evaluate("window.__inline") is None
+    page.console_errors.clear()  # seen and expected: the teardown check must not fail this test
