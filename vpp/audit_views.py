@@ -3,7 +3,6 @@ filterable and exportable as CSV. Read-only for every signed-in admin: nothing h
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Iterator
 
 from django.contrib.auth.decorators import login_required
@@ -12,6 +11,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from kmconsole.csv_export import SafeCsvWriter
 from kmconsole.templatetags.console import stamp
 from vpp import selectors
 from vpp.audit import audit_action_label
@@ -64,22 +64,10 @@ def _row(event: AuditEvent) -> list:
     ]
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 def csv_lines(header: list[str], rows: Iterable[list]) -> Iterator[str]:
-    """The one writer of the audit CSV: ``header`` then ``rows`` as CSV lines. A text cell a
-    spreadsheet would run as a formula (starts with = + - @, tab or CR) gets a leading apostrophe
-    (OWASP "CSV Injection")."""
-    writer = csv.writer(_Echo())
+    """The audit CSV's lines: ``header`` then ``rows``, through the product's one spreadsheet-safe
+    writer (kmconsole.csv_export: cells a spreadsheet would run as a formula are neutralised)."""
+    writer = SafeCsvWriter()
     yield writer.writerow(header)
     for row in rows:
-        yield writer.writerow([_cell(value) for value in row])
-
-
-def _cell(value):
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+        yield writer.writerow(row)
