@@ -69,6 +69,10 @@ SENTENCES = {
         f"{d.get('vpp_users_moved_to_history', 0)} VPP users moved to history"
         f"{', Apple notifications to set up again' if d.get('notifications_reset') else ''}."
     ),
+    "accounts.admin_added": lambda d: f"Added the administrator {d['admin']} with the role {d['role']}.",
+    "accounts.role_changed": lambda d: f"Changed the role of {d['admin']} from {d['from']} to {d['to']}.",
+    "accounts.admin_deactivated": lambda d: f"Deactivated the administrator {d['admin']}.",
+    "accounts.admin_reactivated": lambda d: f"Reactivated the administrator {d['admin']}.",
     "vpp.alert_sent": lambda d: str(d["alert"]),
     "vpp.alerts_changed": lambda d: f"Turned alerts {d['enabled']}; recipients: {d['recipients']}.",
     "vpp.assignment_changed": lambda d: f"Changed the assignment method from {d.get('from')} to {d.get('to')}.",
@@ -140,6 +144,10 @@ ACTION_LABELS = {
     "vpp.assignment_changed": "Assignment method changed",
     "vpp.notifications_configured": "Apple notifications set up",
     "vpp.alert_sent": "Alert sent",
+    "accounts.admin_added": "Administrator added",
+    "accounts.role_changed": "Administrator's role changed",
+    "accounts.admin_deactivated": "Administrator deactivated",
+    "accounts.admin_reactivated": "Administrator reactivated",
     "vpp.alerts_changed": "Alert settings changed",
 }
 

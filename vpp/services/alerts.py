@@ -31,6 +31,8 @@ from vpp.selectors import token_problem
 logger = logging.getLogger(__name__)
 
 SETTINGS_PERMISSION = "vpp.change_vppserversetting"
+# The backend that holds permissions (the login throttle's backend is listed too, so with_perm must be told).
+PERMISSION_BACKEND = "django.contrib.auth.backends.ModelBackend"
 OK = "ok"
 # Days before expiry at which an alert goes out, most urgent first: state "expires_<days>".
 EXPIRY_DAYS = (1, 7, 30)
@@ -104,7 +106,11 @@ def alert_recipients(alerts: AlertSetting) -> list[str]:
     """The configured addresses, or else every active admin with the settings permission who has an email."""
     if alerts.recipient_list:
         return alerts.recipient_list
-    admins = get_user_model()._default_manager.with_perm(SETTINGS_PERMISSION).filter(is_active=True)
+    admins = (
+        get_user_model()
+        ._default_manager.with_perm(SETTINGS_PERMISSION, backend=PERMISSION_BACKEND)
+        .filter(is_active=True)
+    )
     return sorted({admin.email for admin in admins if admin.email})
 
 
