@@ -26,9 +26,15 @@ from vpp.jobs.plan import vpp_plan_build
 from vpp.models import InvitationChannel, ItemStatus, Job, JobAction, VppServerSetting
 from vpp.services.orphans import OrphansRefused, orphan_plan_build, orphans_act
 
-ACTION_SLUGS = {"invite": JobAction.INVITE, "delete": JobAction.DELETE, "sync": JobAction.SYNC}
+ACTION_SLUGS = {
+    "invite": JobAction.INVITE,
+    "delete": JobAction.DELETE,
+    "sync": JobAction.SYNC,
+    "convert": JobAction.CONVERT,
+}
 PERMISSIONS = {
     JobAction.INVITE: "vpp.invite_vppuser",
+    JobAction.CONVERT: "vpp.invite_vppuser",  # linking replaces the invitation
     JobAction.DELETE: "vpp.delete_vppuser",
     JobAction.SYNC: "vpp.sync_vppuser",
 }
@@ -107,6 +113,8 @@ def bulk_confirm(request, action: str):
             selection=_hidden_selection(request),
             select_all=form.selects_all,
             channel_label=InvitationChannel(setting.invitation_channel).label,
+            silent_count=plan.silent_count,
+            invited_count=len(plan.eligible) - plan.silent_count,
         )
         if action == JobAction.INVITE:
             eligible = {row.user_id for row in plan.eligible}

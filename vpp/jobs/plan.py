@@ -28,6 +28,9 @@ SKIP_REASONS = {
     "not_vpp": "Not a VPP user",
     "retired": "Already retired from VPP",
     "user_deleted": "The device user no longer exists",
+    "no_managed_account": "No Managed Apple Account",
+    "not_invited": "Not invited yet (use Send VPP invitation)",
+    "reminders_done": "All reminders already sent",
 }
 
 # What each eligible user will go through (first job phase), by action.
@@ -35,6 +38,8 @@ STEP_CREATE = "create"  # create at Apple, read the invite code back, deliver
 STEP_DELIVER = "deliver"  # re-invite: Apple already has the user and its invite code
 STEP_DELETE = "delete"
 STEP_UPDATE = "update"
+STEP_LINK = "link"  # convert: users/update with the Managed Apple Account, then read back
+STEP_REMIND = "remind"  # reminders: the invitation again, on the round's channel
 
 
 @dataclass
@@ -45,6 +50,8 @@ class PlanRow:
     vpp_status: str = ""
     step: str = ""  # empty when skipped
     skip_reason: str = ""
+    # Invite: registered with the user's Managed Apple Account (associated at once, no message).
+    silent: bool = False
 
 
 @dataclass
@@ -69,6 +76,11 @@ class Plan:
     def step_counts(self) -> dict[str, int]:
         return dict(Counter(row.step for row in self.eligible))
 
+    @property
+    def silent_count(self) -> int:
+        """Eligible users an invite links silently with their Managed Apple Account."""
+        return sum(1 for row in self.eligible if row.silent)
+
 
 def _label(facts: dict) -> str:
     return f"{facts['display_name']} ({facts['login_id']})"
@@ -84,6 +96,26 @@ def _invite_skip(facts: dict, channel: str) -> str:
         return "associated"
     if facts["in_open_job"]:
         return "pending" if status == VppUserStatus.PENDING else "busy"
+    if _links_silently(facts):
+        return ""  # Apple associates them at once: no channel needed
+    return _channel_skip(facts, channel)
+
+
+def _links_silently(facts: dict) -> bool:
+    """An invite registers this user with its Managed Apple Account (docs/apple-vpp.md#managed-apple-accounts).
+
+    Only a user Apple does not hold yet (a create); a user already invited keeps its invitation
+    and is linked by Convert (users/update) instead.
+    """
+    return bool(facts["managed_apple_account"]) and not _reinvite(facts)
+
+
+def _reinvite(facts: dict) -> bool:
+    return facts["vpp_user__status"] == VppUserStatus.INVITED and bool(facts["vpp_user__invite_code"])
+
+
+def _channel_skip(facts: dict, channel: str) -> str:
+    """Why no channel of ``channel`` reaches this user ("" when one does)."""
     names = [usable.name for usable in channels_for(channel)]
     if not names:
         return "no_channel"
@@ -106,6 +138,38 @@ def _delete_skip(facts: dict) -> str:
     return ""
 
 
+def _convert_skip(facts: dict) -> str:
+    status = facts["vpp_user__status"]
+    if status is None:
+        return "not_vpp"
+    if status == VppUserStatus.RETIRED:
+        return "retired"
+    if status == VppUserStatus.ASSOCIATED:
+        return "associated"
+    if facts["in_open_job"]:
+        return "pending" if status == VppUserStatus.PENDING else "busy"
+    if not facts["is_active"]:
+        return "inactive"
+    if not facts["managed_apple_account"]:
+        return "no_managed_account"
+    if status != VppUserStatus.INVITED:
+        return "not_invited"
+    return ""
+
+
+def _remind_skip(facts: dict, channel: str) -> str:
+    status = facts["vpp_user__status"]
+    if status == VppUserStatus.ASSOCIATED:
+        return "associated"
+    if not facts["is_active"]:
+        return "inactive"
+    if facts["in_open_job"]:
+        return "busy"
+    if not _reinvite(facts):
+        return "not_invited"
+    return _channel_skip(facts, channel)
+
+
 def _sync_skip(facts: dict) -> str:
     if facts["vpp_user__status"] is None:
         return "not_vpp"
@@ -118,12 +182,17 @@ def vpp_plan_build(*, action: str, users: QuerySet, channel: str = "") -> Plan:
     """Eligibility of every user in ``users`` for ``action`` (one query)."""
     plan = Plan(action=action, channel=channel)
     for facts in users_with_vpp_facts(users.order_by("pk")).iterator(chunk_size=2000):
+        silent = False
         if action == JobAction.INVITE:
             skip = _invite_skip(facts, channel)
-            reinvite = facts["vpp_user__status"] == VppUserStatus.INVITED and facts["vpp_user__invite_code"]
-            step = STEP_DELIVER if reinvite else STEP_CREATE
+            step = STEP_DELIVER if _reinvite(facts) else STEP_CREATE
+            silent = _links_silently(facts)
         elif action == JobAction.DELETE:
             skip, step = _delete_skip(facts), STEP_DELETE
+        elif action == JobAction.CONVERT:
+            skip, step = _convert_skip(facts), STEP_LINK
+        elif action == JobAction.REMINDERS:
+            skip, step = _remind_skip(facts, channel), STEP_REMIND
         else:
             skip, step = _sync_skip(facts), STEP_UPDATE
         plan.rows.append(
@@ -134,6 +203,7 @@ def vpp_plan_build(*, action: str, users: QuerySet, channel: str = "") -> Plan:
                 vpp_status=facts["vpp_user__status"] or "",
                 step="" if skip else step,
                 skip_reason=skip,
+                silent=silent and not skip,
             )
         )
     return plan

@@ -431,6 +431,20 @@ class Sandbox:
             for r in loc["users"]
         )
 
+    def _link_refusal(self, loc, account: str, cuid: str) -> int | None:
+        """Why Apple would not link Managed Apple Account ``account`` to ``cuid`` (None: it links).
+
+        9635: the account is not of the token's organisation (its domain is not one of the
+        organisation's, option ``org_domains``); 9641: another active user holds it
+        (docs/apple-vpp.md#managed-apple-accounts).
+        """
+        domain = account.rpartition("@")[2].lower()
+        if domain not in self.options.org_domains.get(loc["orgName"], []):
+            return 9635
+        if self._account_taken(loc, id_hash(account), cuid):
+            return 9641
+        return None
+
     def _create_user(self, loc, user) -> tuple[dict | None, int | None]:
         cuid = user["clientUserId"]
         if self._active(loc, cuid):
@@ -446,11 +460,14 @@ class Sandbox:
             "createdAt": time.time(),
         }
         if user.get("managedAppleId"):
-            account_hash = id_hash(user["managedAppleId"])
-            if self._account_taken(loc, account_hash, cuid):
-                return None, 9641
+            number = self._link_refusal(loc, user["managedAppleId"], cuid)
+            if number:
+                return None, number  # no record is left behind (UNCONFIRMED at Apple)
             # A Managed Apple Account associates at once, no invitation (docs/apple-vpp.md#users).
-            record.update(status="Associated", idHash=account_hash, managedAppleId=user["managedAppleId"])
+            record.update(
+                status="Associated", idHash=id_hash(user["managedAppleId"]), managedAppleId=user["managedAppleId"]
+            )
+            record["inviteCode"] = None
         # A retired clientUserId gets a NEW record; the retired history rows stay (docs/apple-vpp.md#users).
         loc["nextRecord"] += 1
         record["versionId"] = self.store.bump(loc)
@@ -481,10 +498,12 @@ class Sandbox:
         if "email" in user:
             record["email"] = user["email"]
         if user.get("managedAppleId"):
-            account_hash = id_hash(user["managedAppleId"])
-            if self._account_taken(loc, account_hash, record["clientUserId"]):
-                return None, 9641
-            record.update(status="Associated", idHash=account_hash, managedAppleId=user["managedAppleId"])
+            number = self._link_refusal(loc, user["managedAppleId"], record["clientUserId"])
+            if number:
+                return None, number  # the user stays as it was (Registered, its invitation still valid)
+            record.update(
+                status="Associated", idHash=id_hash(user["managedAppleId"]), managedAppleId=user["managedAppleId"]
+            )
         record["versionId"] = self.store.bump(loc)
         self._supersede(loc, record)
         return record, None

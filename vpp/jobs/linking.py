@@ -1,0 +1,67 @@
+"""Linking VPP users with Managed Apple Accounts: what to send, and Apple's refusals in plain words.
+
+Apple associates a user registered (``users/create``) or updated (``users/update``) with a
+``managedAppleId`` at once, without an invitation, when the account belongs to the
+organisation of the content token; otherwise it refuses the user with 9635, and an account
+already linked to another VPP user with 9641 (docs/apple-vpp.md#managed-apple-accounts;
+https://developer.apple.com/documentation/devicemanagement/create-users,
+https://developer.apple.com/documentation/devicemanagement/update-users,
+https://developer.apple.com/documentation/devicemanagement/handling-error-responses).
+
+Used by the invite phase (silent linking, 9635 → invitation fallback) and the convert phase.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q
+
+from users.models import User
+from vpp.invitations.channels import channels_for
+from vpp.models import JobItem, VppUser
+
+ACCOUNT_NOT_IN_ORGANISATION = 9635
+ACCOUNT_LINKED_ELSEWHERE = 9641
+LINK_REFUSALS = (ACCOUNT_NOT_IN_ORGANISATION, ACCOUNT_LINKED_ELSEWHERE)
+
+
+def item_account(item: JobItem) -> str:
+    """The Managed Apple Account of the item's device user ("" for none)."""
+    return (item.user.managed_apple_account if item.user else "") or ""
+
+
+def reachable(item: JobItem, channel: str) -> bool:
+    """True when a configured channel of ``channel`` (an InvitationChannel value) reaches the item's user."""
+    return bool(item.user) and any(usable.can_reach(item.user) for usable in channels_for(channel))
+
+
+def account_holder(account: str, *, vpp_user_id: int | None) -> str:
+    """Who else holds ``account`` here, as "Name (login)" ("" when we know nobody).
+
+    Another VPP user linked with it, else another device user with it in their record
+    (an inactive one may keep it). ``vpp_user_id`` is the user being linked (excluded).
+    """
+    linked = (
+        VppUser.objects.filter(managed_apple_account__iexact=account)
+        .exclude(pk=vpp_user_id)
+        .select_related("user", "former_user")
+        .first()
+    )
+    person = linked and (linked.user or linked.former_user)
+    if person is None:
+        own_user = VppUser.objects.filter(pk=vpp_user_id).values_list("user_id", flat=True).first()
+        person = User.objects.filter(Q(managed_apple_account__iexact=account)).exclude(pk=own_user).first()
+    return str(person) if person else ""
+
+
+def refusal_reason(number: int | None, account: str, *, vpp_user_id: int | None, apple_message: str) -> str:
+    """The admin's sentence for Apple refusing to link ``account`` (9635, 9641, or any other number)."""
+    if number == ACCOUNT_NOT_IN_ORGANISATION:
+        return (
+            f"Managed Apple Account {account} is not an account of this organisation "
+            "(Apple 9635: it cannot be linked with this content token)."
+        )
+    if number == ACCOUNT_LINKED_ELSEWHERE:
+        holder = account_holder(account, vpp_user_id=vpp_user_id)
+        who = f"another VPP user: {holder}" if holder else "another VPP user not known here"
+        return f"Managed Apple Account {account} is already linked to {who} (Apple 9641)."
+    return f"Linking Managed Apple Account {account} failed: {apple_message}"
