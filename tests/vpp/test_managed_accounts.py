@@ -13,13 +13,11 @@ from django.core import mail
 from django.urls import reverse
 
 from tests.support.job_loop import run_job
-from tests.support.sandbox import store_sandbox_token
+from tests.vpp.test_job_sandbox import start
 from users.models import User
-from users.selectors import UserSelection
 from vpp.apple.client import VppClient
 from vpp.apple.types import RequestUser
 from vpp.content_token import vpp_client
-from vpp.jobs.engine import job_create
 from vpp.jobs.plan import vpp_plan_build
 from vpp.models import (
     AuditEvent,
@@ -36,19 +34,6 @@ from vpp.models import (
 from vpp.services import convert as convert_service
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sandbox]
-
-
-@pytest.fixture
-def sandbox_setting(vpp_sandbox, settings):
-    settings.VPP_EVENT_POLL_INTERVAL = 1
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    return store_sandbox_token(vpp_sandbox)
-
-
-def start(action, users, channel="email"):
-    chosen = User.objects.filter(pk__in=[u.pk for u in users])
-    plan = vpp_plan_build(action=action, users=chosen, channel=channel)
-    return job_create(plan=plan, actor=None, selection=UserSelection(ids=tuple(u.pk for u in users)))
 
 
 def items(job):

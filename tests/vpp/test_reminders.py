@@ -16,12 +16,8 @@ from django.core import mail
 from django.utils import timezone
 
 from tests.support.job_loop import run_job
-from tests.support.sandbox import store_sandbox_token
-from users.models import User
-from users.selectors import UserSelection
+from tests.vpp.test_job_sandbox import start
 from vpp.content_token import vpp_client
-from vpp.jobs.engine import job_create
-from vpp.jobs.plan import vpp_plan_build
 from vpp.models import (
     AuditEvent,
     InvitationDelivery,
@@ -43,24 +39,13 @@ START = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def sandbox_setting(vpp_sandbox, settings):
-    settings.VPP_EVENT_POLL_INTERVAL = 1
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    return store_sandbox_token(vpp_sandbox)
-
-
-@pytest.fixture
 def traveller():
     with time_machine.travel(START, tick=True) as traveller:
         yield traveller
 
 
-def invite(users, setting, channel="email"):
-    plan = vpp_plan_build(
-        action=JobAction.INVITE, users=User.objects.filter(pk__in=[u.pk for u in users]), channel=channel
-    )
-    job = job_create(plan=plan, actor=None, selection=UserSelection(ids=tuple(u.pk for u in users)))
-    job = run_job(job, vpp_client(setting))
+def invite(users, setting):
+    job = run_job(start(JobAction.INVITE, users), vpp_client(setting))
     assert job.succeeded == len(users)
     mail.outbox.clear()
     return job

@@ -9,36 +9,19 @@ import pytest
 from django.utils import timezone
 
 from kmconsole.celery import app
-from tests.support.sandbox import store_sandbox_token
 from tests.support.users import make_user
-from tests.support.worker import Worker, purge_queue, read_outbox, wait_until
+from tests.support.worker import read_outbox, wait_until
+from tests.vpp import test_unit_worker
 from users.models import User
 from users.selectors import UserSelection
 from vpp.jobs.engine import job_create
 from vpp.jobs.plan import vpp_plan_build
 from vpp.models import Job, JobAction, JobItem, JobStatus, VppServerSetting, VppUser, VppUserStatus
 
+# The worker of the unit tests (a real Celery worker, the token uploaded to the sandbox).
+worker = test_unit_worker.worker
+finished = test_unit_worker.finished
 pytestmark = [pytest.mark.worker, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def worker(vpp_sandbox, tmp_path):
-    vpp_sandbox.control(pending_seconds=0.1)
-    store_sandbox_token(vpp_sandbox)
-    purge_queue()
-    outbox = tmp_path / "outbox"
-    outbox.mkdir()
-    running = Worker(outbox=outbox).start()
-    yield running
-    running.kill()
-
-
-def finished(worker, job_id: int, what: str) -> Job:
-    try:
-        wait_until(lambda: Job.objects.get(pk=job_id).finished, timeout=90, message=what)
-    except AssertionError:
-        raise AssertionError(worker.log_tail()) from None
-    return Job.objects.get(pk=job_id)
 
 
 def test_a_reminder_round_through_the_worker_reaches_each_user_once(vpp_sandbox, worker):
@@ -49,7 +32,7 @@ def test_a_reminder_round_through_the_worker_reaches_each_user_once(vpp_sandbox,
         action=JobAction.INVITE, users=User.objects.filter(pk__in=[u.pk for u in everyone]), channel="email"
     )
     invite = job_create(plan=plan, actor=None, selection=UserSelection(ids=tuple(u.pk for u in everyone)))
-    assert finished(worker, invite.pk, "the invite").succeeded == 4
+    assert finished(worker, invite, "the invite").succeeded == 4
     wait_until(lambda: len(read_outbox(worker.outbox)) == 4, timeout=30, message="4 invitations")
     VppUser.objects.filter(user=accepted).update(status=VppUserStatus.ASSOCIATED)  # accepted meanwhile
     # Four days pass (the worker is another process: the invitation dates move instead of the clock).
@@ -60,7 +43,7 @@ def test_a_reminder_round_through_the_worker_reaches_each_user_once(vpp_sandbox,
     app.send_task("vpp.sync_tick")  # the beat's message delivered twice
     wait_until(lambda: Job.objects.filter(action=JobAction.REMINDERS).exists(), timeout=60, message="a round")
     round_job = Job.objects.get(action=JobAction.REMINDERS)
-    round_job = finished(worker, round_job.pk, "the reminders round")
+    round_job = finished(worker, round_job, "the reminders round")
 
     assert (round_job.status, round_job.succeeded, round_job.failed) == (JobStatus.DONE, 3, 0)
     assert set(JobItem.objects.filter(job=round_job).values_list("user_id", flat=True)) == {u.pk for u in users}

@@ -139,20 +139,17 @@ def _delete_skip(facts: dict) -> str:
 
 
 def _convert_skip(facts: dict) -> str:
-    status = facts["vpp_user__status"]
-    if status is None:
-        return "not_vpp"
-    if status == VppUserStatus.RETIRED:
-        return "retired"
-    if status == VppUserStatus.ASSOCIATED:
+    # Apple holds the user (not retired, not busy: as for a delete), invited, and it has an account.
+    skip = _delete_skip(facts)
+    if skip:
+        return skip
+    if facts["vpp_user__status"] == VppUserStatus.ASSOCIATED:
         return "associated"
-    if facts["in_open_job"]:
-        return "pending" if status == VppUserStatus.PENDING else "busy"
     if not facts["is_active"]:
         return "inactive"
     if not facts["managed_apple_account"]:
         return "no_managed_account"
-    if status != VppUserStatus.INVITED:
+    if facts["vpp_user__status"] != VppUserStatus.INVITED:
         return "not_invited"
     return ""
 

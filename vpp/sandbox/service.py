@@ -102,6 +102,8 @@ class Sandbox:
         )
         self.random = random.Random()
         self._rate: dict[str, deque[float]] = {}
+        # While a user event runs: {idHash: clientUserIds holding it} (see _holders).
+        self._event_holders: dict[str, set[str]] | None = None
         # Heap of (dueAt, location, eventId) for events still PENDING, so advance() is cheap.
         self._pending: list[tuple[float, str, str]] = [
             (e["dueAt"], name, e["eventId"])
@@ -408,15 +410,21 @@ class Sandbox:
     def _run_user_event(self, loc, kind, users) -> tuple[list[dict], dict[int, list[str]]]:
         successes: list[dict] = []
         failures: dict[int, list[str]] = {}
-        for user in users:
-            cuid = user["clientUserId"]
-            number = 9603 if self._random_failure() else None
-            if number is None:
-                record, number = getattr(self, f"_{kind.lower()}_user")(loc, user)
-            if number is not None:
-                failures.setdefault(number, []).append(cuid)
-            else:
-                successes.append(record)
+        self._event_holders = self._holders(loc)
+        try:
+            for user in users:
+                cuid = user["clientUserId"]
+                number = 9603 if self._random_failure() else None
+                if number is None:
+                    record, number = getattr(self, f"_{kind.lower()}_user")(loc, user)
+                if number is not None:
+                    failures.setdefault(number, []).append(cuid)
+                else:
+                    successes.append(record)
+                    if record["status"] == "Associated" and record["idHash"]:
+                        self._event_holders.setdefault(record["idHash"], set()).add(cuid)
+        finally:
+            self._event_holders = None
         return successes, failures
 
     def _active(self, loc, cuid: str) -> dict[str, Any] | None:
@@ -426,10 +434,21 @@ class Sandbox:
         return None
 
     def _account_taken(self, loc, account_hash: str, cuid: str) -> bool:
-        return any(
-            r["idHash"] == account_hash and r["status"] == "Associated" and r["clientUserId"] != cuid
-            for r in loc["users"]
-        )
+        holders = self._event_holders
+        if holders is None:  # outside an event (an invitation accepted): one scan
+            return any(
+                r["idHash"] == account_hash and r["status"] == "Associated" and r["clientUserId"] != cuid
+                for r in loc["users"]
+            )
+        return bool(holders.get(account_hash, set()) - {cuid})
+
+    def _holders(self, loc) -> dict[str, set[str]]:
+        """{idHash: clientUserIds of Associated records}: one scan per user event, not one per user."""
+        holders: dict[str, set[str]] = {}
+        for r in loc["users"]:
+            if r["status"] == "Associated" and r["idHash"]:
+                holders.setdefault(r["idHash"], set()).add(r["clientUserId"])
+        return holders
 
     def _link_refusal(self, loc, account: str, cuid: str) -> int | None:
         """Why Apple would not link Managed Apple Account ``account`` to ``cuid`` (None: it links).
