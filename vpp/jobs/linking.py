@@ -13,9 +13,6 @@ Used by the invite phase (silent linking, 9635 → invitation fallback) and the 
 
 from __future__ import annotations
 
-from django.db.models import Q
-
-from users.models import User
 from vpp.invitations.channels import channels_for
 from vpp.models import JobItem, VppUser
 
@@ -35,10 +32,11 @@ def reachable(item: JobItem, channel: str) -> bool:
 
 
 def account_holder(account: str, *, vpp_user_id: int | None) -> str:
-    """Who else holds ``account`` here, as "Name (login)" ("" when we know nobody).
+    """The other VPP user linked here with ``account``, as "Name (login)" ("" when we know nobody).
 
-    Another VPP user linked with it, else another device user with it in their record
-    (an inactive one may keep it). ``vpp_user_id`` is the user being linked (excluded).
+    Only a VPP user we linked ourselves counts (``VppUser.managed_apple_account``): Apple never
+    names the holder, and a device user who merely has the account in their record may not be it.
+    ``vpp_user_id`` is the user being linked (excluded).
     """
     linked = (
         VppUser.objects.filter(managed_apple_account__iexact=account)
@@ -47,9 +45,6 @@ def account_holder(account: str, *, vpp_user_id: int | None) -> str:
         .first()
     )
     person = linked and (linked.user or linked.former_user)
-    if person is None:
-        own_user = VppUser.objects.filter(pk=vpp_user_id).values_list("user_id", flat=True).first()
-        person = User.objects.filter(Q(managed_apple_account__iexact=account)).exclude(pk=own_user).first()
     return str(person) if person else ""
 
 
