@@ -126,8 +126,8 @@ def test_an_account_linked_to_another_vpp_user_fails_with_that_user_named(vpp_sa
     item = items(job)[second.pk]
     assert (item.status, item.error_number) == (ItemStatus.FAILED, 9641)
     assert item.reason == (
-        "Managed Apple Account shared@corp.example is already linked to another VPP user: "
-        "Ada Holder (ada) (Apple 9641)."
+        "Not added to VPP (not a VPP user): Managed Apple Account shared@corp.example is already linked "
+        "to another VPP user: Ada Holder (ada) (Apple 9641)."
     )
     assert mail.outbox == []
 

@@ -6,11 +6,13 @@ admin confirms (the data may have changed in between).
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
 from django.db.models import QuerySet
 
+from vpp.apple.types import apple_accepts_email
 from vpp.invitations.channels import channels_for
 from vpp.models import InvitationChannel, JobAction, VppUserStatus
 from vpp.selectors import users_with_vpp_facts
@@ -31,6 +33,7 @@ SKIP_REASONS = {
     "no_managed_account": "No Managed Apple Account",
     "not_invited": "Not invited yet (use Send VPP invitation)",
     "reminders_done": "All reminders already sent",
+    "apple_email": "Email address Apple refuses (no dot in its domain, e.g. someone@localhost)",
 }
 
 # What each eligible user will go through (first job phase), by action.
@@ -73,6 +76,18 @@ class Plan:
         counts = Counter(row.skip_reason for row in self.skipped)
         return [(code, SKIP_REASONS[code], n) for code, n in counts.most_common()]
 
+    def skip_rows(self, examples: int = 5) -> list[tuple[str, str, int, list[str]]]:
+        """(code, readable reason, count, the first EXAMPLES users' labels), most frequent first.
+
+        The confirmation names the users behind a reason the admin can fix (an address Apple refuses).
+        """
+        named = {"apple_email"}
+        labels: dict[str, list[str]] = {}
+        for row in self.skipped:
+            if row.skip_reason in named and len(labels.setdefault(row.skip_reason, [])) < examples:
+                labels[row.skip_reason].append(row.label)
+        return [(code, reason, n, labels.get(code, [])) for code, reason, n in self.skip_counts()]
+
     def step_counts(self) -> dict[str, int]:
         return dict(Counter(row.step for row in self.eligible))
 
@@ -80,6 +95,14 @@ class Plan:
     def silent_count(self) -> int:
         """Eligible users an invite links silently with their Managed Apple Account."""
         return sum(1 for row in self.eligible if row.silent)
+
+    def digest(self) -> str:
+        """A SHA-256 hex digest of what this plan would do: the action, the invitation channel, and
+        every user's (id, step, skip reason). Two plans with the same digest act on the same users
+        in the same way; the bulk views carry it, signed, from the confirmation to the apply.
+        """
+        parts = [self.action, self.channel, *(f"{row.user_id}:{row.step}:{row.skip_reason}" for row in self.rows)]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def _label(facts: dict) -> str:
@@ -119,6 +142,8 @@ def _channel_skip(facts: dict, channel: str) -> str:
     names = [usable.name for usable in channels_for(channel)]
     if not names:
         return "no_channel"
+    if facts["vpp_user__status"] != VppUserStatus.INVITED and not apple_accepts_email(facts["email"]):
+        return "apple_email"  # a create sends the address: Apple would refuse it (9717)
     reachable = {"email": bool(facts["email"]), "push": bool(facts["has_push_token"])}
     if not any(reachable.get(name) for name in names):
         if channel == InvitationChannel.BOTH:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from vpp.apple.client import VppClient
 from vpp.apple.types import RequestUser
-from vpp.jobs.apple_io import batches, events_wait, failures_by_user
+from vpp.jobs.apple_io import batches, events_wait, failures_by_user, send_without_refused
 from vpp.jobs.items import item_fail, item_move, item_succeed
 from vpp.jobs.linking import LINK_REFUSALS, item_account, refusal_reason
 from vpp.jobs.phases.sync import read_apple_states
@@ -45,9 +45,20 @@ def convert_link_phase(*, job: Job, items: list[JobItem], client: VppClient, tok
     config = client.service_config()
     events: dict[str, list[JobItem]] = {}
     for batch in batches(sendable, config.max_users):
-        users = [RequestUser(str(item.vpp_user.client_user_id), managed_apple_id=item_account(item)) for item in batch]
-        for event_id in client.update_users(users):
-            events.setdefault(event_id, []).extend(batch)
+        by_cuid = {str(item.vpp_user.client_user_id): item for item in batch}
+        users = {cuid: RequestUser(cuid, managed_apple_id=item_account(item)) for cuid, item in by_cuid.items()}
+
+        def refused(failures: dict[str, tuple[int | None, str]], by_cuid=by_cuid) -> None:
+            # Apple refused these users synchronously (naming them): only they fail.
+            for cuid, (number, reason) in failures.items():
+                account = item_account(by_cuid[cuid])
+                item_fail([by_cuid[cuid]], refusal_reason(number, account, vpp_user_id=None, apple_message=reason))
+
+        event_ids, sent = send_without_refused(
+            lambda cuids, users=users: client.update_users([users[cuid] for cuid in cuids]), list(by_cuid), refused
+        )
+        for event_id in event_ids:
+            events.setdefault(event_id, []).extend(by_cuid[cuid] for cuid in sent)
     finished, unknown = events_wait(job=job, token=token, client=client, event_ids=events)
     accepted: list[JobItem] = []
     for event_id in unknown:
