@@ -167,3 +167,26 @@ def test_an_admin_invitation_starts_the_count_again(traveller, sandbox_setting, 
     invite([user], sandbox_setting)  # the admin sends the invitation again
     assert VppUser.objects.get(user=user).reminders_sent == 0
     assert timezone.now() - VppUser.objects.get(user=user).invited_at < dt.timedelta(minutes=5)
+
+
+def test_the_setting_page_saves_reminders_and_refuses_bad_values(client, django_user_model, db):
+    from django.contrib.auth.models import Permission
+    from django.urls import reverse
+
+    admin = django_user_model.objects.create_user("setter", password=None)
+    admin.user_permissions.add(Permission.objects.get(codename="change_vppserversetting"))
+    client.force_login(admin)
+    url = reverse("vpp:server-setting")
+    form = {"section": "lifecycle", "reminders_enabled": "on", "reminder_after_days": "0", "reminder_max": "2"}
+
+    response = client.post(url, form)
+    assert response.status_code == 422
+    assert "Ensure this value is greater than or equal to 1." in response.content.decode()
+    assert not VppServerSetting.load().reminders_enabled  # nothing changed
+
+    response = client.post(url, {**form, "reminder_after_days": "4", "convert_during_sync": "on"})
+    assert response.status_code == 302
+    setting = VppServerSetting.load()
+    assert (setting.reminders_enabled, setting.reminder_after_days, setting.convert_during_sync) == (True, 4, True)
+    audit = AuditEvent.objects.get(action="vpp.lifecycle_changed")
+    assert "reminder_after_days=7 → 4" in audit.target_summary
