@@ -60,10 +60,7 @@ def test_users_with_a_managed_apple_account_are_linked_silently(vpp_sandbox, san
         vpp_user = VppUser.objects.get(user=user)
         assert vpp_user.status == VppUserStatus.ASSOCIATED
         assert vpp_user.managed_apple_account == user.managed_apple_account
-        assert (
-            results[user.pk].reason
-            == f"Linked silently with Managed Apple Account {user.managed_apple_account}; no invitation sent."
-        )
+        assert results[user.pk].reason == "Linked silently with the user's Managed Apple Account; no invitation sent."
         record = apple_record(vpp_sandbox, vpp_user)
         assert record["status"] == "Associated" and not record.get("inviteCode")
     assert [m.to for m in mail.outbox] == [["plain@example.com"]]  # only the one without an account
@@ -164,7 +161,10 @@ def test_convert_links_an_invited_user_by_update_without_a_second_create(vpp_san
     job = run_job(start(JobAction.CONVERT, [user]), vpp_client(sandbox_setting))
 
     assert (job.status, job.succeeded) == (JobStatus.DONE, 1), list(JobItem.objects.values("status", "reason"))
-    assert items(job)[user.pk].reason.startswith("Linked with Managed Apple Account late@corp.example")
+    assert (
+        items(job)[user.pk].reason
+        == "Linked with the user's Managed Apple Account; the invitation is no longer needed."
+    )
     vpp_user = VppUser.objects.get(user=user)
     assert vpp_user.status == VppUserStatus.ASSOCIATED and vpp_user.id_hash
     assert vpp_user.managed_apple_account == "late@corp.example"

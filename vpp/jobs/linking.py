@@ -14,11 +14,21 @@ Used by the invite phase (silent linking, 9635 → invitation fallback) and the 
 from __future__ import annotations
 
 from vpp.invitations.channels import channels_for
+from vpp.jobs.rows import rows_update
 from vpp.models import JobItem, VppUser
 
 ACCOUNT_NOT_IN_ORGANISATION = 9635
 ACCOUNT_LINKED_ELSEWHERE = 9641
 LINK_REFUSALS = (ACCOUNT_NOT_IN_ORGANISATION, ACCOUNT_LINKED_ELSEWHERE)
+
+
+def linked_remember(items: list[JobItem], *, linked: bool = True) -> None:
+    """Store on each item's VppUser the account Apple linked (Apple never echoes ``managedAppleId``),
+    or clear it (``linked=False``); one statement per thousand users."""
+    vpp_users = [item.vpp_user for item in items if item.vpp_user]
+    for vpp_user, item in zip(vpp_users, [item for item in items if item.vpp_user], strict=True):
+        vpp_user.managed_apple_account = item_account(item) if linked else ""
+    rows_update(vpp_users, ["managed_apple_account"])
 
 
 def item_account(item: JobItem) -> str:

@@ -19,11 +19,11 @@ from vpp.apple.client import VppClient
 from vpp.apple.types import RequestUser
 from vpp.jobs.apple_io import batches, events_wait, failures_by_user, send_without_refused
 from vpp.jobs.items import item_fail, item_move, item_succeed
-from vpp.jobs.linking import LINK_REFUSALS, item_account, refusal_reason
+from vpp.jobs.linking import LINK_REFUSALS, item_account, linked_remember, refusal_reason
 from vpp.jobs.phases.sync import read_apple_states
-from vpp.models import Job, JobItem, VppUser, VppUserStatus
+from vpp.models import Job, JobItem, VppUserStatus
 
-LINKED = "Linked with Managed Apple Account {account}; the invitation is no longer needed."
+LINKED = "Linked with the user's Managed Apple Account; the invitation is no longer needed."
 
 
 def convert_link_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
@@ -76,23 +76,22 @@ def convert_link_phase(*, job: Job, items: list[JobItem], client: VppClient, tok
                 item_fail([item], f"{reason} The invitation stays valid.", failure[0])
             else:
                 item_fail([item], refusal_reason(failure[0], account, vpp_user_id=None, apple_message=failure[1]))
-    for item in accepted:
-        VppUser.objects.filter(pk=item.vpp_user_id).update(managed_apple_account=item_account(item))
+    linked_remember(accepted)
     item_move(accepted, "link_read")
 
 
 def convert_read_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
     """Read the linked users back: Associated at Apple → succeeded; anything else fails with what Apple shows."""
     wanted, _notes = read_apple_states(items, client)
-    for item in wanted.values():
-        account = item_account(item) or item.vpp_user.managed_apple_account
-        if item.vpp_user.status == VppUserStatus.ASSOCIATED:
-            item_succeed([item], LINKED.format(account=account))
-        else:
-            VppUser.objects.filter(pk=item.vpp_user_id).update(managed_apple_account="")
-            item_fail(
-                [item],
-                f"Apple accepted Managed Apple Account {account} but still shows the user as "
-                f"{item.vpp_user.get_status_display().lower()}; the invitation stays valid.",
-            )
+    linked = [item for item in wanted.values() if item.vpp_user.status == VppUserStatus.ASSOCIATED]
+    item_succeed(linked, LINKED)
+    unlinked = [item for item in wanted.values() if item.vpp_user.status != VppUserStatus.ASSOCIATED]
+    linked_remember(unlinked, linked=False)
+    for item in unlinked:
+        account = item_account(item)
+        item_fail(
+            [item],
+            f"Apple accepted Managed Apple Account {account} but still shows the user as "
+            f"{item.vpp_user.get_status_display().lower()}; the invitation stays valid.",
+        )
     item_fail([item for item in items if not item.vpp_user], "Not a VPP user.")

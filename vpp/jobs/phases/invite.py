@@ -40,7 +40,14 @@ from vpp.jobs.apple_io import (
 )
 from vpp.jobs.items import JobDeferred, backoff_seconds, item_fail, item_set_step, item_succeed
 from vpp.jobs.leases import CREATE_TURN, lease_held
-from vpp.jobs.linking import ACCOUNT_NOT_IN_ORGANISATION, LINK_REFUSALS, item_account, reachable, refusal_reason
+from vpp.jobs.linking import (
+    ACCOUNT_NOT_IN_ORGANISATION,
+    LINK_REFUSALS,
+    item_account,
+    linked_remember,
+    reachable,
+    refusal_reason,
+)
 from vpp.models import (
     InvitationDelivery,
     ItemStatus,
@@ -57,7 +64,8 @@ logger = logging.getLogger(__name__)
 
 # "create": with the user's Managed Apple Account, if any; "create_invite": without it (9635 fallback).
 CREATE_STEPS = ("create", "create_invite")
-LINKED_SILENTLY = "Linked silently with Managed Apple Account {account}; no invitation sent."
+# One sentence for all (the account is on the user's record): 5,000 linked users are one UPDATE.
+LINKED_SILENTLY = "Linked silently with the user's Managed Apple Account; no invitation sent."
 # What an admin reads on a user whose create Apple refused or failed: Apple holds nothing for it.
 NOT_ADDED = "Not added to VPP (not a VPP user):"
 
@@ -336,9 +344,8 @@ def _read_back(*, job: Job, items: list[JobItem], client: VppClient, token: str)
     ready = [item for item in items if item.vpp_user.status != VppUserStatus.ASSOCIATED and item.vpp_user.invite_code]
     missing = [item for item in items if not readback.has_code(item)]
     linked = [item for item in associated if item_account(item) and item.error_number != ACCOUNT_NOT_IN_ORGANISATION]
-    for item in linked:  # Apple never echoes managedAppleId: we keep which account was linked
-        VppUser.objects.filter(pk=item.vpp_user_id).update(managed_apple_account=item_account(item))
-        item_succeed([item], LINKED_SILENTLY.format(account=item_account(item)))
+    linked_remember(linked)
+    item_succeed(linked, LINKED_SILENTLY)
     item_succeed(
         [item for item in associated if item not in linked], "Already associated at Apple; no invitation needed."
     )
