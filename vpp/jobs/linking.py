@@ -25,10 +25,10 @@ LINK_REFUSALS = (ACCOUNT_NOT_IN_ORGANISATION, ACCOUNT_LINKED_ELSEWHERE)
 def linked_remember(items: list[JobItem], *, linked: bool = True) -> None:
     """Store on each item's VppUser the account Apple linked (Apple never echoes ``managedAppleId``),
     or clear it (``linked=False``); one statement per thousand users."""
-    vpp_users = [item.vpp_user for item in items if item.vpp_user]
-    for vpp_user, item in zip(vpp_users, [item for item in items if item.vpp_user], strict=True):
-        vpp_user.managed_apple_account = item_account(item) if linked else ""
-    rows_update(vpp_users, ["managed_apple_account"])
+    known = [item for item in items if item.vpp_user]
+    for item in known:
+        item.vpp_user.managed_apple_account = item_account(item) if linked else ""
+    rows_update([item.vpp_user for item in known], ["managed_apple_account"])
 
 
 def item_account(item: JobItem) -> str:
