@@ -13,6 +13,7 @@ from django.core import mail
 from django.urls import reverse
 
 from tests.support.job_loop import run_job
+from tests.support.users import make_user
 from tests.vpp.test_job_sandbox import start
 from users.models import User
 from vpp.apple.client import VppClient
@@ -70,8 +71,6 @@ def test_users_with_a_managed_apple_account_are_linked_silently(vpp_sandbox, san
 
 def test_the_confirmation_says_how_many_are_linked_and_how_many_invited(client, django_user_model, sandbox_setting):
     from django.contrib.auth.models import Permission
-
-    from tests.support.users import make_user
 
     admin = django_user_model.objects.create_user("inviter", password=None)
     admin.user_permissions.add(Permission.objects.get(codename="invite_vppuser"))
@@ -224,3 +223,22 @@ def test_the_scheduled_sync_links_convertible_users_once_when_enabled(vpp_sandbo
     job = run_job(job, vpp_client(sandbox_setting))
     assert job.succeeded == 1
     assert VppUser.objects.get(user=user).status == VppUserStatus.ASSOCIATED
+
+
+def test_an_account_added_after_the_confirmation_asks_for_it_again(client, django_user_model, token_setting):
+    from django.contrib.auth.models import Permission
+
+    from tests.vpp.test_bulk_views import plan_token_of, post
+
+    admin = django_user_model.objects.create_user("confirmer", password=None)
+    admin.user_permissions.add(Permission.objects.get(codename="invite_vppuser"))
+    client.force_login(admin)
+    user = make_user(email="later@example.com")
+    token = plan_token_of(post(client, "invite", {"pk": [user.pk]}))  # confirmed: 1 invited
+    User.objects.filter(pk=user.pk).update(managed_apple_account="later@corp.example")
+
+    response = post(client, "invite", {"pk": [user.pk], "plan": token}, step="apply")
+
+    assert response.status_code == 409
+    assert "1 will be linked silently" in response.content.decode()
+    assert not Job.objects.exists()

@@ -98,10 +98,12 @@ class Plan:
 
     def digest(self) -> str:
         """A SHA-256 hex digest of what this plan would do: the action, the invitation channel, and
-        every user's (id, step, skip reason). Two plans with the same digest act on the same users
-        in the same way; the bulk views carry it, signed, from the confirmation to the apply.
+        every user's (id, step, skip reason, linked silently or not). Two plans with the same digest
+        act on the same users in the same way; the bulk views carry it, signed, from the
+        confirmation to the apply.
         """
-        parts = [self.action, self.channel, *(f"{row.user_id}:{row.step}:{row.skip_reason}" for row in self.rows)]
+        rows = (f"{row.user_id}:{row.step}:{row.skip_reason}{':silent' if row.silent else ''}" for row in self.rows)
+        parts = [self.action, self.channel, *rows]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
