@@ -33,11 +33,17 @@ from vpp.jobs.progress import job_progress
 from vpp.models import InvitationChannel, ItemStatus, Job, JobAction, VppServerSetting
 from vpp.services.orphans import OrphansRefused, orphan_plan_build, orphans_act
 
-ACTION_SLUGS = {"invite": JobAction.INVITE, "delete": JobAction.DELETE, "sync": JobAction.SYNC}
+ACTION_SLUGS = {
+    "invite": JobAction.INVITE,
+    "delete": JobAction.DELETE,
+    "sync": JobAction.SYNC,
+    "convert": JobAction.CONVERT,
+}
 PERMISSIONS = {
     JobAction.INVITE: "vpp.invite_vppuser",
     JobAction.DELETE: "vpp.delete_vppuser",
     JobAction.SYNC: "vpp.sync_vppuser",
+    JobAction.CONVERT: "vpp.invite_vppuser",  # linking replaces the invitation
 }
 # Ticked rows are at most a page (200); anything far above that is not the Users page.
 MAX_TICKED_IDS = 5000
@@ -152,6 +158,8 @@ def _confirm_context(request, action: str, setting: VppServerSetting) -> dict:
         select_all=form.selects_all,
         channel_label=InvitationChannel(setting.invitation_channel).label,
         **_skipped_list(plan, form, show_all=request.POST.get("skipped") == "all"),
+        silent_count=plan.silent_count,
+        invited_count=len(plan.eligible) - plan.silent_count,
     )
     if action == JobAction.INVITE:
         eligible = {row.user_id for row in plan.eligible}

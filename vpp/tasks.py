@@ -11,7 +11,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 from vpp.jobs import engine
-from vpp.services import alerts, schedule, setting
+from vpp.services import alerts, convert, reminders, schedule, setting
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +63,18 @@ def _recover_after_restart(**_kwargs) -> None:
 
 @shared_task(name="vpp.sync_tick", ignore_result=True, acks_late=False)
 def sync_tick() -> bool:
-    """Every minute (the one static Beat entry): start the scheduled full sync if it is due, then
-    send the alerts whose state changed (token expiring, sync failing: vpp/services/alerts.py)."""
+    """Every minute (the one static Beat entry): start the scheduled full sync if it is due, link
+    Managed Apple Accounts after a finished scheduled sync, start a reminders round if one is due,
+    then send the alerts whose state changed (token expiring, sync failing: vpp/services/alerts.py).
+
+    Each part claims its own work with a compare-and-set, so a redelivered tick does nothing twice.
+    """
     started = schedule.schedule_tick()
-    alerts.alerts_check()
+    for part in (convert.convert_tick, reminders.reminders_tick, alerts.alerts_check):
+        try:
+            part()
+        except Exception:  # one part failing must not stop the others (the next tick tries again)
+            logger.exception("VPP beat tick: %s failed", part.__name__)
     return started
 
 

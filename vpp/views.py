@@ -54,6 +54,7 @@ def _context(request, setting, schedule, **bound) -> dict:
         "unit_change_form": bound.get("unit_change_form") or f.UnitChangeForm(),
         "assignment_form": bound.get("assignment_form") or f.AssignmentForm(instance=setting),
         "invitation_form": bound.get("invitation_form") or f.InvitationForm(instance=setting),
+        "lifecycle_form": bound.get("lifecycle_form") or f.LifecycleForm(instance=setting),
         "schedule_form": bound.get("schedule_form") or f.ScheduleForm(initial=_schedule_initial(schedule)),
         "alerts_form": bound.get("alerts_form") or f.AlertsForm(initial=_alerts_initial(), prefix="alerts"),
         "notifications_form": bound.get("notifications_form")
@@ -218,6 +219,15 @@ def _schedule(request, setting, schedule):
     return None
 
 
+def _lifecycle(request, setting, schedule):
+    form = f.LifecycleForm(request.POST, instance=VppServerSetting.load())
+    if not form.is_valid():
+        return {"lifecycle_form": form, "open_section": "lifecycle"}
+    invitation_settings.lifecycle_update(data=form.cleaned_data, actor=request.user)
+    messages.success(request, "Managed Apple Account linking and reminders saved; they apply within a minute.")
+    return None
+
+
 def _sync_now(request, setting, schedule):
     try:
         started = sync_start(actor=request.user, trigger="manual")
@@ -270,6 +280,7 @@ def _send_test(request, setting, schedule):
 
 
 SECTION_HANDLERS = {
+    "lifecycle": _lifecycle,
     "token": _token_upload,
     "token_remove": _token_remove,
     "token_check": _token_check,

@@ -145,6 +145,8 @@ _AUDIT_SENTENCES = {
     JobAction.INVITE: "Send VPP invitation to {who}",
     JobAction.DELETE: "Delete {who} from VPP",
     JobAction.SYNC: "Sync VPP for {who}",
+    JobAction.CONVERT: "Link Managed Apple Accounts of {who}",
+    JobAction.REMINDERS: "Send invitation reminders to {who}",
 }
 
 

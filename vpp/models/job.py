@@ -19,6 +19,11 @@ class JobAction(models.TextChoices):
     # retired at Apple (licences revoked first) or adopted as a device user's VPP user
     # (vpp/jobs/phases/orphans.py, started by vpp/services/orphans.py).
     ORPHANS = "orphans", "Act on orphan Apple users"
+    # Invited users who gained a Managed Apple Account: linked by users/update, no second create
+    # (vpp/jobs/phases/convert.py; a bulk action, and after a scheduled sync when enabled).
+    CONVERT = "convert", "Link Managed Apple Accounts"
+    # A round of invitation reminders, started by the beat tick (vpp/services/reminders.py).
+    REMINDERS = "reminders", "Send invitation reminders"
 
 
 class JobStatus(models.TextChoices):

@@ -64,6 +64,39 @@ def invitation_settings_update(
     return setting
 
 
+LIFECYCLE_FIELDS = (
+    "convert_during_sync",
+    "reminders_enabled",
+    "reminder_after_days",
+    "reminder_max",
+    "reminder_escalate",
+)
+
+
+def lifecycle_update(*, data: dict, actor) -> VppServerSetting:
+    """Store linking-after-sync and the reminder rule; audit ``vpp.lifecycle_changed`` with ``field="old → new"``.
+
+    ``data`` holds the ``LIFECYCLE_FIELDS``: ``reminder_after_days`` in days (1–90),
+    ``reminder_max`` reminders per user (1–10), the others booleans (vpp/services/reminders.py,
+    vpp/services/convert.py). Raises ValueError for a value out of range; nothing is stored then.
+    Saving the same values records nothing.
+    """
+    if not 1 <= int(data["reminder_after_days"]) <= 90 or not 1 <= int(data["reminder_max"]) <= 10:
+        raise ValueError("reminders: 1–90 days and 1–10 reminders")
+    with transaction.atomic():
+        setting = VppServerSetting.load_for_update()
+        changes = {}
+        for field in LIFECYCLE_FIELDS:
+            old, new = getattr(setting, field), data[field]
+            if old != new:
+                changes[field] = f"{old} → {new}"
+                setattr(setting, field, new)
+        if changes:
+            setting.save(update_fields=[*LIFECYCLE_FIELDS, "updated_at"])
+            audit_record(actor=actor, action="vpp.lifecycle_changed", details=changes)
+    return setting
+
+
 def invitation_test_send(*, actor) -> EmailMultiAlternatives:
     """Mail ``actor`` (the admin who pressed "Send test to me") the invitation of the saved templates.
 
