@@ -21,6 +21,7 @@ from users.forms import UserSelectionForm
 from users.selectors import EXTRA_FILTERS
 from vpp import selectors
 from vpp.jobs.engine import job_create, job_retry_failed
+from vpp.jobs.items import job_wait_state
 from vpp.jobs.plan import vpp_plan_build
 from vpp.models import InvitationChannel, ItemStatus, Job, JobAction, VppServerSetting
 
@@ -125,6 +126,7 @@ def bulk_apply(request, action: str):
         return render(request, "vpp/bulk/confirm.html", context, status=200)
     plan = _plan_for(request, action, form, setting)
     job = job_create(plan=plan, actor=request.user, selection=form.selection(), ip=_client_ip(request))
+    job.refresh_from_db()  # the enqueue ran on commit: a broker that refused it shows at once
     return render(request, "vpp/bulk/started.html", _panel_context(job))
 
 
@@ -144,6 +146,7 @@ def _panel_context(job: Job) -> dict:
         "counts": counts,
         "processed": done,
         "delivery_waiting": waiting,
+        "waiting": job_wait_state(job),
         "percent": 100 if not job.total else min(100, round(100 * done / job.total)),
     }
 

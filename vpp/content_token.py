@@ -19,7 +19,14 @@ from django.utils import timezone
 
 from vpp import secrets as vault
 from vpp.apple.client import VppClient
-from vpp.apple.errors import TokenExpiredError, TokenInvalidError, TokenRevokedError, VppError
+from vpp.apple.errors import (
+    RateLimiterUnavailableError,
+    TokenExpiredError,
+    TokenInvalidError,
+    TokenRevokedError,
+    TransientVppError,
+    VppError,
+)
 from vpp.apple.types import ClientConfig
 from vpp.models import TokenHealth, VppServerSetting
 
@@ -35,28 +42,58 @@ class NoContentToken(RuntimeError):
         self.message = message
 
 
-def vpp_client(setting: VppServerSetting | None = None, *, raw_token: str | None = None, **kwargs) -> VppClient:
+def vpp_client(
+    setting: VppServerSetting | None = None, *, raw_token: str | None = None, interactive: bool = False, **kwargs
+) -> VppClient:
     """A ``VppClient`` for the stored content token (or ``raw_token``, a token being uploaded).
 
     The base URL is the setting's override (the sandbox), else ``settings.VPP_API_BASE_URL``.
-    ``kwargs`` go to ``VppClient`` (a rate limiter in tests). Raises ``NoContentToken`` when
-    no token is stored, and ``vpp.secrets.SecretUnreadable`` when it cannot be decrypted.
+    ``interactive=True`` (a web request) gives the client ``settings.VPP_INTERACTIVE_BUDGET``
+    seconds for everything it does, with no sleeping through Retry-After (kmconsole/timeouts.py);
+    the background jobs keep the client's long budget. ``kwargs`` go to ``VppClient`` (a rate
+    limiter in tests). Raises ``NoContentToken`` when no token is stored, and
+    ``vpp.secrets.SecretUnreadable`` when it cannot be decrypted.
     """
     setting = setting or VppServerSetting.load()
     if raw_token is None:
         if not setting.has_token:
             raise NoContentToken()
         raw_token = vault.decrypt(setting.content_token_encrypted)
+    if interactive:
+        kwargs.setdefault("budget", settings.VPP_INTERACTIVE_BUDGET)
     return VppClient(raw_token, base_url=setting.api_base_url or settings.VPP_API_BASE_URL, **kwargs)
+
+
+def not_now_text(exc: TransientVppError, *, now: dt.datetime | None = None) -> str:
+    """Why a web request could not get an answer from Apple now, and when to try again, for the admin.
+
+    "Apple is busy (HTTP 503); try again after 14:05 UTC." when Apple sent Retry-After (or our
+    limiter holds requests back for it), "Redis (…) is unreachable …" when our own
+    infrastructure failed, else Apple's failure and a few minutes. Nothing was changed in
+    each case (the callers check this before storing anything).
+    """
+    now = now or timezone.now()
+    if isinstance(exc, RateLimiterUnavailableError):
+        return f"{exc.message} Nothing was changed; try again once Redis is back."
+    if exc.retry_after:
+        # Round up to the next minute: "after 14:05" must not be too early.
+        at = now + dt.timedelta(seconds=exc.retry_after + 59)
+        status = f" (HTTP {exc.http_status})" if exc.http_status else ""
+        return f"Apple is busy{status}; try again after {at:%H:%M} UTC. Nothing was changed."
+    return f"{exc.message} Nothing was changed; try again in a few minutes."
 
 
 @dataclass(frozen=True)
 class TokenCheck:
-    """A token health and the sentence shown with it (empty when all is well)."""
+    """A token health and the sentence shown with it (empty when all is well).
+
+    ``not_checked``: why Apple could not be asked this time (empty when it was); ``health`` and
+    ``detail`` are then the last recorded ones, unchanged."""
 
     health: str
     detail: str
     config: ClientConfig | None = None
+    not_checked: str = ""
 
 
 def health_from_error(exc: VppError) -> TokenCheck | None:

@@ -28,7 +28,7 @@ ERROR_MESSAGES: dict[int, str] = {
     9600: "A required value was missing from the request to Apple.",
     9601: "Apple did not accept the content token (login required). Upload the content token again.",
     9602: "Apple rejected a value in the request as invalid.",
-    9603: "Apple's service had an internal error. The action will be retried later.",
+    9603: "Apple's service had an internal error.",
     9609: "Apple could not find this user in the VPP location.",
     9610: "Apple could not find the licence.",
     9616: "The licence is already assigned.",
@@ -51,8 +51,8 @@ ERROR_MESSAGES: dict[int, str] = {
     ),
     9641: "The Apple Account is already associated with another VPP user.",
     9643: "The licence is locked by a pending transfer.",
-    9644: "Apple's service is in maintenance. The action will be retried later.",
-    9646: "Too many requests were sent to Apple for this organisation; kmconsole is slowing down and will retry.",
+    9644: "Apple's service is in maintenance.",
+    9646: "Too many requests were sent to Apple for this organisation (Apple's rate limit).",
     9647: "This action is not supported for legacy content tokens. Download a current token and upload it.",
     9650: "Apple reported the requested page as out of range (the list changed while it was being read).",
     9700: "Too many apps or books in one request to Apple.",
@@ -84,7 +84,7 @@ ERROR_MESSAGES: dict[int, str] = {
     9726: "Apple does not support this kind of request (HTTP method).",
     9727: "Apple did not accept the request's content type.",
     9728: "Apple could not reach the notification URL.",
-    9729: "Apple's service is temporarily unavailable. The action will be retried later.",
+    9729: "Apple's service is temporarily unavailable.",
 }
 
 _TRANSIENT_NUMBERS = {9603, 9644, 9729}
@@ -143,6 +143,10 @@ class RateLimitedError(TransientVppError):
 
 class ServiceUnavailableError(TransientVppError):
     """5xx, 9603, 9644, 9729, timeouts, connection errors, unreadable answers."""
+
+
+class RateLimiterUnavailableError(ServiceUnavailableError):
+    """Our own infrastructure, not Apple: Redis (the shared rate limiter) is unreachable."""
 
 
 class EventTimeoutError(TransientVppError):
@@ -251,5 +255,5 @@ def _message_for(error_number: int | None, http_status: int | None, apple_messag
     if status == 404:
         return "Apple's service answered “not found”; the VPP server address may be wrong."
     if status >= 500:
-        return f"Apple's service is unavailable (HTTP {status}). The action will be retried later."
+        return f"Apple's service is unavailable (HTTP {status})."
     return f"Apple rejected the request (HTTP {status})."
