@@ -260,6 +260,7 @@ class VppClient:
         if budget is not None:
             self.retry_budget = min(retry_budget, budget)
             self.deadline = time.monotonic() + budget
+            self.max_retries = min(max_retries, 1)  # a page tries twice at most, then says why
         self.on_wait = on_wait
         # Batches in flight at once (Apple: at most five parallel page requests, docs/apple-vpp.md#paging; we use
         # the same cap for batched POSTs).
@@ -667,8 +668,6 @@ class VppClient:
         if pause > self.retry_budget or (left is not None and pause > left):
             raise ratelimit.RateLimitPaused(pause)
         if pause > 0:
-            if self.on_wait is not None:
-                self.on_wait(RateLimitedError("Apple asked us to wait (Retry-After).", retry_after=pause), pause)
             time.sleep(pause)
 
     def _parse(self, response: requests.Response, *, idempotent: bool) -> dict:

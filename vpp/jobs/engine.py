@@ -257,8 +257,10 @@ def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[
         return []
     Job.objects.filter(pk=job.pk).update(phase=phase.name, heartbeat_at=now)
     job.phase = phase.name
-    if phase.prepare is not None and not _prepare(job, phase, client):
-        return []
+    if phase.prepare is not None:
+        with heartbeat_while(job_id=job.pk):
+            if not _prepare(job, phase, client):
+                return []
     if phase.single_task or phase.job_level:
         return [(phase.name, ALL_CHUNKS)]
     chunks = _open_items(job).filter(step__in=phase.steps).values_list("chunk", flat=True).distinct()
@@ -267,7 +269,7 @@ def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[
 
 def _prepare(job: Job, phase: Phase, client: VppClient | None) -> bool:
     try:
-        phase.prepare(job=job, client=client or vpp_client())
+        phase.prepare(job=job, client=_job_client(job, client))
     except (NoContentToken, PermanentVppError) as exc:
         _stop(job, exc)
         return False
@@ -474,10 +476,7 @@ def job_process_chunk(*, job_id: int, phase: str, chunk: int, client: VppClient 
 def _run(job: Job, phase: Phase, chunk: int, items: list[JobItem], token: str, client: VppClient | None) -> bool:
     """Run the phase on the claimed work and map failures. False when the job stopped."""
     try:
-        client = client or vpp_client()
-        # The client's own retries (a slow or busy Apple, a limiter pause) show on the panel as they happen.
-        client.on_wait = lambda exc, seconds: job_wait_set(job=job, reason=wait_reason(exc), seconds=seconds)
-        phase.run(job=job, items=items, client=client, token=token)
+        phase.run(job=job, items=items, client=_job_client(job, client), token=token)
     except (NoContentToken, PermanentVppError) as exc:
         if phase.job_level or _stops_job(exc):
             _stop(job, exc)
@@ -508,6 +507,14 @@ def _run(job: Job, phase: Phase, chunk: int, items: list[JobItem], token: str, c
     if not phase.job_level:  # (a job-level phase keeps its claim until the job moves on: job_advance)
         job_release(token=token)  # safety net: nothing stays in flight after its task (attempts are capped)
     return True
+
+
+def _job_client(job: Job, client: VppClient | None) -> VppClient:
+    """The job's client: its own retries (a slow or busy Apple, a limiter pause, Redis down) show
+    on the panel while they happen."""
+    client = client or vpp_client()
+    client.on_wait = lambda exc, seconds: job_wait_set(job=job, reason=wait_reason(exc), seconds=seconds)
+    return client
 
 
 def wait_reason(exc: TransientVppError) -> str:
