@@ -632,6 +632,10 @@ def jobs_sweep() -> list[int]:
         same = Q(heartbeat_at__isnull=True) if job.heartbeat_at is None else Q(heartbeat_at=job.heartbeat_at)
         if not Job.objects.filter(same, pk=job.pk).update(**update):
             continue  # another sweeper (or the job itself) got there first
+        # A dead task's items go back to the queue: claimable at once, and not swept again.
+        JobItem.objects.filter(
+            Q(claimed_at__lt=stale) | Q(claimed_at__isnull=True), job=job, status=ItemStatus.IN_FLIGHT
+        ).update(status=ItemStatus.PENDING, claimed_at=None)
         logger.info("job %s: re-dispatched by the sweeper", job.pk)
         if job_enqueue(job_id=job.pk):
             redispatched.append(job.pk)
