@@ -128,3 +128,30 @@ def test_the_web_timeout_and_the_pages_budget_are_set_together():
     )
     assert run.stdout.split() == ["60", "15.0"]
     assert timeouts.INTERACTIVE_BUDGET * 4 == timeouts.WEB_TIMEOUT
+
+
+def test_send_test_to_me_against_a_mail_server_that_never_answers_stops_at_the_pages_budget(client, admin, settings):
+    import socket
+    import threading
+
+    # A mail server that accepts the connection and then says nothing for 10 s.
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept():
+        conn, _ = server.accept()
+        held.append(conn)
+        threading.Event().wait(10)
+        conn.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.getsockname()[1]
+    settings.EMAIL_TIMEOUT = 60  # the background's patience; a page must not inherit it
+    settings.VPP_INTERACTIVE_BUDGET = 2.0
+    admin.email = "admin@example.com"
+    admin.save()
+    response = client.post(URL, {"section": "send_test", "send_test": "1"}, follow=True)
+    server.close()
+    text = messages_of(response)
+    assert text.startswith("The test invitation could not be sent") and text.endswith("timed out"), text
