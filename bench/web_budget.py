@@ -82,7 +82,8 @@ def main() -> None:
     if (ROOT / "gunicorn.conf.py").exists():
         command += ["--config", "gunicorn.conf.py"]
     command += ["--bind", f"127.0.0.1:{port}", "--workers", "1"]
-    web = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "web.log", "wb"))  # noqa: S603, SIM115
+    log = open(tmp / "web.log", "wb")  # noqa: SIM115 - open while gunicorn runs
+    web = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         import requests
 
@@ -107,9 +108,8 @@ def main() -> None:
             response = http.post(url, data={"section": "token_check", "csrfmiddlewaretoken": token}, timeout=120)
             took = time.monotonic() - began
             said = re.findall(r"(Token checked with Apple[^<]*|The token could not be checked[^<]*)", response.text)
-            print(
-                f"try {attempt}: HTTP {response.status_code} after {took:.1f} s — {unescape(said[0]) if said else '(no message)'}"
-            )
+            message = unescape(said[0]) if said else "(no message)"
+            print(f"try {attempt}: HTTP {response.status_code} after {took:.1f} s — {message}")
         timeouts = [line for line in (tmp / "web.log").read_text().splitlines() if "WORKER TIMEOUT" in line]
         print(f"gunicorn WORKER TIMEOUTs: {len(timeouts)}")
     finally:
