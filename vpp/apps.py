@@ -9,7 +9,13 @@ class VppConfig(AppConfig):
         from users.selectors import register_filter, register_row_annotation
         from users.table import register_cell
         from vpp import checks  # noqa: F401  (registers the system checks)
-        from vpp.selectors import VPP_STATUS_FILTER_CHOICES, users_filter_by_vpp_status, users_vpp_row_annotation
+        from vpp.selectors import (
+            SHARED_ACCOUNT_FILTER_CHOICES,
+            VPP_STATUS_FILTER_CHOICES,
+            users_filter_by_shared_account,
+            users_filter_by_vpp_status,
+            users_vpp_row_annotation,
+        )
         from vpp.users_table import vpp_status_cell
 
         # The VPP status column of the Users page: its row values, then its cell.
@@ -22,4 +28,12 @@ class VppConfig(AppConfig):
             any_label="Any VPP status",
             choices=VPP_STATUS_FILTER_CHOICES,
             apply=users_filter_by_vpp_status,
+        )
+        # ... and "one Apple Account, several VPP users" (?apple_account=shared).
+        register_filter(
+            name="apple_account",
+            label="Apple Account",
+            any_label="Any Apple Account",
+            choices=SHARED_ACCOUNT_FILTER_CHOICES,
+            apply=users_filter_by_shared_account,
         )

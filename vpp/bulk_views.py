@@ -18,12 +18,14 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
 
 from users.forms import UserSelectionForm
+from users.models import User
 from users.selectors import EXTRA_FILTERS
 from vpp import selectors
 from vpp.jobs.engine import job_create, job_retry_failed
 from vpp.jobs.items import job_wait_state
 from vpp.jobs.plan import vpp_plan_build
 from vpp.models import InvitationChannel, ItemStatus, Job, JobAction, VppServerSetting
+from vpp.services.orphans import OrphansRefused, orphan_plan_build, orphans_act
 
 ACTION_SLUGS = {"invite": JobAction.INVITE, "delete": JobAction.DELETE, "sync": JobAction.SYNC}
 PERMISSIONS = {
@@ -107,6 +109,9 @@ def bulk_confirm(request, action: str):
             select_all=form.selects_all,
             channel_label=InvitationChannel(setting.invitation_channel).label,
         )
+        if action == JobAction.INVITE:
+            eligible = {row.user_id for row in plan.eligible}
+            context["shared_mailboxes"] = selectors.shared_mailboxes(form.selected_users(), eligible)
     return render(request, "vpp/bulk/confirm.html", context)
 
 
@@ -225,3 +230,84 @@ def job_retry(request, pk: int):
     retry = job_retry_failed(job=job, actor=request.user, ip=_client_ip(request))
     target = reverse("jobs:detail", args=[retry.pk if retry else job.pk])
     return HttpResponseClientRedirect(target) if request.htmx else redirect(target)
+
+
+# --------------------------------------------------------------------------- orphans (sync result page)
+
+ORPHANS_PERMISSION = "vpp.delete_vppuser"  # retiring at Apple is a deletion; adopting changes who is a VPP user
+
+
+def _orphan_choices(request) -> tuple[list[int], dict[int, int], str]:
+    """(orphan ids, {orphan id: device user id} to adopt, a problem) from the posted form:
+    ``do_<id>`` = "retire" | "adopt:<user id>", or ``adopt_login_<id>`` = a login id or email."""
+    orphan_ids, adopt, unknown = [], {}, []
+    for key, value in request.POST.items():
+        if not key.startswith("do_") or not key[3:].isdigit():
+            continue
+        orphan_id = int(key[3:])
+        login = request.POST.get(f"adopt_login_{orphan_id}", "").strip()
+        if login:
+            user = User.objects.filter(login_id=login).first() or User.objects.filter(email__iexact=login).first()
+            if user is None:
+                unknown.append(login)
+                continue
+            orphan_ids.append(orphan_id)
+            adopt[orphan_id] = user.pk
+        elif value == "retire":
+            orphan_ids.append(orphan_id)
+        elif value.startswith("adopt:") and value[6:].isdigit():
+            orphan_ids.append(orphan_id)
+            adopt[orphan_id] = int(value[6:])
+    problem = f"No device user has the login id or email {', '.join(unknown)}." if unknown else ""
+    return orphan_ids, adopt, problem
+
+
+def _orphans_context(request, job: Job) -> dict:
+    orphan_ids, adopt, problem = _orphan_choices(request)
+    context = {"job": job, "problem": problem, "blocker": action_blocker(VppServerSetting.load())}
+    if problem or context["blocker"]:
+        return context
+    try:
+        plan = orphan_plan_build(run_job_id=job.pk, orphan_ids=orphan_ids, adopt=adopt)
+    except OrphansRefused as exc:
+        context["problem"] = exc.reason
+        return context
+    choices = [(f"do_{oid}", f"adopt:{adopt[oid]}" if oid in adopt else "retire") for oid in orphan_ids]
+    context.update(plan=plan, choices=choices)
+    return context
+
+
+def _orphans_view(view):
+    """POST only, logged in, with the permission, on a full sync's job (``job`` for ``pk``)."""
+
+    @login_required
+    @require_POST
+    def wrapped(request, pk: int):
+        job = get_object_or_404(Job, pk=pk, action=JobAction.SYNC_ALL)
+        if not request.user.has_perm(ORPHANS_PERMISSION):
+            return _forbidden(request, JobAction.DELETE)
+        return view(request, job)
+
+    return wrapped
+
+
+@_orphans_view
+def orphans_confirm(request, job: Job):
+    """The sync result page's orphan actions: what will happen, before anything is done."""
+    return render(request, "vpp/orphans_confirm.html", _orphans_context(request, job))
+
+
+@_orphans_view
+def orphans_apply(request, job: Job):
+    """Make the orphans job the admin confirmed (the plan is built again), then show it."""
+    context = _orphans_context(request, job)
+    if "plan" in context and request.POST.get("understood") != "yes":
+        context["problem"] = "Tick the box to confirm what will be done at Apple."
+    if context["problem"] or context["blocker"]:
+        return render(request, "vpp/orphans_confirm.html", context, status=422)
+    try:
+        started = orphans_act(plan=context["plan"], run_job_id=job.pk, actor=request.user, ip=_client_ip(request))
+    except OrphansRefused as exc:
+        context["problem"] = exc.reason
+        return render(request, "vpp/orphans_confirm.html", context, status=422)
+    return redirect("jobs:detail", pk=started.pk)

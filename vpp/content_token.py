@@ -20,6 +20,8 @@ from django.utils import timezone
 from vpp import secrets as vault
 from vpp.apple.client import VppClient
 from vpp.apple.errors import (
+    RETRIED_LATER,
+    OtherManagerError,
     RateLimiterUnavailableError,
     TokenExpiredError,
     TokenInvalidError,
@@ -27,7 +29,7 @@ from vpp.apple.errors import (
     TransientVppError,
     VppError,
 )
-from vpp.apple.types import ClientConfig
+from vpp.apple.types import ClientConfig, MdmInfo
 from vpp.models import TokenHealth, VppServerSetting
 
 # The one sentence for "no token", wherever it stops something (jobs, the toolbar, Sync now, the schedule).
@@ -43,7 +45,12 @@ class NoContentToken(RuntimeError):
 
 
 def vpp_client(
-    setting: VppServerSetting | None = None, *, raw_token: str | None = None, interactive: bool = False, **kwargs
+    setting: VppServerSetting | None = None,
+    *,
+    raw_token: str | None = None,
+    watch_manager: bool = True,
+    interactive: bool = False,
+    **kwargs,
 ) -> VppClient:
     """A ``VppClient`` for the stored content token (or ``raw_token``, a token being uploaded).
 
@@ -53,12 +60,22 @@ def vpp_client(
     the background jobs keep the client's long budget. ``kwargs`` go to ``VppClient`` (a rate
     limiter in tests). Raises ``NoContentToken`` when no token is stored, and
     ``vpp.secrets.SecretUnreadable`` when it cannot be decrypted.
+
+    For the stored token the client watches Apple's ``mdmInfo`` (``watch_manager``): an
+    answer naming another manager stops it before its next request (``OtherManagerError``),
+    and a unit already recorded as managed by another MDM sends nothing at all. The setting
+    page's own token steps (upload, claim, takeover, health check) read ``mdmInfo`` themselves
+    and pass ``watch_manager=False``. Source: docs/apple-vpp.md#mdminfo.
     """
     setting = setting or VppServerSetting.load()
     if raw_token is None:
         if not setting.has_token:
             raise NoContentToken()
         raw_token = vault.decrypt(setting.content_token_encrypted)
+        if watch_manager:
+            kwargs.setdefault("manager_id", str(setting.mdm_id))
+            if setting.token_health == TokenHealth.OTHER_MDM:
+                kwargs.setdefault("other_manager", MdmInfo(id="", name=setting.other_mdm_name or "another MDM"))
     if interactive:
         kwargs.setdefault("budget", settings.VPP_INTERACTIVE_BUDGET)
     return VppClient(raw_token, base_url=setting.api_base_url or settings.VPP_API_BASE_URL, **kwargs)
@@ -73,14 +90,16 @@ def not_now_text(exc: TransientVppError, *, now: dt.datetime | None = None) -> s
     each case (the callers check this before storing anything).
     """
     now = now or timezone.now()
+    # The catalogue's "will be retried later" is the jobs' promise; a page retries nothing.
+    happened = exc.message.replace(RETRIED_LATER, "").strip()
     if isinstance(exc, RateLimiterUnavailableError):
-        return f"{exc.message} Nothing was changed; try again once Redis is back."
+        return f"{happened} Nothing was changed; try again once Redis is back."
     if exc.retry_after:
         # Round up to the next minute: "after 14:05" must not be too early.
         at = now + dt.timedelta(seconds=exc.retry_after + 59)
         status = f" (HTTP {exc.http_status})" if exc.http_status else ""
         return f"Apple is busy{status}; try again after {at:%H:%M} UTC. Nothing was changed."
-    return f"{exc.message} Nothing was changed; try again in a few minutes."
+    return f"{happened} Nothing was changed; try again in a few minutes."
 
 
 @dataclass(frozen=True)
@@ -93,6 +112,7 @@ class TokenCheck:
     health: str
     detail: str
     config: ClientConfig | None = None
+    other_mdm_name: str = ""  # with health "other_mdm": the manager Apple named
     not_checked: str = ""
 
 
@@ -106,6 +126,8 @@ def health_from_error(exc: VppError) -> TokenCheck | None:
             f"Apple reports the token revoked (error {exc.error_number}). "
             "Download a new one in Apple Business/School Manager.",
         )
+    if isinstance(exc, OtherManagerError):
+        return TokenCheck(TokenHealth.OTHER_MDM, exc.message, other_mdm_name=exc.manager_name)
     if isinstance(exc, TokenInvalidError):
         number = f" (error {exc.error_number})" if exc.error_number is not None else ""
         return TokenCheck(TokenHealth.INVALID, f"Apple does not accept this token{number}.")
@@ -127,8 +149,9 @@ def token_health_store(
         setting.save()
         return
     VppServerSetting.load()  # the row exists from here on
+    named = {"other_mdm_name": check.other_mdm_name[:200]} if check.other_mdm_name else {}
     VppServerSetting.objects.filter(pk=1).update(
-        token_health=check.health, token_health_detail=check.detail[:500], token_health_checked_at=now
+        token_health=check.health, token_health_detail=check.detail[:500], token_health_checked_at=now, **named
     )
 
 

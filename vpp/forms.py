@@ -49,6 +49,14 @@ class TakeoverForm(forms.Form):
     )
 
 
+class UnitChangeForm(forms.Form):
+    understood = forms.BooleanField(
+        required=True,
+        label="I understand: this is another organizational unit, not a renewal. The VPP users of the current "
+        "unit stop being VPP users here (kept in their history).",
+    )
+
+
 class AssignmentForm(forms.ModelForm):
     class Meta:
         model = VppServerSetting

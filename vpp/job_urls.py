@@ -11,4 +11,6 @@ urlpatterns = [
     path("jobs/<int:pk>/panel/", bulk_views.job_panel, name="panel"),
     path("jobs/<int:pk>/export.csv", bulk_views.job_export, name="export"),
     path("jobs/<int:pk>/retry-failed/", bulk_views.job_retry, name="retry"),
+    path("jobs/<int:pk>/orphans/confirm/", bulk_views.orphans_confirm, name="orphans-confirm"),
+    path("jobs/<int:pk>/orphans/apply/", bulk_views.orphans_apply, name="orphans-apply"),
 ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from django.db.models import Count, Exists, F, OuterRef, QuerySet
 
-from users.models import Device, activated_apple_device_q
+from users.models import Device, User, activated_apple_device_q
 from vpp.content_token import NO_TOKEN_TEXT
 from vpp.models import (
+    ACTIVE_VPP_STATUSES,
     FINISHED_JOB_STATUSES,
     OPEN_ITEM_STATUSES,
     AssignmentMethod,
@@ -16,6 +19,7 @@ from vpp.models import (
     SyncOrphan,
     TokenHealth,
     VppServerSetting,
+    VppUser,
     VppUserStatus,
 )
 
@@ -122,7 +126,7 @@ def token_problem(setting: VppServerSetting) -> str | None:
         return "Apple does not accept the content token; upload a new token."
     if health == TokenHealth.OTHER_MDM:
         who = setting.other_mdm_name or "another MDM"
-        return f"The VPP location is managed by {who}; take it over on the VPP Server Setting page first."
+        return f"The VPP organizational unit is managed by {who}; take it over on the VPP Server Setting page first."
     return None
 
 
@@ -152,6 +156,76 @@ def sync_orphans(job_id: int | None, *, limit: int = 25) -> tuple[list, int]:
     return list(orphans[:limit]), orphans.count()
 
 
+def orphan_adopt_candidates(orphans: list[SyncOrphan]) -> dict[int, User]:
+    """The device user each orphan most likely belongs to: the one active device user without an
+    active VPP user whose email is the orphan's (case-insensitive), by orphan id."""
+    emails = {o.email.strip().lower() for o in orphans if o.email.strip()}
+    if not emails:
+        return {}
+    matches: dict[str, list[User]] = {}
+    for user in User.objects.filter(is_active=True, email__iregex=_any_of(emails)).select_related("vpp_user"):
+        vpp_user = getattr(user, "vpp_user", None)
+        if vpp_user is None or vpp_user.status not in ACTIVE_VPP_STATUSES:
+            matches.setdefault(user.email.strip().lower(), []).append(user)
+    found = {}
+    for orphan in orphans:
+        users = matches.get(orphan.email.strip().lower(), [])
+        if len(users) == 1:
+            found[orphan.pk] = users[0]
+    return found
+
+
+def _any_of(emails: set[str]) -> str:
+    return "^(" + "|".join(re.escape(email) for email in sorted(emails)) + ")$"
+
+
+def _shared_account():
+    """An active VPP user of the current unit other than the row's with the row's idHash."""
+    return VppUser.objects.filter(
+        id_hash=OuterRef("vpp_user__id_hash"), unit_uid="", status__in=ACTIVE_VPP_STATUSES
+    ).exclude(pk=OuterRef("vpp_user__pk"))
+
+
 def users_vpp_row_annotation(queryset: QuerySet) -> QuerySet:
-    """Users page rows: the VPP status column (registered with users.selectors.register_row_annotation)."""
-    return queryset.annotate(vpp_status=F("vpp_user__status"), vpp_error=F("vpp_user__last_error_message"))
+    """Users page rows: the VPP status column (registered with users.selectors.register_row_annotation).
+
+    ``vpp_shared_account`` is True when another VPP user here has the same ``idHash`` (one Apple
+    Account behind several VPP users; Apple: idHash identifies the Apple Account,
+    docs/apple-vpp.md#users).
+    """
+    return queryset.annotate(
+        vpp_status=F("vpp_user__status"),
+        vpp_error=F("vpp_user__last_error_message"),
+        vpp_shared_account=Exists(_shared_account().exclude(id_hash="")),
+    )
+
+
+# The Users page filter "Apple Account" (registered in VppConfig.ready()).
+SHARED_ACCOUNT_FILTER_CHOICES = [("shared", "Shared by several VPP users")]
+
+
+def users_filter_by_shared_account(queryset: QuerySet, value: str) -> QuerySet:
+    """Device users whose VPP user's Apple Account (``idHash``) is also another active VPP user's
+    here (``value`` "shared"; anything else does not filter)."""
+    if value != "shared":
+        return queryset
+    shared = (
+        VppUser.objects.filter(unit_uid="", status__in=ACTIVE_VPP_STATUSES)
+        .exclude(id_hash="")
+        .values("id_hash")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+        .values("id_hash")
+    )
+    return queryset.filter(vpp_user__status__in=ACTIVE_VPP_STATUSES, vpp_user__id_hash__in=shared)
+
+
+def shared_mailboxes(users: QuerySet, user_ids: set[int]) -> list[tuple[str, list[str]]]:
+    """Among the device users of ``users`` whose id is in ``user_ids``, the email addresses two or
+    more share (case-insensitive): [(email, ["Ada (ada)", ...])], for the invite confirmation."""
+    by_email: dict[str, list[str]] = {}
+    rows = users.exclude(email="").values_list("pk", "email", "display_name", "login_id").order_by("pk")
+    for pk, email, name, login in rows.iterator(chunk_size=2000):
+        if pk in user_ids:
+            by_email.setdefault(email.strip().lower(), []).append(f"{name} ({login})")
+    return [(email, names) for email, names in sorted(by_email.items()) if len(names) > 1]

@@ -13,6 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from vpp import forms as f
+from vpp import secrets as vault
 from vpp.content_token import NoContentToken
 from vpp.invitations import message as invitation_message
 from vpp.jobs.engine import job_start_message
@@ -26,6 +27,7 @@ from vpp.services.sync import SyncBlocked, running_sync_job, sync_start
 
 logger = logging.getLogger(__name__)
 CHANGE_PERM = "vpp.change_vppserversetting"
+PENDING_TOKEN_KEY = "vpp_pending_unit_token"  # a token of another unit awaiting confirmation (encrypted)
 HEALTH_BADGE = {TokenHealth.VALID: "badge-ok", TokenHealth.EXPIRING: "badge-warn", TokenHealth.MISSING: "badge-muted"}
 
 
@@ -44,6 +46,7 @@ def _context(request, setting, schedule, **bound) -> dict:
     forms = {
         "token_form": bound.get("token_form") or f.TokenUploadForm(),
         "takeover_form": bound.get("takeover_form") or f.TakeoverForm(),
+        "unit_change_form": bound.get("unit_change_form") or f.UnitChangeForm(),
         "assignment_form": bound.get("assignment_form") or f.AssignmentForm(instance=setting),
         "invitation_form": bound.get("invitation_form") or f.InvitationForm(instance=setting),
         "schedule_form": bound.get("schedule_form") or f.ScheduleForm(initial=_schedule_initial(schedule)),
@@ -62,6 +65,7 @@ def _context(request, setting, schedule, **bound) -> dict:
         "token_problem": token_problem(setting),
         "actions_disabled_reason": vpp_actions_disabled_reason(setting),
         "open_section": bound.get("open_section", ""),
+        "unit_change": bound.get("unit_change"),
         "health_badge": HEALTH_BADGE.get(setting.token_health, "badge-danger"),
     }
 
@@ -99,11 +103,21 @@ def _token_upload(request, setting, schedule):
     form = f.TokenUploadForm(request.POST, request.FILES)
     if not form.is_valid():
         return {"token_form": form, "open_section": "token"}
+    data = form.cleaned_data["token_data"]
     try:
-        setting = setting_service.token_upload(data=form.cleaned_data["token_data"], actor=request.user)
+        setting = setting_service.token_upload(data=data, actor=request.user)
     except setting_service.TokenRejected as exc:
         form.add_error(None, exc.reason)
         return {"token_form": form, "open_section": "token"}
+    except setting_service.UnitChangeUnconfirmed as exc:
+        # Kept encrypted in the session until the admin confirms; never rendered back.
+        text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+        request.session[PENDING_TOKEN_KEY] = {"token": vault.encrypt(text), "reason": exc.reason}
+        return {"open_section": "token", "unit_change": exc.reason}
+    return _token_saved(request, setting)
+
+
+def _token_saved(request, setting):
     if setting.token_health == "other_mdm":
         messages.warning(
             request,
@@ -113,6 +127,28 @@ def _token_upload(request, setting, schedule):
     else:
         messages.success(request, f"Content token for {setting.location_name or setting.token_org_name} saved.")
     return None
+
+
+def _token_unit_change(request, setting, schedule):
+    """The admin confirmed the token of another organizational unit uploaded just before."""
+    form = f.UnitChangeForm(request.POST)
+    pending = request.session.get(PENDING_TOKEN_KEY)
+    if pending is None:
+        messages.error(request, "Nothing to confirm any more: upload the token of the new organizational unit again.")
+        return None
+    if not form.is_valid():
+        return {"unit_change_form": form, "open_section": "token", "unit_change": pending["reason"]}
+    del request.session[PENDING_TOKEN_KEY]
+    try:
+        setting = setting_service.token_upload(
+            data=vault.decrypt(pending["token"]), actor=request.user, confirm_unit_change=True
+        )
+    except setting_service.TokenRejected as exc:
+        messages.error(request, exc.reason)
+        return None
+    unit = setting.location_name or setting.token_org_name
+    messages.info(request, f"kmconsole now uses the organizational unit {unit}.")
+    return _token_saved(request, setting)
 
 
 def _token_remove(request, setting, schedule):
@@ -225,6 +261,7 @@ SECTION_HANDLERS = {
     "token_remove": _token_remove,
     "token_check": _token_check,
     "takeover": _takeover,
+    "token_unit_change": _token_unit_change,
     "assignment": _assignment,
     "invitations": _invitations,
     "schedule": _schedule,

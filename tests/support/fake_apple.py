@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from vpp.apple.errors import InvalidRequestError
-from vpp.apple.types import EventFailure, EventStatus, ServiceConfig, VppApiUser
+from vpp.apple.types import ClientConfig, EventFailure, EventStatus, ServiceConfig, VppApiUser
 
 
 class Listing(list):
@@ -54,6 +54,10 @@ class FakeApple:
             urls={"invitationEmail": "https://apple.example/invite?inviteCode=%25inviteCode%25&mt=8"},
             error_codes={},
         )
+
+    def client_config(self):
+        """The unit's client config, nobody's mdmInfo (a job reads it once as it starts; not in ``calls``)."""
+        return ClientConfig.from_json({"locationName": "Fake unit", "uId": "1"})
 
     def iter_users(self, *, active_only=False, retired_only=False, client_user_id=None, since_version_id=None):
         self._call("iter_users")

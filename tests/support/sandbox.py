@@ -4,6 +4,7 @@ The fixtures live in conftest.py files: ``vpp_sandbox`` and ``vpp_sandbox_factor
 tests/conftest.py, ``api`` and ``receiver`` in tests/vpp/sandbox/conftest.py.
 
 - ``store_sandbox_token(sandbox)``: point the console at a sandbox with its token stored.
+- ``upload_sandbox_token(sandbox)``: the same through the upload (checked at Apple, unit claimed).
 - ``Api(sandbox)``: raw HTTP calls for the sandbox's own tests (not our client, which is tested against it).
 - ``Receiver()``: a tiny HTTP server standing in for the console's notification endpoint.
 """
@@ -28,6 +29,18 @@ def store_sandbox_token(sandbox: SandboxHandle, *, org: str = "Sandbox Org"):
     setting.token_org_name = org
     setting.save()
     return setting
+
+
+def upload_sandbox_token(sandbox: SandboxHandle, token: str | None = None):
+    """Point the console at the sandbox and upload its token (or ``token``) as an admin would:
+    checked at Apple and the organizational unit claimed. Returns the VppServerSetting."""
+    from vpp.models import VppServerSetting
+    from vpp.services import setting as setting_service
+
+    setting = VppServerSetting.load()
+    setting.api_base_url = sandbox.base_url
+    setting.save()
+    return setting_service.token_upload(data=token or sandbox.token, actor=None)
 
 
 class Api:

@@ -77,3 +77,14 @@ def apns_settings(settings, fake_apns, tmp_path):
     settings.REDIS_URL = None  # the file token store, under this test's own directory
     settings.VAR_DIR = tmp_path
     return settings
+
+
+@pytest.fixture
+def sandbox_unit(vpp_sandbox, settings):
+    """The sandbox's token uploaded and its organizational unit claimed; events polled every second,
+    mail kept in memory. Returns the VppServerSetting."""
+    from tests.support.sandbox import upload_sandbox_token
+
+    settings.VPP_EVENT_POLL_INTERVAL = 1
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    return upload_sandbox_token(vpp_sandbox)

@@ -37,6 +37,7 @@ from vpp.apple.errors import (
     _TOO_MANY_NUMBERS,
     EventTimeoutError,
     InvalidRequestError,
+    OtherManagerError,
     RateLimitedError,
     RateLimiterUnavailableError,
     ServiceUnavailableError,
@@ -61,6 +62,7 @@ from vpp.apple.types import (
     VppApiUser,
     _int,
     _str,
+    managed_by_other_mdm,
 )
 
 logger = logging.getLogger(__name__)
@@ -232,6 +234,8 @@ class VppClient:
         backoff_max: float = 30.0,
         retry_budget: float = 120.0,
         parallel_requests: int = 5,
+        manager_id: str | None = None,
+        other_manager: MdmInfo | None = None,
         budget: float | None = None,
         on_wait: Callable[[TransientVppError, float], None] | None = None,
     ):
@@ -266,6 +270,10 @@ class VppClient:
         # the same cap for batched POSTs).
         self.parallel_requests = parallel_requests
         self.last_meta = ResponseMeta()  # envelope of the latest successful response
+        # Our mdmInfo.id: when given, an answer naming another manager stops this client
+        # (``other_manager`` is set; every later request raises OtherManagerError unsent).
+        self.manager_id = manager_id
+        self.other_manager = other_manager
 
     def __repr__(self) -> str:
         return f"<VppClient {self.base_url}>"  # never the token
@@ -594,6 +602,8 @@ class VppClient:
         return random.uniform(cap / 2, cap)
 
     def _attempt(self, method, path, *, params, json_body, auth, idempotent) -> dict:
+        if auth and self.other_manager is not None:
+            raise OtherManagerError(self.other_manager.name)  # nothing more goes to Apple
         self._acquire_slot(auth=auth)
         headers = {"Accept": "application/json"}
         if auth:
@@ -673,16 +683,19 @@ class VppClient:
     def _parse(self, response: requests.Response, *, idempotent: bool) -> dict:
         status = response.status_code
         data = _json_body(response)
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        # An HTTP-date Retry-After counts from the answer's own Date, not our clock (docs/apple-vpp.md#rate-limit).
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), server_date=response.headers.get("Date"))
         # Any body with errorNumber is an error, whatever the HTTP status (docs/apple-vpp.md#errors).
         if isinstance(data, dict) and data.get("errorNumber") not in (None, "", 0):
             number = _int(data.get("errorNumber"), default=0) or None
+            info = data.get("errorInfo")
             raise error_for(
                 http_status=status,
                 error_number=number,
                 apple_message=_str(data.get("errorMessage")),
                 retry_after=retry_after,
                 outcome_unknown=not idempotent and _may_have_acted(status, number),
+                error_info=info if isinstance(info, dict) else None,
             )
         if status >= 300:
             raise error_for(
@@ -700,7 +713,20 @@ class VppClient:
                 outcome_unknown=not idempotent,
             )
         self.last_meta = ResponseMeta.from_json(data)
+        self._observe_manager(self.last_meta.mdm_info, idempotent=idempotent)
         return data
+
+    def _observe_manager(self, mdm_info: MdmInfo | None, *, idempotent: bool) -> None:
+        """Stop at an answer whose mdmInfo names another manager (docs/apple-vpp.md#mdminfo).
+
+        A read raises ``OtherManagerError`` at once; a write's answer is returned (Apple has
+        acted on it, and the caller must record that) and the next request raises unsent.
+        """
+        if self.manager_id is None or not managed_by_other_mdm(mdm_info, self.manager_id):
+            return
+        self.other_manager = mdm_info
+        if idempotent:
+            raise OtherManagerError(mdm_info.name)
 
 
 def _json_body(response: requests.Response) -> Any:

@@ -34,6 +34,7 @@ from django.utils import timezone
 from users.selectors import UserSelection
 from vpp.apple.client import VppClient
 from vpp.apple.errors import (
+    RETRIED_LATER,
     NotPermittedError,
     PermanentVppError,
     RateLimiterUnavailableError,
@@ -247,9 +248,11 @@ def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[
     if job is None or job.finished:
         return []
     now = timezone.now()
-    Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+    started = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.RUNNING, started_at=now, heartbeat_at=now
     )
+    if started and not _manager_unchanged(job, client):
+        return []
     kind = kind_for(job.action)
     phase = _current_phase(job, kind)
     if phase is None:
@@ -265,6 +268,21 @@ def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[
         return [(phase.name, ALL_CHUNKS)]
     chunks = _open_items(job).filter(step__in=phase.steps).values_list("chunk", flat=True).distinct()
     return [(phase.name, chunk) for chunk in chunks.order_by("chunk")]
+
+
+def _manager_unchanged(job: Job, client: VppClient | None) -> bool:
+    """A job starts with one read of the unit's client config, so a unit another MDM took over
+    since our last call stops the job before its first write (the client raises
+    ``OtherManagerError`` on the answer; docs/apple-vpp.md#mdminfo). A transient failure here
+    does not hold the job up: every later answer is watched the same way."""
+    try:
+        (client or vpp_client()).client_config()
+    except (NoContentToken, PermanentVppError) as exc:
+        _stop(job, exc)
+        return False
+    except TransientVppError as exc:
+        logger.info("job %s: client config not read at start (%s)", job.pk, exc.message)
+    return True
 
 
 def _prepare(job: Job, phase: Phase, client: VppClient | None) -> bool:
@@ -519,12 +537,13 @@ def _job_client(job: Job, client: VppClient | None) -> VppClient:
 
 def wait_reason(exc: TransientVppError) -> str:
     """The panel's sentence for a transient failure: who is at fault (Apple, or our own Redis) and what it said."""
+    happened = exc.message.replace(RETRIED_LATER, "").strip()  # the panel says when, next to it
     if isinstance(exc, RateLimiterUnavailableError):
-        return exc.message
+        return happened
     status = f"HTTP {exc.http_status}, " if exc.http_status else ""
     if exc.retry_after:
-        return f"Apple asked us to wait ({status}Retry-After {exc.retry_after:.0f} s): {exc.message}"
-    return f"Apple's service failed ({exc.message}); trying again after a pause."
+        return f"Apple asked us to wait ({status}Retry-After {exc.retry_after:.0f} s): {happened}"
+    return f"Apple's service failed ({happened}); trying again after a pause."
 
 
 def _release(job: Job, phase: Phase, token: str, *, refund_attempt: bool = False) -> None:

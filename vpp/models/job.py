@@ -13,6 +13,10 @@ class JobAction(models.TextChoices):
     # The full sync of the VPP Server Setting page and the schedule: job-level phases on the same
     # engine (vpp/jobs/phases/full_sync.py), started by vpp/services/sync.py (one per token).
     SYNC_ALL = "sync_all", "Full sync with Apple"
+    # Apple users a full sync found matching nobody here (orphans), acted on from its result page:
+    # retired at Apple (licences revoked first) or adopted as a device user's VPP user
+    # (vpp/jobs/phases/orphans.py, started by vpp/services/orphans.py).
+    ORPHANS = "orphans", "Act on orphan Apple users"
 
 
 class JobStatus(models.TextChoices):
@@ -133,6 +137,8 @@ class JobItem(models.Model):
     # before the answer is stored, the next attempt asks Apple instead of sending it again.
     request_sent_at = models.DateTimeField(null=True, blank=True)
     apple_event_id = models.CharField(max_length=100, blank=True)
+    # An orphan item's Apple user (clientUserId), before it has a VppUser here (adoption).
+    apple_client_user_id = models.CharField("clientUserId at Apple", max_length=100, blank=True)
     error_number = models.IntegerField(null=True, blank=True)
     skip_reason = models.CharField(max_length=32, blank=True)
     reason = models.CharField(max_length=500, blank=True)

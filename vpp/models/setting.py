@@ -37,6 +37,8 @@ class VppServerSetting(SingletonRow, models.Model):
     content_token_encrypted = models.TextField(blank=True, editable=False)
     token_org_name = models.CharField(max_length=200, blank=True)
     token_expires_at = models.DateTimeField(null=True, blank=True)
+    # The uploaded file's expDate; Apple's tokenExpirationDate can lag behind it after a renewal.
+    token_file_expires_at = models.DateTimeField(null=True, blank=True)
     token_uploaded_at = models.DateTimeField(null=True, blank=True)
     token_uid = models.CharField("library uId", max_length=100, blank=True)
     location_name = models.CharField(max_length=200, blank=True)

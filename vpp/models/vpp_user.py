@@ -48,6 +48,13 @@ class VppUser(models.Model):
     apple_email = models.EmailField("email at Apple", blank=True)
     invite_code = models.CharField(max_length=100, blank=True)
     id_hash = models.CharField("idHash", max_length=200, blank=True)
+    # "" = the organizational unit of the stored token. When a token of another unit replaces
+    # it, the rows of the old unit keep its uId here and let go of their device user
+    # (kept in ``former_user``, for history): they are no VPP users of the new unit.
+    unit_uid = models.CharField("organizational unit uId", max_length=100, blank=True)
+    former_user = models.ForeignKey(
+        "users.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="former_vpp_users"
+    )
     invited_at = models.DateTimeField(null=True, blank=True)
     invitation_count = models.PositiveIntegerField(default=0)
     last_invitation_channel = models.CharField(max_length=16, blank=True)
@@ -62,6 +69,7 @@ class VppUser(models.Model):
         ordering = ["id"]
         indexes = [
             models.Index(fields=["status", "user"], name="vppuser_status_idx"),
+            models.Index(fields=["id_hash"], name="vppuser_idhash_idx"),  # "Shared Apple Account"
         ]
         permissions = [
             ("invite_vppuser", "Can send VPP invitations"),

@@ -51,7 +51,7 @@ def demo_connect(
     parsed = decode_token(token)
     setting.content_token_encrypted = secrets.encrypt(token)
     setting.token_org_name = parsed.org_name
-    setting.token_expires_at = parsed.expires_at
+    setting.token_expires_at = setting.token_file_expires_at = parsed.expires_at
     setting.token_uploaded_at = timezone.now()
     setting.token_health = TokenHealth.VALID
     setting.token_health_detail = "Demo token for the local VPP sandbox."

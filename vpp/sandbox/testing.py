@@ -60,6 +60,19 @@ class SandboxHandle:
     def expire_token(self, token: str | None = None) -> None:
         self.control(expire_token=token or self.token)
 
+    def claim_as_other_mdm(self, *, name: str = "Other MDM", token: str | None = None) -> dict[str, Any]:
+        """Another device management service writes its own mdmInfo with this token, as it would
+        (``POST /mdm/v2/client/config``, over HTTP); every later answer for the unit names it."""
+        body = {"mdmInfo": {"id": f"other-{name.lower().replace(' ', '-')}", "name": name, "metadata": "elsewhere"}}
+        response = self.http.post(
+            f"{self.base_url}/client/config",
+            json=body,
+            headers={"Authorization": f"Bearer {token or self.token}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()
+
     # --- control -------------------------------------------------------------------------
     def _call(self, method: str, name: str, json: Any = None, params: dict | None = None) -> Any:
         response = self.http.request(method, f"{self.root_url}/_sandbox/{name}", json=json, params=params, timeout=10)

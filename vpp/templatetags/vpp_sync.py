@@ -3,7 +3,7 @@
 from django import template
 
 from vpp.models import JobAction, SyncRun
-from vpp.selectors import sync_orphans
+from vpp.selectors import orphan_adopt_candidates, sync_orphans
 
 register = template.Library()
 
@@ -16,4 +16,7 @@ def sync_result(job):
     if run is None:
         return None
     orphans, orphan_count = sync_orphans(job.pk, limit=200)
+    candidates = orphan_adopt_candidates(orphans)
+    for orphan in orphans:
+        orphan.candidate = candidates.get(orphan.pk)  # the device user it likely belongs to (same email)
     return {"run": run, "counts": run.counts, "orphans": orphans, "orphan_count": orphan_count}

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vpp.jobs.phases import delete, full_sync, invite, sync
+from vpp.jobs.phases import delete, full_sync, invite, orphans, sync
 from vpp.models import Job, JobAction
 
 
@@ -66,10 +66,16 @@ FULL_PUSH = Phase("push", full_sync.full_sync_push_phase, "sending changed email
 FULL_RETIRE = Phase("retire", full_sync.full_sync_retire_phase, "retiring departed users", time_limit=1800)
 FULL_READ = Phase("read_all", full_sync.full_sync_read_phase, "reading Apple's users", time_limit=1800)
 
+# Orphans (Apple users a full sync found matching nobody here): retire them the way Delete from
+# VPP does (their VppUser is made with the job), or adopt one as a device user's VPP user.
+ORPHAN_RETIRE = Phase("orphan_retire", delete.delete_phase, "revoking licences and retiring", steps=("orphan_retire",))
+ORPHAN_ADOPT = Phase("adopt", orphans.adopt_phase, "adopting", steps=("adopt",))
+
 KINDS: dict[str, JobKind] = {
     JobAction.INVITE: JobKind(JobAction.INVITE, (INVITE,)),
     JobAction.DELETE: JobKind(JobAction.DELETE, (DELETE,)),
     JobAction.SYNC: JobKind(JobAction.SYNC, (SYNC_UPDATE, SYNC_READ)),
+    JobAction.ORPHANS: JobKind(JobAction.ORPHANS, (ORPHAN_RETIRE, ORPHAN_ADOPT)),
     JobAction.SYNC_ALL: JobKind(
         JobAction.SYNC_ALL, (FULL_PUSH, FULL_RETIRE, FULL_READ), on_finish=full_sync.full_sync_finished
     ),
