@@ -182,7 +182,11 @@ def test_an_apple_outage_shows_on_the_panel_with_its_wait(vpp_sandbox, sandbox_t
     w = worker()
     vpp_sandbox.control(fail_next=2, fail_status=503, retry_after=20)
     job = start_job(make_users(3))
-    text = wait_until(lambda: saying(panel(job), "Apple asked us to wait"), timeout=60, message="Apple's wait")
+    try:
+        text = wait_until(lambda: saying(panel(job), "Apple asked us to wait"), timeout=60, message="Apple's wait")
+    except AssertionError:
+        job.refresh_from_db()
+        raise AssertionError((job.status, job.wait_reason, job.retry_after_until, w.log_tail())) from None
     assert "HTTP 503, Retry-After 20 s" in text and "Next try at" in text and "Waiting since" in text, text[-700:]
     assert "continues by itself" in text
     job = finished(job, w, timeout=120)

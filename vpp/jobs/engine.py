@@ -251,8 +251,10 @@ def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[
     started = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.RUNNING, started_at=now, heartbeat_at=now
     )
-    if started and not _manager_unchanged(job, client):
-        return []
+    if started:
+        with heartbeat_while(job_id=job.pk):
+            if not _manager_unchanged(job, client):
+                return []
     kind = kind_for(job.action)
     phase = _current_phase(job, kind)
     if phase is None:
@@ -276,7 +278,7 @@ def _manager_unchanged(job: Job, client: VppClient | None) -> bool:
     ``OtherManagerError`` on the answer; docs/apple-vpp.md#mdminfo). A transient failure here
     does not hold the job up: every later answer is watched the same way."""
     try:
-        (client or vpp_client()).client_config()
+        _job_client(job, client).client_config()  # a busy Apple shows on the panel meanwhile
     except (NoContentToken, PermanentVppError) as exc:
         _stop(job, exc)
         return False
