@@ -6,11 +6,13 @@ loudly, naming the variable, when a value is malformed.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from kmconsole import private_redis
 from kmconsole.env import env_bool, env_int, env_list, env_str, env_url
 from kmconsole.timeouts import BROKER_CONNECT_TIMEOUT, INTERACTIVE_BUDGET, WEB_TIMEOUT
 
@@ -69,7 +71,9 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "csp",
+    "axes",
     "kmconsole",
+    "accounts",
     "users",
     "vpp",
 ]
@@ -89,6 +93,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "kmconsole.middleware.HtmxLoginRedirectMiddleware",
     "kmconsole.middleware.HtmxMessagesMiddleware",
+    "kmconsole.middleware.NoStoreMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into the lockout page
 ]
 
 ROOT_URLCONF = "kmconsole.urls"
@@ -154,6 +160,36 @@ SESSION_REFRESH_SECONDS = 60
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from <body hx-headers>, not the cookie
+
+# --- Login throttling (django-axes; kmconsole/login_throttle.py, docs/roles.md "Logins") ------
+# Per address and per account, each with its limit; the address limit is the lower one, so one
+# address is locked out before it could lock any admin out for everyone else.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out try before checking the password
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 10, minimum=1)
+LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 30, minimum=2)
+if LOGIN_FAILURES_PER_ACCOUNT <= LOGIN_FAILURES_PER_ADDRESS:
+    raise ImproperlyConfigured(
+        "LOGIN_FAILURES_PER_ACCOUNT must be above LOGIN_FAILURES_PER_ADDRESS (else one address can lock an admin out)"
+    )
+AXES_HANDLER = "kmconsole.login_throttle.ConsoleAxesHandler"
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # this order: ConsoleAxesHandler reads them so
+AXES_FAILURE_LIMIT = LOGIN_FAILURES_PER_ADDRESS
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # tries while locked out neither count nor extend it
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "kmconsole.login_throttle.lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # successful logins: User.last_login (Setting › Administrators) is enough
+# The client's address: REMOTE_ADDR, or behind the reverse proxy the right-most X-Forwarded-For
+# entry, the one the proxy appended (django-ipware); never a value the client could choose.
+# Without this, every login would come from the proxy's address and share one lockout.
+if env_bool("BEHIND_PROXY", False):
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+    AXES_IPWARE_PROXY_ORDER = "right-most"
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 
 # --- Security (production defaults; DEBUG relaxes the HTTPS ones) ------------------------
 _https = env_bool("HTTPS", not DEBUG)
@@ -221,32 +257,23 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 if EMAIL_USE_TLS and EMAIL_USE_SSL:
     raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be on")
 
-# --- Celery -------------------------------------------------------------------------------
-# Redis when REDIS_URL is set; otherwise kombu's filesystem transport under var/ so the
-# embedded default still runs a real worker (not eager mode).
+# --- Redis and Celery -------------------------------------------------------------------
+# Redis is Celery's broker and holds what every process must share: the Apple rate limit and
+# Retry-After pause per content token, the APNs provider token. Without REDIS_URL (the embedded
+# default, `make run`) it is the private redis-server that run_console starts under var/
+# (kmconsole/private_redis.py): the same code path as production, see docs/embedded.md.
 REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss", "unix"))
+EMBEDDED_REDIS = not REDIS_URL
+if EMBEDDED_REDIS:
+    REDIS_URL = private_redis.socket_url(VAR_DIR)
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=600)
-if REDIS_URL:
-    CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
-        "socket_timeout": 5,
-        # A web request publishing a job must answer within its budget (kmconsole/timeouts.py).
-        "socket_connect_timeout": BROKER_CONNECT_TIMEOUT,
-    }
-else:
-    CELERY_QUEUE_DIR = VAR_DIR / "queue"
-    CELERY_BROKER_URL = "filesystem://"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(CELERY_QUEUE_DIR),
-        "data_folder_out": str(CELERY_QUEUE_DIR),
-        "processed_folder": str(VAR_DIR / "queue-done"),
-        # Broadcast/control messages; kombu's default is ./control in the working directory.
-        "control_folder": str(VAR_DIR / "queue-control"),
-        "store_processed": False,
-        # How often an idle worker looks for new messages (kombu's default is 1 s per queue).
-        "polling_interval": float(env_str("CELERY_FILESYSTEM_POLL_INTERVAL", "0.2")),
-    }
+CELERY_BROKER_URL = private_redis.celery_broker_url(REDIS_URL)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    "socket_timeout": 5,
+    # A web request publishing a job must answer within its budget (kmconsole/timeouts.py).
+    "socket_connect_timeout": BROKER_CONNECT_TIMEOUT,
+}
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "kmconsole")
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
@@ -285,6 +312,9 @@ VPP_INTERACTIVE_BUDGET = INTERACTIVE_BUDGET
 VPP_API_BASE_URL = env_url("VPP_API_BASE_URL", "https://vpp.itunes.apple.com/mdm/v2", schemes=("https", "http"))
 # Apple asks for >= 30 s between status polls of a PENDING event; the sandbox allows less.
 VPP_EVENT_POLL_INTERVAL = env_int("VPP_EVENT_POLL_INTERVAL", 30, minimum=1)
+# Apple's maxRequestPerSecond is spread over this many milliseconds (vpp/apple/ratelimit.py says
+# why a little more than 1000): widen it if Apple still answers 429 because of network jitter.
+VPP_RATE_LIMIT_WINDOW_MS = env_int("VPP_RATE_LIMIT_WINDOW_MS", 1050, minimum=1000, maximum=10000)
 # `make run` starts the VPP sandbox (vpp/sandbox/) on these loopback ports; VPP_SANDBOX=0 leaves it out.
 VPP_SANDBOX = env_bool("VPP_SANDBOX", True)
 VPP_SANDBOX_PORT = env_int("VPP_SANDBOX_PORT", 8089, minimum=0, maximum=65535)
@@ -324,5 +354,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # axes: lockouts and failed logins (WARNING), not every successful login.
+    "loggers": {"django.db.backends": {"level": "INFO"}, "axes": {"level": "WARNING"}},
 }

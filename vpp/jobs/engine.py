@@ -587,7 +587,8 @@ def _fail_claimed(token: str, message: str, error_number: int | None) -> None:
 
 
 def job_retry_failed(*, job: Job, actor, ip: str | None = None) -> Job | None:
-    """A new job over the failed items of ``job`` (eligibility re-checked).
+    """A new job over the failed items of ``job`` (eligibility re-checked); None, and no job, when
+    none of its failed users exists any more.
 
     Never a second create: an invite item whose create may have reached Apple
     (``request_sent_at`` set) hands that mark and its event id to the new job's item, so the
@@ -599,6 +600,8 @@ def job_retry_failed(*, job: Job, actor, ip: str | None = None) -> Job | None:
         return None
     selection = UserSelection(ids=tuple(user_ids), retry_of=job.pk)
     plan = vpp_plan_build(action=job.action, users=selection.users(), channel=job.channel)
+    if not plan.rows:  # deleted since the items were read: never an empty job
+        return None
     return job_create(plan=plan, actor=actor, selection=selection, ip=ip, retry_of=job)
 
 
