@@ -7,23 +7,22 @@
 - an Apple outage (503 + Retry-After): the panel says what the job waits for and until when;
 - "Retry failed only" after a revoked token was replaced: no user goes to ``users/create`` twice.
 
-The broker is Redis when REDIS_URL is set, kombu's filesystem transport otherwise (the Redis test
-needs a Redis and skips without one). The only setting changed from the product's is the event
-poll interval (1 s instead of Apple's 30 s, as for every worker test: the sandbox allows it).
+The broker is the suite's Redis (REDIS_URL, or the private one tests/redis_session.py starts).
+The only setting changed from the product's is the event poll interval (1 s instead of Apple's
+30 s, as for every worker test: the sandbox allows it).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from urllib.parse import urlsplit
 
 import pytest
 from celery import current_app
 from django.contrib.auth.models import Permission
 from kombu.exceptions import OperationalError
 
-from tests.support.redis_db import redis_or_skip, redis_url
+from tests.support.redis_db import redis_url
 from tests.support.sandbox import store_sandbox_token
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.users import make_users
@@ -151,10 +150,7 @@ def test_a_killed_workers_job_resumes_within_60_s_of_a_new_worker_without_beat(v
 
 
 def test_redis_cut_mid_job_the_panel_names_the_broker(vpp_sandbox, sandbox_token, worker, panel, monkeypatch):
-    redis_or_skip()
-    target = urlsplit(redis_url())
-    proxy = TcpProxy(target.port or 6379).start()
-    proxied = f"redis://127.0.0.1:{proxy.port}{target.path or '/0'}"
+    proxy, proxied = TcpProxy.for_redis(redis_url())
     try:
         vpp_sandbox.control(pending_seconds=2, latency=0.05)
         # This process publishes nothing: the worker's own sweeper publishes the job through the proxy.
