@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('vpp', '0008_unit_change_orphans'),
+        ('vpp', '0009_alert_setting'),
     ]
 
     operations = [
