@@ -28,6 +28,7 @@ from users.selectors import DEFAULT_SORT, EXTRA_FILTERS, SORTS
 from vpp import selectors
 from vpp.forms import JobFilterForm
 from vpp.jobs.engine import job_create, job_retry_failed
+from vpp.jobs.items import job_wait_state
 from vpp.jobs.plan import SKIP_REASONS, vpp_plan_build
 from vpp.jobs.progress import job_progress
 from vpp.models import InvitationChannel, ItemStatus, Job, JobAction, VppServerSetting
@@ -229,6 +230,7 @@ def bulk_apply(request, action: str):
     if not plan.eligible:
         return _refused(request, action, "None of the selected users can be acted on. Nothing was started.")
     job = job_create(plan=plan, actor=request.user, selection=selection, ip=_client_ip(request))
+    job.refresh_from_db()  # the enqueue ran on commit: a broker that refused it shows at once
     return render(request, "vpp/bulk/started.html", _panel_context(job))
 
 
@@ -252,6 +254,7 @@ def _panel_context(job: Job) -> dict:
         "progress": progress,
         "counts": progress.counts,
         "delivery_waiting": waiting,
+        "waiting": job_wait_state(job),
     }
 
 

@@ -16,6 +16,7 @@ from vpp import forms as f
 from vpp import secrets as vault
 from vpp.content_token import NoContentToken
 from vpp.invitations import message as invitation_message
+from vpp.jobs.engine import job_start_message
 from vpp.jobs.phases import phase_label
 from vpp.models import AlertSetting, JobStatus, SyncSchedule, TokenHealth, VppServerSetting
 from vpp.selectors import sync_orphans, token_problem, vpp_actions_disabled_reason
@@ -165,9 +166,16 @@ def _token_remove(request, setting, schedule):
 
 
 def _token_check(request, setting, schedule):
-    check = setting_service.token_check_health()
+    check = setting_service.token_check_health(interactive=True)
     label = TokenHealth(check.health).label
-    messages.info(request, f"Token checked with Apple: {label}.")
+    if check.not_checked:
+        messages.warning(
+            request,
+            f"The token could not be checked with Apple: {check.not_checked} "
+            "The state shown is still the last known one.",
+        )
+    else:
+        messages.info(request, f"Token checked with Apple: {label}.")
     return None
 
 
@@ -235,7 +243,8 @@ def _sync_now(request, setting, schedule):
         messages.error(request, f"Sync not started: {exc.reason}")
         return None
     if started.started:
-        messages.success(request, f"Full sync started (job #{started.job.pk}).")
+        ok, text = job_start_message(started.job)
+        (messages.success if ok else messages.error)(request, text)
     else:
         messages.info(request, f"A sync is already running (job #{started.job.pk}); showing it.")
     return None

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import smtplib
 
-from django.core.mail import EmailMultiAlternatives
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
 
 from vpp.audit import audit_record
@@ -113,6 +114,8 @@ def invitation_test_send(*, actor) -> EmailMultiAlternatives:
             setting=VppServerSetting.load(),
             to_email=actor.email,
             user_name=actor.get_full_name() or actor.get_username(),
+            # A page: the mail server gets the web request's budget, not EMAIL_TIMEOUT (kmconsole/timeouts.py).
+            connection=get_connection(timeout=settings.VPP_INTERACTIVE_BUDGET),
         )
     except (smtplib.SMTPException, OSError) as exc:  # refused, unreachable, timed out
         logger.warning("test invitation to admin %s not sent: %s", actor.pk, exc)

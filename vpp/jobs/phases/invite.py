@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from vpp.apple.client import VppClient
-from vpp.apple.errors import InvalidRequestError, TransientVppError
+from vpp.apple.errors import InvalidRequestError, PermanentVppError, TransientVppError
 from vpp.apple.types import RequestUser
 from vpp.invitations.channels import Invitation, channels_for, invitation_organisation
 from vpp.jobs import readback
@@ -100,19 +100,35 @@ def invite_prepare(*, job: Job, client: VppClient) -> None:
 def invite_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
     """One chunk: create at Apple → read the invite codes back → deliver, each step recorded on the item."""
     creating = [item for item in items if item.step in CREATE_STEPS]
+    undecided: list[JobItem] = []
     if creating:
         # Normally captured at dispatch; without it every read-back would be one request per user.
         job_capture_version(job=job, client=client)
-        _create(job=job, items=creating, client=client, token=token)
+        undecided = _create(job=job, items=creating, client=client, token=token)
     reading = [item for item in items if item.step == "readback" and item.status == ItemStatus.IN_FLIGHT]
     if reading:
         _read_back(job=job, items=reading, client=client, token=token)
     delivering = [item for item in items if item.step == "deliver" and item.status == ItemStatus.IN_FLIGHT]
     if delivering:
         deliver_invitations(job=job, items=delivering, client=client)
+    if undecided:
+        # Only the users whose create answer was lost wait for Apple's rule; the rest went on above.
+        raise JobDeferred(poll_interval(), reason=_undecided_reason(undecided))
 
 
-def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+def _undecided_reason(undecided: list[JobItem]) -> str:
+    """The panel's sentence for creates whose answer was lost (Apple's 10-minute rule)."""
+    resend_at = min(item.request_sent_at for item in undecided) + _recheck_after()
+    return (
+        f"Apple's 10-minute rule: the answer to the create of {len(undecided)} user(s) was lost (a worker "
+        f"stopped). Apple is asked about them every {poll_interval():.0f} s; a user Apple still does not "
+        f"show is sent again from {resend_at:%H:%M:%S} UTC, never earlier."
+    )
+
+
+def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> list[JobItem]:
+    """Create the items at Apple (or confirm earlier creates); returns the undecided ones: a create
+    whose answer was lost that Apple does not show yet, younger than Apple's 10-minute rule."""
     config = client.service_config()
     waiting: dict[str, list[JobItem]] = {}
     to_create: list[JobItem] = []
@@ -151,9 +167,8 @@ def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) ->
         raise
     fallback = _record_create_events(job, waiting, finished, unknown)
     if fallback:  # 9635: created again without the account, then invited (at most once per item)
-        _create(job=job, items=fallback, client=client, token=token)
-    if undecided:
-        raise JobDeferred(poll_interval())
+        undecided += _create(job=job, items=fallback, client=client, token=token)
+    return undecided
 
 
 def _settle_overdue_events(client: VppClient, pending: dict[str, list[JobItem]]) -> None:
@@ -238,6 +253,10 @@ def _send_create(client: VppClient, batch: list[JobItem]) -> dict[str, list[JobI
         JobItem.objects.filter(pk__in=ids).update(request_sent_at=None)
         item_fail(batch, f"{NOT_ADDED} {exc.message} {NOT_RETRIED}", exc.error_number)
         return {}
+    except PermanentVppError:
+        # Apple refused the request as a whole (e.g. the token was revoked): nothing was created.
+        JobItem.objects.filter(pk__in=ids).update(request_sent_at=None)
+        raise
     if not event_ids:
         return {}
     batch = [by_cuid[cuid] for cuid in sent]
