@@ -106,7 +106,9 @@ class UpsertResult:
 
 def _refresh_search_text(user: User) -> None:
     """What User.save() computes: bulk writes bypass save(), so the upserts call this (one place)."""
-    user.search_text = user_search_text(user.display_name, user.login_id, user.email)
+    user.search_text = user_search_text(
+        user.display_name, user.login_id, user.email, getattr(user, "managed_apple_account", "")
+    )
 
 
 def _user_fields() -> set[str]:

@@ -1,3 +1,4 @@
+from vpp.models.alerts import AlertSetting
 from vpp.models.audit import AuditEvent
 from vpp.models.business import AppleBusinessSetting
 from vpp.models.job import (
@@ -19,6 +20,7 @@ __all__ = [
     "ACTIVE_VPP_STATUSES",
     "FINISHED_JOB_STATUSES",
     "OPEN_ITEM_STATUSES",
+    "AlertSetting",
     "AppleBusinessSetting",
     "AppleNotification",
     "AssignmentMethod",
