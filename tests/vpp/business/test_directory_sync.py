@@ -114,8 +114,7 @@ def test_it_creates_updates_and_matches_users_that_existed_before(
     assert (created.email, created.employee_number, created.department) == (
         person(2)[1]["email"], "E000002", person(2)[1]["department"],
     )  # fmt: skip
-    if hasattr(created, "managed_apple_account"):
-        assert created.managed_apple_account == person(2)[1]["managedAppleAccount"]
+    assert created.managed_apple_account == person(2)[1]["managedAppleAccount"]
     counts = AppleBusinessSetting.load().last_counts
     assert (counts["created"], counts["updated"], counts["failed"]) == (58, 1, 0)
 
@@ -240,3 +239,22 @@ def test_the_setting_page_saves_the_account_checks_it_and_starts_a_dry_run(
         admin_client.post("/setting/apple-business/", {"section": "dry_run"})
     job = Job.objects.get(action=JobAction.DIRECTORY)
     assert job.selection["dry_run"] is True
+
+
+@pytest.mark.django_db
+def test_a_person_the_database_refuses_fails_alone(directory, business_sandbox, django_capture_on_commit_callbacks):
+    sync(django_capture_on_commit_callbacks, dry_run=True)
+    sync(django_capture_on_commit_callbacks)
+    taken = person(1)[1]["managedAppleAccount"]  # Apple Business gives person 2 the account person 1 holds here
+    business_sandbox.people(
+        upsert={person(2)[0]: {"managedAppleAccount": taken}, person(3)[0]: {"department": "Finance"}}
+    )
+
+    job = sync(django_capture_on_commit_callbacks)
+
+    assert job.status == JobStatus.DONE and job.failed == 1
+    failed = JobItem.objects.get(job=job, status=ItemStatus.FAILED)
+    assert "already has this Managed Apple Account" in failed.reason
+    assert User.objects.get(apple_business_id=person(3)[0]).department == "Finance"  # the others went on
+    assert User.objects.get(apple_business_id=person(2)[0]).managed_apple_account == person(2)[1]["managedAppleAccount"]
+    assert AppleBusinessSetting.load().last_result == SyncResult.PARTIAL
