@@ -59,7 +59,8 @@ def business_demo_plan(*, environ=None) -> BusinessDemo | None:
     port = port_or_free(settings.APPLE_BUSINESS_SANDBOX_PORT)
     rate = environ.get("APPLE_BUSINESS_REQUESTS_PER_MINUTE") or DEMO_REQUESTS_PER_MINUTE
     argv = [sys.executable, "-m", "vpp.business_sandbox", "--host", "127.0.0.1", "--port", str(port),
-            "--people", str(DEMO_PEOPLE), "--account-file", str(public), "--requests-per-minute", rate]  # fmt: skip
+            "--people", str(DEMO_PEOPLE), "--account-file", str(public), "--requests-per-minute", rate,
+            "--exit-with-parent"]  # fmt: skip
     return BusinessDemo(argv, f"http://127.0.0.1:{port}", account, {"APPLE_BUSINESS_REQUESTS_PER_MINUTE": rate})
 
 
