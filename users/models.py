@@ -33,6 +33,10 @@ class User(models.Model):
     login_id = models.CharField("login ID", max_length=150, unique=True)
     email = models.EmailField(blank=True)
     department = models.CharField(max_length=200, blank=True)
+    employee_number = models.CharField(max_length=64, blank=True)
+    # The person's id in Apple Business (``GET /v1/users`` ``id``), set by the directory sync: the
+    # key it matches people by. Empty for users that did not come from Apple Business.
+    apple_business_id = models.CharField("Apple Business person id", max_length=64, blank=True)
     is_active = models.BooleanField("active", default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -53,6 +57,11 @@ class User(models.Model):
         verbose_name = "device user"
         verbose_name_plural = "device users"
         ordering = ["display_name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["apple_business_id"], condition=~Q(apple_business_id=""), name="user_apple_business_id_uniq"
+            ),
+        ]
         indexes = [
             # search_text rides along so a search in name order never touches the table rows.
             models.Index(fields=["display_name", "id", "search_text"], name="user_name_idx"),
@@ -120,6 +129,9 @@ class Device(models.Model):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     # APNs device token of our agent app; cleared when APNs answers 410 Unregistered.
     push_token = models.CharField(max_length=200, blank=True)
+    # Apple Business's status of the device: ASSIGNED / UNASSIGNED to a device management service
+    # (set by the directory sync; empty for devices Apple Business does not list).
+    org_status = models.CharField("Apple Business status", max_length=16, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
