@@ -6,6 +6,7 @@ Django's ``auth.User``); the verbose name says so everywhere it shows.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -156,3 +157,54 @@ def activated_apple_device_q(prefix: str = "") -> Q:
             f"{prefix}activation_state": ActivationState.ACTIVATED,
         }
     )
+
+
+class ImportStatus(models.TextChoices):
+    PREVIEWED = "previewed", "Previewed (nothing written)"
+    APPLYING = "applying", "Applying"
+    APPLIED = "applied", "Applied"
+    FAILED = "failed", "Stopped (resumable)"
+
+
+class UserImport(models.Model):
+    """One uploaded CSV of device users and devices (users/csv_import.py, docs/import.md).
+
+    The upload is parsed and previewed at once; ``rows`` keeps the accepted rows (normalised,
+    in file order, as lists in ``csv_import.FIELDS`` order, each with its file row number first)
+    so applying never re-reads the file. Applying commits per chunk: ``applied_rows`` accepted
+    rows are written (committed with the chunk that wrote them), so a stopped import resumes
+    after them.
+    """
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    filename = models.CharField(max_length=255, blank=True)
+    encoding = models.CharField(max_length=32, blank=True)  # what the file was read as ("UTF-8 with BOM")
+    delimiter = models.CharField(max_length=8, blank=True)
+    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.PREVIEWED)
+    total_rows = models.PositiveIntegerField(default=0)  # data rows in the file (blank lines aside)
+    rows = models.JSONField(default=list, blank=True)
+    accepted_rows = models.PositiveIntegerField(default=0)  # len(rows), without loading them
+    # [[row number, reason], ...] for every rejected row, in file order.
+    rejected = models.JSONField(default=list, blank=True)
+    # The preview: counts per kind and action, and the first changes per action (csv_import.Preview).
+    preview = models.JSONField(default=dict, blank=True)
+    applied_rows = models.PositiveIntegerField(default=0)
+    # What applying did so far: {"users": {"created": n, ...}, "devices": {...}}.
+    result = models.JSONField(default=dict, blank=True)
+    job_id = models.PositiveIntegerField(null=True, blank=True)  # the background job applying it
+    error = models.CharField(max_length=500, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "user import"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Import #{self.pk} {self.filename} ({self.status})"
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.accepted_rows else min(100, round(100 * self.applied_rows / self.accepted_rows))

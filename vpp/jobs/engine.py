@@ -201,9 +201,9 @@ def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[
     started = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.RUNNING, started_at=now, heartbeat_at=now
     )
-    if started and not _manager_unchanged(job, client):
-        return []
     kind = kind_for(job.action)
+    if started and kind.apple and not _manager_unchanged(job, client):
+        return []
     phase = _current_phase(job, kind)
     if phase is None:
         _finish(job)
@@ -439,7 +439,8 @@ def job_process_chunk(*, job_id: int, phase: str, chunk: int, client: VppClient 
 def _run(job: Job, phase: Phase, chunk: int, items: list[JobItem], token: str, client: VppClient | None) -> bool:
     """Run the phase on the claimed work and map failures. False when the job stopped."""
     try:
-        phase.run(job=job, items=items, client=client or vpp_client(), token=token)
+        apple = kind_for(job.action).apple
+        phase.run(job=job, items=items, client=(client or vpp_client()) if apple else None, token=token)
     except (NoContentToken, PermanentVppError) as exc:
         if phase.job_level or _stops_job(exc):
             _stop(job, exc)

@@ -17,6 +17,9 @@ class JobAction(models.TextChoices):
     # retired at Apple (licences revoked first) or adopted as a device user's VPP user
     # (vpp/jobs/phases/orphans.py, started by vpp/services/orphans.py).
     ORPHANS = "orphans", "Act on orphan Apple users"
+    # A CSV import of device users and devices, previewed on the Users page and applied by a
+    # job-level phase (vpp/jobs/phases/user_import.py; users/csv_import.py does the work).
+    USER_IMPORT = "user_import", "Import users from CSV"
 
 
 class JobStatus(models.TextChoices):

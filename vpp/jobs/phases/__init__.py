@@ -9,6 +9,8 @@ that may run long. ``prepare(job=, client=)`` runs before the phase's first chun
 
 A **job kind** lists its phases; ``on_finish(job)`` replaces the engine's generic "finished"
 audit event with the kind's own record (the full sync's result on the setting page).
+``apple=False`` marks a kind that never talks to Apple (the CSV import): the engine neither
+reads the unit's client config when it starts nor builds a VPP client for it (``client=None``).
 
 Add a job kind by writing its phase module(s) here and one ``JobKind`` entry below. How the
 engine runs them: docs/vpp-jobs.md.
@@ -19,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vpp.jobs.phases import delete, full_sync, invite, orphans, sync
+from vpp.jobs.phases import delete, full_sync, invite, orphans, sync, user_import
 from vpp.models import Job, JobAction
 
 
@@ -47,6 +49,7 @@ class JobKind:
     action: str
     phases: tuple[Phase, ...]
     on_finish: Callable[[Job], None] | None = None
+    apple: bool = True
 
     def index(self, phase: str) -> int:
         """The position of phase ``phase`` (raises ValueError for a phase of another kind)."""
@@ -71,6 +74,10 @@ FULL_READ = Phase("read_all", full_sync.full_sync_read_phase, "reading Apple's u
 ORPHAN_RETIRE = Phase("orphan_retire", delete.delete_phase, "revoking licences and retiring", steps=("orphan_retire",))
 ORPHAN_ADOPT = Phase("adopt", orphans.adopt_phase, "adopting", steps=("adopt",))
 
+# The CSV import (users/csv_import.py): one job-level phase that commits chunk by chunk and
+# resumes after the last committed chunk.
+USER_IMPORT_APPLY = Phase("import", user_import.user_import_phase, "importing users", time_limit=1800)
+
 KINDS: dict[str, JobKind] = {
     JobAction.INVITE: JobKind(JobAction.INVITE, (INVITE,)),
     JobAction.DELETE: JobKind(JobAction.DELETE, (DELETE,)),
@@ -78,6 +85,9 @@ KINDS: dict[str, JobKind] = {
     JobAction.ORPHANS: JobKind(JobAction.ORPHANS, (ORPHAN_RETIRE, ORPHAN_ADOPT)),
     JobAction.SYNC_ALL: JobKind(
         JobAction.SYNC_ALL, (FULL_PUSH, FULL_RETIRE, FULL_READ), on_finish=full_sync.full_sync_finished
+    ),
+    JobAction.USER_IMPORT: JobKind(
+        JobAction.USER_IMPORT, (USER_IMPORT_APPLY,), on_finish=user_import.user_import_finished, apple=False
     ),
 }
 PHASES: dict[str, Phase] = {phase.name: phase for kind in KINDS.values() for phase in kind.phases}
