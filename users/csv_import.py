@@ -104,6 +104,14 @@ class ImportFileError(Exception):
     """The file as a whole cannot be imported (too big, unreadable, wrong columns); the message
     says why and what to do. Nothing is stored."""
 
+    @staticmethod
+    def too_big(size: int) -> str:
+        """The message for a file of ``size`` bytes over ``MAX_BYTES``."""
+        return (
+            f"The file is {size / 1024 / 1024:.1f} MB; the limit is {MAX_BYTES // 1024 // 1024} MB "
+            "(about 100,000 rows). Split it into smaller files and import them one after another."
+        )
+
 
 # --------------------------------------------------------------------------- reading
 
@@ -304,7 +312,7 @@ def parse(data: bytes) -> Parsed:
     Managed Apple Account another login id already has in the file.
     """
     if len(data) > MAX_BYTES:
-        raise ImportFileError(_too_big(len(data)))
+        raise ImportFileError(ImportFileError.too_big(len(data)))
     text, encoding = decode(data)
     if not text.strip():
         raise ImportFileError("The file is empty.")
@@ -319,13 +327,6 @@ def parse(data: bytes) -> Parsed:
     if not parsed.total:
         raise ImportFileError("The file has a header but no rows.")
     return parsed
-
-
-def _too_big(size: int) -> str:
-    return (
-        f"The file is {size / 1024 / 1024:.1f} MB; the limit is {MAX_BYTES // 1024 // 1024} MB "
-        "(about 100,000 rows). Split it into smaller files and import them one after another."
-    )
 
 
 def _check_rows(reader: Iterator[list[str]], fields: list[str], parsed: Parsed) -> None:
@@ -400,8 +401,9 @@ def _kept_fields() -> list[str]:
     return [f for f in ("employee_number",) if f in {x.name for x in User._meta.get_fields()}]
 
 
-def _batch(rows: Sequence[ImportRow], *, dry_run: bool) -> tuple[UpsertResult, UpsertResult, dict[str, int]]:
-    """Upsert one batch's users, then its devices: (user result, device result, {login id: first row})."""
+def _batch(rows: Sequence[ImportRow], *, dry_run: bool) -> tuple[UpsertResult, UpsertResult, dict[str, tuple]]:
+    """Upsert one batch's users, then its devices: (user result, device result,
+    {login id: (its first row, the user's pk here or None)})."""
     first: dict[str, ImportRow] = {}
     for row in rows:
         first.setdefault(row.login_id, row)
@@ -421,7 +423,7 @@ def _batch(rows: Sequence[ImportRow], *, dry_run: bool) -> tuple[UpsertResult, U
         ],
         dry_run=dry_run,
     )
-    return users, devices, {login: (row.number, stored.get(login, {}).get("pk")) for login, row in first.items()}
+    return users, devices, {login: (row, stored.get(login, {}).get("pk")) for login, row in first.items()}
 
 
 def _maa_taken(rows: Sequence[ImportRow]) -> dict[str, str]:
@@ -467,7 +469,7 @@ def import_preview(*, data: bytes, filename: str = "", actor=None) -> UserImport
             else:
                 kept.append(row)
         users, devices, rows_of = _batch(kept, dry_run=True)
-        _tally(preview, users, devices, rows_of, {r.serial_number: r.number for r in kept})
+        _tally(preview, users, devices, rows_of, {r.serial_number: r for r in kept})
         accepted.extend(kept)
     parsed.rejected.sort()
     preview["rejected"] = len(parsed.rejected)
@@ -484,24 +486,26 @@ def import_preview(*, data: bytes, filename: str = "", actor=None) -> UserImport
     )
 
 
-def _tally(preview: dict, users: UpsertResult, devices: UpsertResult, rows_of: dict, serial_rows: dict) -> None:
+def _tally(preview: dict, users: UpsertResult, devices: UpsertResult, rows_of: dict, by_serial: dict) -> None:
     """Add one batch's dry-run results to the preview's counts and samples."""
-    by_pk = {pk: (login, number) for login, (number, pk) in rows_of.items() if pk}
-    changed_logins = set()
+    by_pk = {pk: row for row, pk in rows_of.values() if pk}
+    updated = 0
     for change in users.changes:
         if change.action == "updated":
-            login, number = by_pk[change.user_id]
-            changed_logins.add(login)
-            _sample(preview, "updated", [number, "user", login, change.detail])
-    for login, (number, pk) in rows_of.items():
-        if not pk:
-            _sample(preview, "created", [number, "user", login, ""])
-    preview["users"]["created"] += sum(1 for _, pk in rows_of.values() if not pk)
-    preview["users"]["updated"] += len(changed_logins)
+            row = by_pk[change.user_id]
+            updated += 1
+            _sample(preview, "updated", [row.number, "user", row.login_id, change.detail])
+    created = [row for row, pk in rows_of.values() if not pk]
+    for row in created:
+        _sample(preview, "created", [row.number, "user", row.login_id, row.name])
+    preview["users"]["created"] += len(created)
+    preview["users"]["updated"] += updated
     preview["users"]["unchanged"] += users.unchanged
     for change in devices.changes:
+        row = by_serial[change.label]
         preview["devices"][change.action] += 1
-        _sample(preview, change.action, [serial_rows[change.label], "device", change.label, change.detail])
+        detail = change.detail or f"{Platform(row.platform).label} {row.model}, owner {row.login_id}".replace("  ", " ")
+        _sample(preview, change.action, [row.number, "device", change.label, detail])
     preview["devices"]["unchanged"] += devices.unchanged
 
 
