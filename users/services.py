@@ -347,7 +347,8 @@ def devices_import_upsert(*, records: Sequence[DeviceImportRecord], dry_run: boo
         device = existing.get(serial)
         if device is None:
             values["activation_state"] = values["activation_state"] or ActivationState.PENDING
-            new_devices.append(Device(serial_number=serial, **values))
+            if not dry_run:
+                new_devices.append(Device(serial_number=serial, **values))
             touched.add(values["user_id"])
             result.changes.append(UpsertChange("created", serial, values["user_id"], DEVICE_IMPORT_FIELDS))
             continue

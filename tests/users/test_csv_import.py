@@ -298,3 +298,10 @@ def test_fields_without_a_column_keep_their_value():
     assert imported.preview["users"] == {"created": 0, "updated": 0, "unchanged": 1}
     apply(imported)
     assert User.objects.get(login_id="jdoe").employee_number == "E-7"
+
+
+def test_quoted_cells_may_hold_delimiters_and_line_breaks_and_old_mac_line_ends_are_read():
+    data = csv_bytes([row(name="Doe, Jane", dept="Sales\nNorth"), row("b", "B", "b@example.org")])
+    assert [r.department for r in parse(data).rows] == ["Sales\nNorth", "Sales"]
+    old_mac = csv_bytes([row(), row("b", "B", "b@example.org")]).replace(b"\r\n", b"\r")
+    assert [r.login_id for r in parse(old_mac).rows] == ["jdoe", "b"]
