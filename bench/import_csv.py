@@ -115,7 +115,8 @@ def main() -> None:
         path = Path(tmp) / "bench.csv"
         path.write_bytes(make_csv(args.rows, args.bad))
         database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "SQLite"
-        print(f"{args.rows:,} rows, {path.stat().st_size / 1024 / 1024:.1f} MB, {database}; load average {os.getloadavg()}")
+        size = path.stat().st_size / 1024 / 1024
+        print(f"{args.rows:,} rows, {size:.1f} MB, {database}; load average {os.getloadavg()}")
         print(f"{'step':<22} {'rows':>8} {'seconds':>8} {'rows/s':>8} {'peak MB':>8}  outcome")
         for step, label in (("preview", "preview (new file)"), ("apply", "apply"),
                             ("preview", "preview (same again)"), ("apply", "apply (same again)")):  # fmt: skip
