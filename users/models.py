@@ -34,10 +34,10 @@ class User(models.Model):
     login_id = models.CharField("login ID", max_length=150, unique=True)
     email = models.EmailField(blank=True)
     department = models.CharField(max_length=200, blank=True)
-    employee_number = models.CharField(max_length=64, blank=True)
+    employee_number = models.CharField(max_length=64, blank=True, db_default="")
     # The person's id in Apple Business (``GET /v1/users`` ``id``), set by the directory sync: the
     # key it matches people by. Empty for users that did not come from Apple Business.
-    apple_business_id = models.CharField("Apple Business person id", max_length=64, blank=True)
+    apple_business_id = models.CharField("Apple Business person id", max_length=64, blank=True, db_default="")
     is_active = models.BooleanField("active", default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -132,7 +132,7 @@ class Device(models.Model):
     push_token = models.CharField(max_length=200, blank=True)
     # Apple Business's status of the device: ASSIGNED / UNASSIGNED to a device management service
     # (set by the directory sync; empty for devices Apple Business does not list).
-    org_status = models.CharField("Apple Business status", max_length=16, blank=True)
+    org_status = models.CharField("Apple Business status", max_length=16, blank=True, db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, Subquery
 from django.db.models.functions import Lower
 
+from kmconsole.rows import rows_insert, rows_update
 from users.models import PLATFORM_FLAGS, ActivationState, Device, User, activated_apple_device_q, user_search_text
 
 
@@ -37,6 +38,7 @@ def user_device_summary_refresh(*, user_ids: Iterable[int] | None = None) -> int
 
 UPSERT_FIELDS = ("display_name", "email", "managed_apple_account", "employee_number", "department", "is_active")
 DEVICE_FIELDS = ("model", "platform", "org_status")
+NOT_CREATED_INACTIVE = "Not active in the source and not known here: not created."
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ def users_upsert(
     records: Sequence[PersonRecord],
     key_field: str = "apple_business_id",
     match_fields: Sequence[str] = ("managed_apple_account", "email"),
+    create_inactive: bool = True,
     dry_run: bool = False,
 ) -> UpsertResult:
     """Create or update device users from ``records`` (one batch, e.g. one page of a listing).
@@ -124,7 +127,8 @@ def users_upsert(
     equals the record's value case-insensitively (a match gets ``key_field`` set, so the next run
     matches by key). Unmatched records are created. Fields written: UPSERT_FIELDS (a field the
     model does not have is ignored). Records with an empty key are skipped with a reason; a key
-    that appears twice in ``records`` is applied once (the first).
+    that appears twice in ``records`` is applied once (the first). ``create_inactive=False``: an
+    inactive record that matches nobody is "skipped" instead of created.
 
     Returns an ``UpsertResult``: one ``UpsertChange`` per created/updated/skipped record and the
     number unchanged. ``dry_run``: nothing is written; the result says what would change. Users
@@ -139,7 +143,10 @@ def users_upsert(
             result.changes.append(UpsertChange("skipped", record.label, None, detail="No key: cannot be matched."))
         else:
             unique.setdefault(record.key.strip(), record)
-    by_key = {getattr(u, key_field): u for u in User.objects.filter(**{f"{key_field}__in": list(unique)})}
+    columns = ["pk", "login_id", key_field, *fields]
+    by_key = {
+        getattr(u, key_field): u for u in User.objects.filter(**{f"{key_field}__in": list(unique)}).only(*columns)
+    }
     fallback = _fallback_matches(unique, by_key, key_field, [f for f in match_fields if f in model_fields])
     creates: list[tuple[User, PersonRecord]] = []
     updates: list[User] = []
@@ -147,6 +154,9 @@ def users_upsert(
         user, matched_by = by_key.get(key), key_field
         if user is None and key in fallback:
             user, matched_by = fallback[key]
+        if user is None and not record.is_active and not create_inactive:
+            result.changes.append(UpsertChange("skipped", record.label, None, detail=NOT_CREATED_INACTIVE))
+            continue
         if user is None:
             creates.append((_new_user(record, key_field, fields), record))
             continue
@@ -166,13 +176,11 @@ def users_upsert(
     _unique_login_ids(new_users, key_field)
     if not dry_run:
         with transaction.atomic():
-            User.objects.bulk_create(new_users, batch_size=500)
-            if updates:
-                User.objects.bulk_update(updates, [*fields, key_field, "search_text"], batch_size=500)
-        if new_users and new_users[0].pk is None:  # a backend that returns no ids from a bulk INSERT
-            ids = dict(User.objects.filter(login_id__in=[u.login_id for u in new_users]).values_list("login_id", "pk"))
-            for user in new_users:
-                user.pk = ids.get(user.login_id)
+            rows_insert(new_users)
+            rows_update(updates, [*fields, key_field, "search_text"])
+        ids = dict(User.objects.filter(login_id__in=[u.login_id for u in new_users]).values_list("login_id", "pk"))
+        for user in new_users:
+            user.pk = ids.get(user.login_id)
     for user, record in creates:
         result.changes.append(UpsertChange("created", record.label, user.pk, tuple(fields)))
     return result
@@ -200,6 +208,7 @@ def _fallback_matches(unique: dict[str, PersonRecord], by_key: dict, key_field: 
             continue
         candidates = (
             User.objects.filter(**{key_field: ""})
+            .only("pk", "login_id", key_field, *[f for f in UPSERT_FIELDS if f in _user_fields()])
             .annotate(_match=Lower(name))
             .filter(_match__in=list(wanted))
             .order_by("-is_active", "pk")

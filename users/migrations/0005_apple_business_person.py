@@ -13,17 +13,17 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='device',
             name='org_status',
-            field=models.CharField(blank=True, max_length=16, verbose_name='Apple Business status'),
+            field=models.CharField(blank=True, db_default='', max_length=16, verbose_name='Apple Business status'),
         ),
         migrations.AddField(
             model_name='user',
             name='apple_business_id',
-            field=models.CharField(blank=True, max_length=64, verbose_name='Apple Business person id'),
+            field=models.CharField(blank=True, db_default='', max_length=64, verbose_name='Apple Business person id'),
         ),
         migrations.AddField(
             model_name='user',
             name='employee_number',
-            field=models.CharField(blank=True, max_length=64),
+            field=models.CharField(blank=True, db_default='', max_length=64),
         ),
         migrations.AddConstraint(
             model_name='user',
