@@ -378,7 +378,7 @@ def devices_import_upsert(*, records: Sequence[DeviceImportRecord], dry_run: boo
         result.changes.append(UpsertChange("updated", serial, device.user_id, changed, detail[:500]))
     if not dry_run and (new_devices or changed_devices):
         with transaction.atomic():
-            Device.objects.bulk_create(new_devices, batch_size=500)
-            Device.objects.bulk_update(changed_devices, list(DEVICE_IMPORT_FIELDS), batch_size=500)
+            rows_insert(new_devices)
+            rows_update(changed_devices, DEVICE_IMPORT_FIELDS)
             user_device_summary_refresh(user_ids=touched - {None})
     return result
