@@ -78,7 +78,7 @@ def child(step: str, path: str) -> None:
         rows = user_import.total_rows
         summary = {"preview": user_import.preview | {"samples": None}, "encoding": user_import.encoding}
     else:
-        user_import = UserImport.objects.defer("rows").latest("pk")
+        user_import = UserImport.objects.latest("pk")
         user_import = import_apply(import_id=user_import.pk)
         rows = user_import.accepted_rows
         summary = {"result": user_import.result}

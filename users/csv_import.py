@@ -4,7 +4,7 @@
    ``sniff``), checks the header (every documented column, nothing else: ``COLUMNS``), checks
    each row (``ImportRow`` or a reason) and asks the shared upserts (users.services
    ``users_upsert`` and ``devices_import_upsert``, in dry-run mode) what each accepted row would
-   change. It stores a ``UserImport`` with the accepted rows, the rejected ones (row number,
+   change. It stores a ``UserImport`` with the accepted rows (in chunks), the rejected ones (row number,
    reason) and the preview. Nothing else is written. A problem with the file as a whole raises
    ``ImportFileError`` and stores nothing.
 2. ``import_start(user_import=, actor=)`` hands the import to the registered runner (the VPP app
@@ -33,7 +33,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from kmconsole.csv_export import FORMULA_STARTS
-from users.models import ActivationState, ImportStatus, Platform, User, UserImport
+from users.models import ActivationState, ImportStatus, Platform, User, UserImport, UserImportChunk
 from users.services import (
     DeviceImportRecord,
     PersonRecord,
@@ -44,8 +44,7 @@ from users.services import (
 
 # 100,000 rows of this layout are ~15 MB; a bigger file is refused before it is read.
 MAX_BYTES = 20 * 1024 * 1024
-CHUNK_ROWS = 2000  # accepted rows per applied chunk (one transaction each)
-PREVIEW_BATCH = 2000  # accepted rows per dry-run batch of the preview
+CHUNK_ROWS = 2000  # accepted rows per stored chunk, dry-run batch and applied transaction
 SAMPLES = 200  # changes kept per action for the preview page
 
 
@@ -478,9 +477,9 @@ def import_preview(*, data: bytes, filename: str = "", actor=None) -> UserImport
         "devices": {"created": 0, "updated": 0, "unchanged": 0},
         "samples": {"created": [], "updated": []},
     }
-    accepted: list[ImportRow] = []
-    for start in range(0, len(parsed.rows), PREVIEW_BATCH):
-        batch = parsed.rows[start : start + PREVIEW_BATCH]
+    chunks: list[list[list]] = []
+    for start in range(0, len(parsed.rows), CHUNK_ROWS):
+        batch = parsed.rows[start : start + CHUNK_ROWS]
         taken = _maa_taken(batch)
         kept = []
         for row in batch:
@@ -496,20 +495,26 @@ def import_preview(*, data: bytes, filename: str = "", actor=None) -> UserImport
                 kept.append(row)
         users, devices, rows_of = _batch(kept, dry_run=True)
         _tally(preview, users, devices, rows_of, {r.serial_number: r for r in kept})
-        accepted.extend(kept)
+        if kept:
+            chunks.append([row.as_list() for row in kept])
     parsed.rejected.sort()
     preview["rejected"] = len(parsed.rejected)
-    return UserImport.objects.create(
-        created_by=actor if getattr(actor, "pk", None) else None,
-        filename=filename[:255],
-        encoding=parsed.encoding,
-        delimiter=parsed.delimiter,
-        total_rows=parsed.total,
-        rows=[row.as_list() for row in accepted],
-        accepted_rows=len(accepted),
-        rejected=[list(r) for r in parsed.rejected],
-        preview=preview,
-    )
+    with transaction.atomic():
+        user_import = UserImport.objects.create(
+            created_by=actor if getattr(actor, "pk", None) else None,
+            filename=filename[:255],
+            encoding=parsed.encoding,
+            delimiter=parsed.delimiter,
+            total_rows=parsed.total,
+            accepted_rows=sum(len(chunk) for chunk in chunks),
+            rejected=[list(r) for r in parsed.rejected],
+            preview=preview,
+        )
+        start = 0
+        for rows in chunks:  # one INSERT per chunk: each chunk's JSON is encoded on its own
+            UserImportChunk.objects.create(user_import=user_import, start=start, rows=rows)
+            start += len(rows)
+    return user_import
 
 
 def _tally(preview: dict, users: UpsertResult, devices: UpsertResult, rows_of: dict, by_serial: dict) -> None:
@@ -583,16 +588,16 @@ def import_apply(*, import_id: int, on_progress: Callable[[int, int], None] | No
     exception marks the import "failed" with the message (the rows of earlier chunks stay
     written; starting it again resumes) and is raised again.
     """
-    user_import = UserImport.objects.get(pk=import_id)
-    rows = user_import.rows
+    total = UserImport.objects.values_list("accepted_rows", flat=True).get(pk=import_id)
     try:
         while True:
             with transaction.atomic():
                 locked = UserImport.objects.select_for_update().only("applied_rows", "result").get(pk=import_id)
                 start = locked.applied_rows
-                chunk = [ImportRow.from_list(values) for values in rows[start : start + CHUNK_ROWS]]
-                if not chunk:
+                stored = UserImportChunk.objects.filter(user_import_id=import_id, start=start).first()
+                if stored is None:
                     break
+                chunk = [ImportRow.from_list(values) for values in stored.rows]
                 users, devices, _ = _batch(chunk, dry_run=False)
                 result = locked.result or {}
                 for kind, outcome in (("users", users), ("devices", devices)):
@@ -602,11 +607,10 @@ def import_apply(*, import_id: int, on_progress: Callable[[int, int], None] | No
                     counts["unchanged"] += outcome.unchanged
                 UserImport.objects.filter(pk=import_id).update(applied_rows=start + len(chunk), result=result)
             if on_progress is not None:
-                on_progress(start + len(chunk), len(rows))
+                on_progress(start + len(chunk), total)
     except Exception as exc:
         message = f"Stopped: {exc}"[:500]
         UserImport.objects.filter(pk=import_id).update(status=ImportStatus.FAILED, error=message)
         raise
     UserImport.objects.filter(pk=import_id).update(status=ImportStatus.APPLIED, applied_at=timezone.now())
-    user_import.refresh_from_db()
-    return user_import
+    return UserImport.objects.get(pk=import_id)

@@ -60,7 +60,7 @@ def import_upload(request):
 @require_GET
 def import_detail(request, pk: int):
     """The preview of an import (nothing written yet), or its progress and result once applying."""
-    user_import = get_object_or_404(UserImport.objects.defer("rows"), pk=pk)
+    user_import = get_object_or_404(UserImport.objects, pk=pk)
     context = {
         "imp": user_import,
         "preview": user_import.preview,
@@ -90,7 +90,7 @@ def _job_url(job_id: int | None) -> str:
 @require_POST
 def import_apply_view(request, pk: int):
     """Start applying (or resume) the import; the page then follows its progress."""
-    user_import = get_object_or_404(UserImport.objects.defer("rows"), pk=pk)
+    user_import = get_object_or_404(UserImport.objects, pk=pk)
     if import_start(user_import=user_import, actor=request.user):
         messages.success(request, f"Import #{user_import.pk} is being applied.")
     else:

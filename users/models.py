@@ -169,11 +169,10 @@ class ImportStatus(models.TextChoices):
 class UserImport(models.Model):
     """One uploaded CSV of device users and devices (users/csv_import.py, docs/import.md).
 
-    The upload is parsed and previewed at once; ``rows`` keeps the accepted rows (normalised,
-    in file order, as lists in ``csv_import.FIELDS`` order, each with its file row number first)
-    so applying never re-reads the file. Applying commits per chunk: ``applied_rows`` accepted
-    rows are written (committed with the chunk that wrote them), so a stopped import resumes
-    after them.
+    The upload is parsed and previewed at once; its accepted rows are kept in ``UserImportChunk``
+    rows so applying never re-reads the file and holds one chunk in memory at a time. Applying
+    commits per chunk: ``applied_rows`` accepted rows are written (committed with the chunk that
+    wrote them), so a stopped import resumes after them.
     """
 
     created_by = models.ForeignKey(
@@ -185,8 +184,7 @@ class UserImport(models.Model):
     delimiter = models.CharField(max_length=8, blank=True)
     status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.PREVIEWED)
     total_rows = models.PositiveIntegerField(default=0)  # data rows in the file (blank lines aside)
-    rows = models.JSONField(default=list, blank=True)
-    accepted_rows = models.PositiveIntegerField(default=0)  # len(rows), without loading them
+    accepted_rows = models.PositiveIntegerField(default=0)  # rows in its chunks
     # [[row number, reason], ...] for every rejected row, in file order.
     rejected = models.JSONField(default=list, blank=True)
     # The preview: counts per kind and action, and the first changes per action (csv_import.Preview).
@@ -208,3 +206,21 @@ class UserImport(models.Model):
     @property
     def percent(self) -> int:
         return 100 if not self.accepted_rows else min(100, round(100 * self.applied_rows / self.accepted_rows))
+
+
+class UserImportChunk(models.Model):
+    """A chunk of an import's accepted rows: ``rows`` normalised, in file order, as lists in
+    ``csv_import.FIELDS`` order with the file's row number first; ``start`` is the index of its
+    first row among the accepted rows (a chunk is applied when ``applied_rows`` reaches it)."""
+
+    user_import = models.ForeignKey(UserImport, on_delete=models.CASCADE, related_name="chunks")
+    start = models.PositiveIntegerField()
+    rows = models.JSONField(default=list)
+
+    class Meta:
+        verbose_name = "user import chunk"
+        ordering = ["user_import", "start"]
+        constraints = [models.UniqueConstraint(fields=["user_import", "start"], name="userimportchunk_start_uniq")]
+
+    def __str__(self) -> str:
+        return f"Import #{self.user_import_id} rows from {self.start + 1}"

@@ -15,7 +15,7 @@ def user_import_job_start(*, import_id: int, actor=None) -> int:
     Registered with ``users.csv_import.register_import_runner`` (VppConfig.ready). Writes the
     audit event "Import users from CSV <file>: n rows". Returns the job's id.
     """
-    user_import = UserImport.objects.defer("rows", "rejected", "preview").get(pk=import_id)
+    user_import = UserImport.objects.defer("rejected", "preview").get(pk=import_id)
     with transaction.atomic():
         job = Job.objects.create(
             action=JobAction.USER_IMPORT,

@@ -27,7 +27,7 @@ def user_import_phase(*, job: Job, items, client, token: str) -> None:
 
 def user_import_finished(job: Job) -> None:
     """The job's counts and audit event from the import's result (the job has no items)."""
-    user_import = UserImport.objects.filter(pk=job.selection.get("import")).defer("rows").first()
+    user_import = UserImport.objects.filter(pk=job.selection.get("import")).first()
     applied = user_import.applied_rows if user_import else 0
     rejected = len(user_import.rejected) if user_import else 0
     Job.objects.filter(pk=job.pk).update(succeeded=applied, skipped=rejected)
