@@ -305,3 +305,14 @@ def test_quoted_cells_may_hold_delimiters_and_line_breaks_and_old_mac_line_ends_
     assert [r.department for r in parse(data).rows] == ["Sales\nNorth", "Sales"]
     old_mac = csv_bytes([row(), row("b", "B", "b@example.org")]).replace(b"\r\n", b"\r")
     assert [r.login_id for r in parse(old_mac).rows] == ["jdoe", "b"]
+
+
+def test_a_managed_apple_account_another_active_user_holds_is_rejected_and_the_rest_applies():
+    make_user("Holder", login_id="holder", managed_apple_account="jane@corp.example", devices=())
+    imported = preview(
+        csv_bytes([row(maa="Jane@Corp.example"), row("rroe", "Richard Roe", "r@example.org", maa="r@corp.example")])
+    )
+    assert imported.rejected == [[2, "Managed Apple Account “jane@corp.example” belongs to active user “holder”"]]
+    apply(imported)
+    assert User.objects.get(login_id="rroe").managed_apple_account == "r@corp.example"
+    assert not User.objects.filter(login_id="jdoe").exists()

@@ -9,6 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('users', '0005_apple_business_person'),
+        ('users', '0005_managed_apple_account'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

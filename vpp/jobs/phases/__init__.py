@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vpp.jobs.phases import delete, full_sync, invite, orphans, sync, user_import
+from vpp.jobs.phases import convert, delete, full_sync, invite, orphans, reminders, sync, user_import
 from vpp.models import Job, JobAction
 
 
@@ -59,7 +59,11 @@ class JobKind:
 # An invite chunk carries its users through create → read back → deliver in one task, so
 # email for early chunks overlaps Apple's rate-limited calls for later ones.
 INVITE = Phase(
-    "invite", invite.invite_phase, "inviting", steps=("create", "readback", "deliver"), prepare=invite.invite_prepare
+    "invite",
+    invite.invite_phase,
+    "inviting",
+    steps=(*invite.CREATE_STEPS, "readback", "deliver"),
+    prepare=invite.invite_prepare,
 )
 DELETE = Phase("delete", delete.delete_phase, "revoking licences and retiring", steps=("delete",))
 SYNC_UPDATE = Phase("update", sync.sync_update_phase, "sending changed emails to Apple", steps=("update",))
@@ -77,12 +81,22 @@ ORPHAN_ADOPT = Phase("adopt", orphans.adopt_phase, "adopting", steps=("adopt",))
 # The CSV import (users/csv_import.py): one job-level phase that commits chunk by chunk and
 # resumes after the last committed chunk.
 USER_IMPORT_APPLY = Phase("import", user_import.user_import_phase, "importing users", time_limit=1800)
+# Convert: invited users who gained a Managed Apple Account, linked by users/update (no second
+# create), then read back (linked only when Apple shows them Associated).
+CONVERT_LINK = Phase("link", convert.convert_link_phase, "linking Managed Apple Accounts", steps=("link",))
+CONVERT_READ = Phase(
+    "link_read", convert.convert_read_phase, "reading the linked users back", steps=("link_read",), single_task=True
+)
+# A reminders round: the invitation again, on the round's channel for each user.
+REMIND = Phase("remind", reminders.remind_phase, "sending reminders", steps=("remind",))
 
 KINDS: dict[str, JobKind] = {
     JobAction.INVITE: JobKind(JobAction.INVITE, (INVITE,)),
     JobAction.DELETE: JobKind(JobAction.DELETE, (DELETE,)),
     JobAction.SYNC: JobKind(JobAction.SYNC, (SYNC_UPDATE, SYNC_READ)),
     JobAction.ORPHANS: JobKind(JobAction.ORPHANS, (ORPHAN_RETIRE, ORPHAN_ADOPT)),
+    JobAction.CONVERT: JobKind(JobAction.CONVERT, (CONVERT_LINK, CONVERT_READ)),
+    JobAction.REMINDERS: JobKind(JobAction.REMINDERS, (REMIND,)),
     JobAction.SYNC_ALL: JobKind(
         JobAction.SYNC_ALL, (FULL_PUSH, FULL_RETIRE, FULL_READ), on_finish=full_sync.full_sync_finished
     ),
