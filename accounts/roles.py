@@ -23,7 +23,9 @@ _VIEW = (
     "vpp.view_vppserversetting",
 )
 _OPERATE = ("vpp.invite_vppuser", "vpp.sync_vppuser")
-_ADMINISTER = ("vpp.delete_vppuser", "vpp.change_vppserversetting", MANAGE_PERM)
+# users.add_user + users.change_user: Users › Import CSV (users/import_views.py IMPORT_PERMISSIONS;
+# added to the group by accounts/migrations/0003_import_permissions.py).
+_ADMINISTER = ("vpp.delete_vppuser", "vpp.change_vppserversetting", MANAGE_PERM, "users.add_user", "users.change_user")
 
 # Role name -> "app_label.codename" permissions, from least to most.
 ROLES: dict[str, frozenset[str]] = {
@@ -38,7 +40,10 @@ class Role(models.TextChoices):
 
     VIEWER = VIEWER, "Viewer: sees users, jobs and settings"
     OPERATOR = OPERATOR, "Operator: also invites and syncs"
-    ADMINISTRATOR = ADMINISTRATOR, "Administrator: also deletes from VPP, changes settings and administrators"
+    ADMINISTRATOR = (
+        ADMINISTRATOR,
+        "Administrator: also deletes from VPP, imports users, changes settings and administrators",
+    )
 
 
 def role_of(user) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Model
+from django.db.models.expressions import DatabaseDefault
 from django.utils import timezone
 
 
@@ -42,6 +43,21 @@ def rows_update(objs: Sequence[Model], fields: Iterable[str], *, batch_size: int
     return len(params)
 
 
+# Column types whose str/bool/int values the database drivers take as they are (get_db_prep_save
+# would return them unchanged, at a cost that dominates an INSERT of 100,000 rows).
+_PLAIN_TYPES = {
+    "CharField", "TextField", "BooleanField", "IntegerField", "BigIntegerField", "SmallIntegerField",
+    "PositiveIntegerField", "PositiveSmallIntegerField", "PositiveBigIntegerField", "ForeignKey",
+}  # fmt: skip
+
+
+def _value(field, obj):
+    """The value to INSERT: a field left to its ``db_default`` (Django's DatabaseDefault marker, which
+    bulk_create turns into SQL DEFAULT) gets that default's value, as the database would store it."""
+    value = field.pre_save(obj, True)
+    return field.db_default if isinstance(value, DatabaseDefault) else value
+
+
 def rows_insert(objs: Sequence[Model], *, batch_size: int = 1000) -> int:
     """INSERT new objects with ``executemany`` (COPY on Postgres); ids are not read back.
 
@@ -59,7 +75,17 @@ def rows_insert(objs: Sequence[Model], *, batch_size: int = 1000) -> int:
     columns = ", ".join(quote(field.column) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
     sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
-    params = [[field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields] for obj in objs]
+    plain = [field.get_internal_type() in _PLAIN_TYPES for field in fields]
+    params = [
+        [
+            value
+            if is_plain and (value is None or type(value) in (str, bool, int))
+            else field.get_db_prep_save(value, connection)
+            for field, is_plain in zip(fields, plain, strict=True)
+            for value in (_value(field, obj),)
+        ]
+        for obj in objs
+    ]
     if connection.vendor == "postgresql":
         # COPY: one stream instead of a pipelined INSERT per row (10,000 items: ~1.9 s -> ~0.2 s).
         copy_sql = f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"

@@ -6,6 +6,7 @@ Django's ``auth.User``); the verbose name says so everywhere it shows.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
@@ -214,3 +215,70 @@ def activated_apple_device_q(prefix: str = "") -> Q:
             f"{prefix}activation_state": ActivationState.ACTIVATED,
         }
     )
+
+
+class ImportStatus(models.TextChoices):
+    PREVIEWED = "previewed", "Previewed (nothing written)"
+    APPLYING = "applying", "Applying"
+    APPLIED = "applied", "Applied"
+    FAILED = "failed", "Stopped (resumable)"
+
+
+class UserImport(models.Model):
+    """One uploaded CSV of device users and devices (users/csv_import.py, docs/import.md).
+
+    The upload is parsed and previewed at once; its accepted rows are kept in ``UserImportChunk``
+    rows so applying never re-reads the file and holds one chunk in memory at a time. Applying
+    commits per chunk: ``applied_rows`` accepted rows are written (committed with the chunk that
+    wrote them), so a stopped import resumes after them.
+    """
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    filename = models.CharField(max_length=255, blank=True)
+    encoding = models.CharField(max_length=32, blank=True)  # what the file was read as ("UTF-8 with BOM")
+    delimiter = models.CharField(max_length=8, blank=True)
+    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.PREVIEWED)
+    total_rows = models.PositiveIntegerField(default=0)  # data rows in the file (blank lines aside)
+    accepted_rows = models.PositiveIntegerField(default=0)  # rows in its chunks
+    # [[row number, reason], ...] for every rejected row, in file order.
+    rejected = models.JSONField(default=list, blank=True)
+    # The preview: counts per kind and action, and the first changes per action (csv_import.Preview).
+    preview = models.JSONField(default=dict, blank=True)
+    applied_rows = models.PositiveIntegerField(default=0)
+    # What applying did so far: {"users": {"created": n, ...}, "devices": {...}}.
+    result = models.JSONField(default=dict, blank=True)
+    job_id = models.PositiveIntegerField(null=True, blank=True)  # the background job applying it
+    error = models.CharField(max_length=500, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "user import"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Import #{self.pk} {self.filename} ({self.status})"
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.accepted_rows else min(100, round(100 * self.applied_rows / self.accepted_rows))
+
+
+class UserImportChunk(models.Model):
+    """A chunk of an import's accepted rows: ``rows`` normalised, in file order, as lists in
+    ``csv_import.FIELDS`` order with the file's row number first; ``start`` is the index of its
+    first row among the accepted rows (a chunk is applied when ``applied_rows`` reaches it)."""
+
+    user_import = models.ForeignKey(UserImport, on_delete=models.CASCADE, related_name="chunks")
+    start = models.PositiveIntegerField()
+    rows = models.JSONField(default=list)
+
+    class Meta:
+        verbose_name = "user import chunk"
+        ordering = ["user_import", "start"]
+        constraints = [models.UniqueConstraint(fields=["user_import", "start"], name="userimportchunk_start_uniq")]
+
+    def __str__(self) -> str:
+        return f"Import #{self.user_import_id} rows from {self.start + 1}"

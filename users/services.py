@@ -11,7 +11,7 @@ from django.db.models import Exists, Max, OuterRef, Subquery
 from django.db.models.functions import Lower
 
 from kmconsole.rows import rows_insert, rows_update
-from users.models import PLATFORM_FLAGS, Device, User, activated_apple_device_q, user_search_text
+from users.models import PLATFORM_FLAGS, ActivationState, Device, User, activated_apple_device_q, user_search_text
 
 
 def user_device_summary_refresh(*, user_ids: Iterable[int] | None = None) -> int:
@@ -314,4 +314,78 @@ def devices_upsert(
             Device.objects.bulk_create(new_devices, batch_size=500)
             Device.objects.bulk_update(changed_devices, list(DEVICE_FIELDS), batch_size=500)
             user_device_summary_refresh(user_ids=touched)
+    return result
+
+
+@dataclass(frozen=True)
+class DeviceImportRecord:
+    """One device of a CSV import (users/csv_import.py): matched by ``serial_number``, owned by
+    the device user whose login id is ``owner_login_id``. ``activation_state`` empty keeps the
+    stored state (a new device is "pending"); the other fields are written as given."""
+
+    serial_number: str
+    owner_login_id: str
+    platform: str
+    activation_state: str = ""
+    model: str = ""
+    os_version: str = ""
+
+
+DEVICE_IMPORT_FIELDS = ("user_id", "platform", "activation_state", "model", "os_version")
+
+
+def devices_import_upsert(*, records: Sequence[DeviceImportRecord], dry_run: bool = False) -> UpsertResult:
+    """Create or update devices by serial number, including their owner (one batch).
+
+    Beside ``devices_upsert`` (the directory sync's, which keeps owners and writes the Apple
+    Business status) because a CSV names each device's owner, activation state and OS version.
+    A serial held by several devices here updates the oldest. A device whose owner is not a user
+    here (not created yet in a dry run) is "created"/"updated" with ``user_id`` None. The users'
+    device summary is refreshed. Returns an ``UpsertResult`` (``label`` = the serial).
+    """
+    result = UpsertResult()
+    wanted = {r.serial_number: r for r in records if r.serial_number}
+    existing: dict[str, Device] = {}
+    for device in Device.objects.filter(serial_number__in=list(wanted)).order_by("-id"):
+        existing[device.serial_number] = device
+    owners = dict(
+        User.objects.filter(login_id__in={r.owner_login_id for r in wanted.values()}).values_list("login_id", "pk")
+    )
+    new_devices, changed_devices, touched = [], [], set()
+    for serial, record in wanted.items():
+        values = {
+            "user_id": owners.get(record.owner_login_id),
+            "platform": record.platform,
+            "activation_state": record.activation_state,
+            "model": record.model,
+            "os_version": record.os_version,
+        }
+        device = existing.get(serial)
+        if device is None:
+            values["activation_state"] = values["activation_state"] or ActivationState.PENDING
+            if not dry_run:
+                new_devices.append(Device(serial_number=serial, **values))
+            touched.add(values["user_id"])
+            result.changes.append(UpsertChange("created", serial, values["user_id"], DEVICE_IMPORT_FIELDS))
+            continue
+        if not values["activation_state"]:
+            values["activation_state"] = device.activation_state
+        changed = tuple(f for f, v in values.items() if getattr(device, f) != v)
+        if not changed:
+            result.unchanged += 1
+            continue
+        detail = ", ".join(f"{f}: {getattr(device, f)!r} → {values[f]!r}" for f in changed if f != "user_id")
+        if "user_id" in changed:
+            detail = ", ".join(filter(None, [f"owner → {record.owner_login_id}", detail]))
+            touched.add(device.user_id)
+        for name in changed:
+            setattr(device, name, values[name])
+        changed_devices.append(device)
+        touched.add(device.user_id)
+        result.changes.append(UpsertChange("updated", serial, device.user_id, changed, detail[:500]))
+    if not dry_run and (new_devices or changed_devices):
+        with transaction.atomic():
+            rows_insert(new_devices)
+            rows_update(changed_devices, DEVICE_IMPORT_FIELDS)
+            user_device_summary_refresh(user_ids=touched - {None})
     return result

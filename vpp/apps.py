@@ -6,6 +6,7 @@ class VppConfig(AppConfig):
     verbose_name = "Apple VPP"
 
     def ready(self) -> None:
+        from users.csv_import import register_import_runner
         from users.selectors import register_filter, register_row_annotation
         from users.table import register_cell
         from vpp import checks  # noqa: F401  (registers the system checks)
@@ -16,7 +17,11 @@ class VppConfig(AppConfig):
             users_filter_by_vpp_status,
             users_vpp_row_annotation,
         )
+        from vpp.services.user_import import user_import_job_start
         from vpp.users_table import vpp_status_cell
+
+        # The Users page's CSV import is applied as a job on the one job engine.
+        register_import_runner(user_import_job_start)
 
         # The VPP status column of the Users page: its row values, then its cell.
         register_row_annotation(users_vpp_row_annotation)

@@ -12,13 +12,15 @@ from accounts.roles import ADMINISTRATOR, MANAGE_PERM, OPERATOR, ROLES, VIEWER
 from tests.support.roles import make_admin
 from tests.support.users import make_user
 from tests.vpp.conftest import token_setting  # noqa: F401 - the fixture
+from users.import_views import IMPORT_PERMISSIONS
 from vpp.bulk_views import ORPHANS_PERMISSION, PERMISSIONS
 from vpp.models import JobAction
 from vpp.views import CHANGE_PERM
 
 MIGRATION = importlib.import_module("accounts.migrations.0002_builtin_roles")
+IMPORT_MIGRATION = importlib.import_module("accounts.migrations.0003_import_permissions")
 # Every permission a console view checks today (vpp/bulk_views.py, vpp/views.py, accounts/views.py).
-CHECKED = {*PERMISSIONS.values(), ORPHANS_PERMISSION, CHANGE_PERM, MANAGE_PERM}
+CHECKED = {*PERMISSIONS.values(), ORPHANS_PERMISSION, CHANGE_PERM, MANAGE_PERM, *IMPORT_PERMISSIONS}
 
 
 def group_perms(name: str) -> set[str]:
@@ -36,7 +38,8 @@ def test_the_migration_creates_the_roles_with_their_permissions():
     call_command("migrate", "accounts", verbosity=0)
 
     assert {name: group_perms(name) for name in ROLES} == ROLES
-    assert {name: set(perms) for name, perms in MIGRATION.ROLES.items()} == ROLES  # the frozen copy
+    frozen = {name: {*perms, *IMPORT_MIGRATION.ADDED.get(name, ())} for name, perms in MIGRATION.ROLES.items()}
+    assert frozen == ROLES  # the frozen copies
 
 
 def test_each_role_holds_exactly_the_checked_permissions_it_should():
@@ -58,14 +61,16 @@ def change_setting(client) -> int:
 @pytest.mark.django_db
 @pytest.mark.usefixtures("token_setting")
 @pytest.mark.parametrize(
-    ("role", "invite", "sync", "delete", "setting", "administrators"),
+    ("role", "invite", "sync", "delete", "setting", "administrators", "user_import"),
     [
-        (VIEWER, 403, 403, 403, 403, 403),
-        (OPERATOR, 200, 200, 403, 403, 403),
-        (ADMINISTRATOR, 200, 200, 200, 302, 200),
+        (VIEWER, 403, 403, 403, 403, 403, 403),
+        (OPERATOR, 200, 200, 403, 403, 403, 403),
+        (ADMINISTRATOR, 200, 200, 200, 302, 200, 200),
     ],
 )
-def test_the_views_let_each_role_do_what_it_holds(client, role, invite, sync, delete, setting, administrators):
+def test_the_views_let_each_role_do_what_it_holds(
+    client, role, invite, sync, delete, setting, administrators, user_import
+):
     user = make_user()
     client.force_login(make_admin("someone", role=role))
     assert client.get("/users/").status_code == 200  # every role sees the console
@@ -74,3 +79,4 @@ def test_the_views_let_each_role_do_what_it_holds(client, role, invite, sync, de
     assert confirm(client, "delete", user.pk) == delete
     assert change_setting(client) == setting
     assert client.get("/setting/administrators/").status_code == administrators
+    assert client.get("/users/import/").status_code == user_import

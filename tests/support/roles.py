@@ -1,7 +1,8 @@
 """The built-in roles (Viewer, Operator, Administrator) in the test database, and admins holding them.
 
 ensure_roles()                      the groups exactly as accounts/migrations/0002_builtin_roles.py
-                                    makes them (transactional tests flush them away; this restores them)
+                                    and 0003_import_permissions make them (transactional tests flush
+                                    them away; this restores them)
 make_admin("vera", role="Viewer")   an active auth.User in that role group (password: ADMIN_PASSWORD)
 """
 
@@ -14,10 +15,13 @@ from django.contrib.auth.models import Group, User
 
 ADMIN_PASSWORD = "role-test-password-1"
 _migration = importlib.import_module("accounts.migrations.0002_builtin_roles")
+_later = [importlib.import_module("accounts.migrations.0003_import_permissions")]
 
 
 def ensure_roles() -> None:
     _migration.create_roles(apps)
+    for migration in _later:
+        migration.add(apps)
 
 
 def make_admin(username: str, *, role: str | None, email: str = "", active: bool = True, **fields) -> User:

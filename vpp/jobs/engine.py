@@ -54,7 +54,7 @@ from vpp.jobs.items import (
     job_wait_clear,
     job_wait_set,
 )
-from vpp.jobs.phases import PHASES, JobKind, Phase, kind_for
+from vpp.jobs.phases import PHASES, JobKind, Phase, kind_for, no_client
 from vpp.jobs.plan import SKIP_REASONS, STEP_CREATE, Plan, vpp_plan_build
 from vpp.jobs.rows import rows_insert, rows_update
 from vpp.models import (
@@ -255,7 +255,7 @@ def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[
         status=JobStatus.RUNNING, started_at=now, heartbeat_at=now
     )
     kind = kind_for(job.action)
-    if started and kind.client is None:  # (a kind with its own client does not use the content token)
+    if started and kind.client is None:  # (a kind with its own client, or none, does not use the content token)
         with heartbeat_while(job_id=job.pk):
             if not _manager_unchanged(job, client):
                 return []
@@ -532,10 +532,13 @@ def _run(job: Job, phase: Phase, chunk: int, items: list[JobItem], token: str, c
     return True
 
 
-def _job_client(job: Job, client: VppClient | None) -> VppClient:
-    """The job's client (the kind's own, e.g. Apple Business, else the VPP client): its own retries
-    (a slow or busy Apple, a limiter pause, Redis down) show on the panel while they happen."""
+def _job_client(job: Job, client: VppClient | None) -> VppClient | None:
+    """The job's client (the kind's own, e.g. Apple Business, else the VPP client; None for a kind
+    that never talks to Apple): its own retries (a slow or busy Apple, a limiter pause, Redis down)
+    show on the panel while they happen."""
     factory = kind_for(job.action).client
+    if factory is no_client:
+        return None
     client = client or (factory() if factory is not None else vpp_client())
     client.on_wait = lambda exc, seconds: job_wait_set(job=job, reason=wait_reason(exc), seconds=seconds)
     return client

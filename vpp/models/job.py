@@ -27,6 +27,9 @@ class JobAction(models.TextChoices):
     # People and devices from Apple Business (vpp/jobs/phases/directory.py, started by
     # vpp/services/business.py); ``selection``: {"dry_run": bool, "groups": [...], "trigger": ...}.
     DIRECTORY = "directory", "Sync people and devices from Apple Business"
+    # A CSV import of device users and devices, previewed on the Users page and applied by a
+    # job-level phase (vpp/jobs/phases/user_import.py; users/csv_import.py does the work).
+    USER_IMPORT = "user_import", "Import users from CSV"
 
 
 class JobStatus(models.TextChoices):

@@ -11,7 +11,8 @@ A **job kind** lists its phases; ``on_finish(job)`` replaces the engine's generi
 audit event with the kind's own record (the full sync's result on the setting page).
 ``client`` builds what its phases get as ``client`` (None: the VPP client of the content token,
 and the job starts with the content token's mdmInfo check); the directory sync gets an Apple
-Business client instead.
+Business client instead, and a kind that never talks to Apple (the CSV import) has ``no_client``:
+its phases get ``client=None`` and the engine reads no unit's client config for it.
 
 Add a job kind by writing its phase module(s) here and one ``JobKind`` entry below. How the
 engine runs them: docs/vpp-jobs.md.
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vpp.business_account import business_client
-from vpp.jobs.phases import convert, delete, directory, full_sync, invite, orphans, reminders, sync
+from vpp.jobs.phases import convert, delete, directory, full_sync, invite, orphans, reminders, sync, user_import
 from vpp.models import Job, JobAction
 
 
@@ -43,6 +44,11 @@ class Phase:
     @property
     def job_level(self) -> bool:
         return not self.steps
+
+
+def no_client() -> None:
+    """``JobKind.client`` of a kind that never talks to Apple (the CSV import): no client is built."""
+    return None
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,9 @@ FULL_READ = Phase("read_all", full_sync.full_sync_read_phase, "reading Apple's u
 ORPHAN_RETIRE = Phase("orphan_retire", delete.delete_phase, "revoking licences and retiring", steps=("orphan_retire",))
 ORPHAN_ADOPT = Phase("adopt", orphans.adopt_phase, "adopting", steps=("adopt",))
 
+# The CSV import (users/csv_import.py): one job-level phase that commits chunk by chunk and
+# resumes after the last committed chunk.
+USER_IMPORT_APPLY = Phase("import", user_import.user_import_phase, "importing users", time_limit=1800)
 # Convert: invited users who gained a Managed Apple Account, linked by users/update (no second
 # create), then read back (linked only when Apple shows them Associated).
 CONVERT_LINK = Phase("link", convert.convert_link_phase, "linking Managed Apple Accounts", steps=("link",))
@@ -109,6 +118,9 @@ KINDS: dict[str, JobKind] = {
         (DIRECTORY_PEOPLE, DIRECTORY_DEVICES),
         on_finish=directory.directory_finished,
         client=business_client,
+    ),
+    JobAction.USER_IMPORT: JobKind(
+        JobAction.USER_IMPORT, (USER_IMPORT_APPLY,), on_finish=user_import.user_import_finished, client=no_client
     ),
 }
 PHASES: dict[str, Phase] = {phase.name: phase for kind in KINDS.values() for phase in kind.phases}
