@@ -3,6 +3,8 @@
 //    modal carries a readable message: show it instead of htmx's default "do nothing".
 //  - When a job panel reports its job finished (HX-Trigger: vppJobFinished), the Users table
 //    behind the modal is fetched again so the VPP status column is current.
+//  - [data-copy="<selector>"] buttons copy that input's value (the person page's invitation
+//    link) and say so in the sibling [data-copy-state].
 (function () {
   "use strict";
   document.body.addEventListener("vppJobFinished", function () {
@@ -15,6 +17,22 @@
     if ((status === 403 || status === 409) && detail.target && detail.target.id === "modal") {
       detail.shouldSwap = true;
       detail.isError = false;
+    }
+  });
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button) { return; }
+    var input = document.querySelector(button.getAttribute("data-copy"));
+    var state = button.parentNode.querySelector("[data-copy-state]");
+    if (!input) { return; }
+    var done = function (text) { if (state) { state.textContent = text; } };
+    input.select();
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(input.value).then(function () { done("Copied"); }, function () {
+        done(document.execCommand("copy") ? "Copied" : "Press Ctrl+C to copy");
+      });
+    } else {
+      done(document.execCommand("copy") ? "Copied" : "Press Ctrl+C to copy");
     }
   });
 })();

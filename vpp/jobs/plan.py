@@ -87,7 +87,7 @@ def _invite_skip(facts: dict, channel: str) -> str:
     names = [usable.name for usable in channels_for(channel)]
     if not names:
         return "no_channel"
-    reachable = {"email": bool(facts["email"]), "push": bool(facts["has_push_token"])}
+    reachable = {"email": bool(facts["email"]), "push": bool(facts["has_push_token"]), "helpdesk": True}
     if not any(reachable.get(name) for name in names):
         if channel == InvitationChannel.BOTH:
             return "no_contact"
