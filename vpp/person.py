@@ -140,8 +140,9 @@ def person_timeline(user: User, vpp_users: list[VppUser]) -> list[TimelineEntry]
     for event in events:
         detail = f"by {event.actor_name}" + (f": {event.target_summary}" if event.job_id else "")
         entries.append(TimelineEntry(event.created_at, _event_title(event), detail, event.job_id))
-    entries.sort(key=lambda entry: entry.at, reverse=True)
-    return entries[:TIMELINE_MAX]
+    # Newest first; entries of the same instant in reverse order of writing (accepted after created).
+    order = sorted(range(len(entries)), key=lambda i: (entries[i].at, i), reverse=True)
+    return [entries[i] for i in order[:TIMELINE_MAX]]
 
 
 def _event_title(event: AuditEvent) -> str:
