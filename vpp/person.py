@@ -109,6 +109,8 @@ def person_timeline(user: User, vpp_users: list[VppUser]) -> list[TimelineEntry]
         if row.status == VppUserStatus.ASSOCIATED:
             when = row.last_synced_at or row.updated_at
             entries.append(TimelineEntry(when, "Invitation accepted: associated with an Apple Account", tone="ok"))
+        if row.status == VppUserStatus.RETIRED:
+            entries.append(TimelineEntry(row.updated_at, "Retired from VPP"))
         if row.last_error_message or row.last_error_number:
             number = f"Apple error {row.last_error_number}: " if row.last_error_number else ""
             detail = f"{number}{row.last_error_message}"

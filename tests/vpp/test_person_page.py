@@ -193,3 +193,19 @@ def test_job_results_link_each_user_to_their_page(client):
     html = client.get(f"/vpp/jobs/{job.pk}/").content.decode()
     assert f'href="/users/{person.pk}/">Linked (user1)</a>' in html
     assert '<span class="cell-main">Deleted since (gone)</span>' in html
+
+
+def test_the_timeline_shows_retirement_errors_and_a_former_units_vpp_user(client):
+    login(client)
+    person = make_user(
+        "Retiree",
+        vpp_status=VppUserStatus.RETIRED,
+        vpp_fields={"last_error_number": 9610, "last_error_message": "No longer listed by Apple"},
+    )
+    old = VppUser.objects.create(user=None, former_user=person, status=VppUserStatus.ASSOCIATED, unit_uid="old-unit")
+    html = client.get(f"/users/{person.pk}/").content.decode()
+    assert "Retired from VPP" in html
+    assert "Apple error 9610: No longer listed by Apple" in html
+    assert f"clientUserId {old.client_user_id}" in html  # the earlier unit's VPP user stays in the history
+    current = VppUser.objects.get(user=person)
+    assert f'<dt>clientUserId</dt><dd class="mono">{current.client_user_id}</dd>' in html
