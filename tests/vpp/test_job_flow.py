@@ -132,9 +132,11 @@ def test_it_reports_per_user_failures_with_apple_error(apple, token_setting, use
     job = run_job(job, apple)
     assert (job.succeeded, job.failed) == (1, 1)
     item = JobItem.objects.get(job=job, user=bad)
-    assert (item.error_number, item.reason) == (9603, "Internal error")
-    # A failed create leaves the user as before: not a VPP user, with no Apple error kept.
-    assert not VppUser.objects.filter(user=bad, status=VppUserStatus.INVITED).exists()
+    assert item.error_number == 9603
+    assert item.reason.startswith("Not added to VPP (not a VPP user): Internal error")
+    assert "Retry failed only" in item.reason and "retried later" not in item.reason
+    # A failed create leaves the user as before: not a VPP user (no row, so never "pending" for ever).
+    assert not VppUser.objects.filter(user=bad).exists()
 
 
 def test_it_deletes_revoking_licences_then_retiring(apple, token_setting, user_factory):

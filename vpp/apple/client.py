@@ -639,16 +639,19 @@ class VppClient:
     def _parse(self, response: requests.Response, *, idempotent: bool) -> dict:
         status = response.status_code
         data = _json_body(response)
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        # An HTTP-date Retry-After counts from the answer's own Date, not our clock (docs/apple-vpp.md#rate-limit).
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), server_date=response.headers.get("Date"))
         # Any body with errorNumber is an error, whatever the HTTP status (docs/apple-vpp.md#errors).
         if isinstance(data, dict) and data.get("errorNumber") not in (None, "", 0):
             number = _int(data.get("errorNumber"), default=0) or None
+            info = data.get("errorInfo")
             raise error_for(
                 http_status=status,
                 error_number=number,
                 apple_message=_str(data.get("errorMessage")),
                 retry_after=retry_after,
                 outcome_unknown=not idempotent and _may_have_acted(status, number),
+                error_info=info if isinstance(info, dict) else None,
             )
         if status >= 300:
             raise error_for(

@@ -28,9 +28,9 @@ ERROR_MESSAGES: dict[int, str] = {
     9600: "A required value was missing from the request to Apple.",
     9601: "Apple did not accept the content token (login required). Upload the content token again.",
     9602: "Apple rejected a value in the request as invalid.",
-    9603: "Apple's service had an internal error. The action will be retried later.",
+    9603: "Apple's service had an internal error.",
     9609: "Apple could not find this user in the VPP location.",
-    9610: "Apple could not find the licence.",
+    9610: "Apple could not find the licence (it may have been revoked or moved meanwhile).",
     9616: "The licence is already assigned.",
     9618: "The user is already retired in VPP.",
     9620: "The user was already deleted from VPP.",
@@ -51,8 +51,8 @@ ERROR_MESSAGES: dict[int, str] = {
     ),
     9641: "The Apple Account is already associated with another VPP user.",
     9643: "The licence is locked by a pending transfer.",
-    9644: "Apple's service is in maintenance. The action will be retried later.",
-    9646: "Too many requests were sent to Apple for this organisation; kmconsole is slowing down and will retry.",
+    9644: "Apple's service is in maintenance.",
+    9646: "Too many requests were sent to Apple for this organisation.",
     9647: "This action is not supported for legacy content tokens. Download a current token and upload it.",
     9650: "Apple reported the requested page as out of range (the list changed while it was being read).",
     9700: "Too many apps or books in one request to Apple.",
@@ -84,7 +84,7 @@ ERROR_MESSAGES: dict[int, str] = {
     9726: "Apple does not support this kind of request (HTTP method).",
     9727: "Apple did not accept the request's content type.",
     9728: "Apple could not reach the notification URL.",
-    9729: "Apple's service is temporarily unavailable. The action will be retried later.",
+    9729: "Apple's service is temporarily unavailable.",
 }
 
 _TRANSIENT_NUMBERS = {9603, 9644, 9729}
@@ -106,21 +106,44 @@ class VppError(Exception):
         error_number: int | None = None,
         http_status: int | None = None,
         apple_message: str | None = None,
+        error_info: dict | None = None,
     ):
         super().__init__(message)
         self.message = message
         self.error_number = error_number
         self.http_status = http_status
         self.apple_message = apple_message
+        # Apple's ``errorInfo`` as sent (``clientUserIds``, ``serialNumbers``, ``assets``), kept whole:
+        # an error that names users concerns those users only (docs/apple-vpp.md#errors).
+        self.error_info: dict = dict(error_info) if isinstance(error_info, dict) else {}
         # For batched calls (create/update/retire/revoke): the event ids Apple accepted, in
         # batch order, and every batch's outcome. The caller must track the accepted ones.
         self.event_ids: list[str] = []
         self.batches: list[BatchOutcome] = []
 
+    @property
+    def client_user_ids(self) -> list[str]:
+        """The ``clientUserId``s Apple named in ``errorInfo`` (empty: the error concerns the whole request)."""
+        return _named(self.error_info.get("clientUserIds"))
+
+    @property
+    def serial_numbers(self) -> list[str]:
+        """The serial numbers Apple named in ``errorInfo``."""
+        return _named(self.error_info.get("serialNumbers"))
+
     def __str__(self) -> str:
         if self.error_number is not None:
             return f"{self.message} (Apple error {self.error_number})"
         return self.message
+
+
+def _named(value) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    return [str(item) for item in value if item is not None and str(item).strip()]
+
+
+RETRIED_LATER = "The action will be retried later."
 
 
 class TransientVppError(VppError):
@@ -194,8 +217,16 @@ class InvalidRequestError(PermanentVppError):
     """Other 4xx / argument errors (97xx), and unexpected answers that retrying won't fix."""
 
 
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date (RFC 9110)."""
+def parse_retry_after(
+    value: str | None, *, now: datetime | None = None, server_date: str | None = None
+) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date (RFC 9110).
+
+    An HTTP-date is measured against ``server_date`` (the same response's ``Date`` header) when
+    it is readable, so a local clock that runs fast or slow does not shorten or stretch the
+    wait (RFC 9110 §10.2.3: the delay is relative to the response's own time); else against
+    ``now`` (default: the local clock, UTC).
+    """
     if not value or not value.strip():
         return None
     text = value.strip()
@@ -210,10 +241,22 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+        seconds = (when - (_http_date(server_date) or now or datetime.now(UTC))).total_seconds()
     if seconds != seconds:  # NaN
         return None
     return max(0.0, seconds)
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value or not value.strip():
+        return None
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def error_for(
@@ -223,14 +266,25 @@ def error_for(
     apple_message: str | None = None,
     retry_after: float | None = None,
     outcome_unknown: bool = False,
+    error_info: dict | None = None,
 ) -> VppError:
-    """Map an Apple error number and/or HTTP status to the named exception (docs/apple-vpp.md#errors)."""
+    """Map an Apple error number and/or HTTP status to the named exception (docs/apple-vpp.md#errors).
+
+    ``error_info`` is Apple's ``errorInfo`` (kept on the exception: ``client_user_ids``). A
+    transient exception's message says that it will be retried; the job engine does retry them.
+    """
     message = _message_for(error_number, http_status, apple_message)
-    common = {"error_number": error_number, "http_status": http_status, "apple_message": apple_message}
+    retried = f"{message} {RETRIED_LATER}" if RETRIED_LATER not in message else message
+    common = {
+        "error_number": error_number,
+        "http_status": http_status,
+        "apple_message": apple_message,
+        "error_info": error_info,
+    }
     if error_number in _RATE_LIMIT_NUMBERS or (error_number is None and http_status == 429):
-        return RateLimitedError(message, retry_after=retry_after, **common)
+        return RateLimitedError(retried, retry_after=retry_after, **common)
     if error_number in _TRANSIENT_NUMBERS:
-        return ServiceUnavailableError(message, retry_after=retry_after, outcome_unknown=outcome_unknown, **common)
+        return ServiceUnavailableError(retried, retry_after=retry_after, outcome_unknown=outcome_unknown, **common)
     if error_number in _EXPIRED_NUMBERS:
         return TokenExpiredError(message, **common)
     if error_number in _REVOKED_NUMBERS:
@@ -241,9 +295,9 @@ def error_for(
         return NotPermittedError(message, **common)
     status = http_status or 0
     if status == 429:
-        return RateLimitedError(message, retry_after=retry_after, **common)
+        return RateLimitedError(retried, retry_after=retry_after, **common)
     if status >= 500:
-        return ServiceUnavailableError(message, retry_after=retry_after, outcome_unknown=outcome_unknown, **common)
+        return ServiceUnavailableError(retried, retry_after=retry_after, outcome_unknown=outcome_unknown, **common)
     if error_number is None and status == 401:
         return TokenInvalidError(message, **common)
     if error_number is None and status == 403:
@@ -255,8 +309,9 @@ def _message_for(error_number: int | None, http_status: int | None, apple_messag
     if error_number in ERROR_MESSAGES:
         return ERROR_MESSAGES[error_number]
     if error_number is not None:
-        detail = f": “{apple_message.strip()[:200]}”" if apple_message and apple_message.strip() else ""
-        return f"Apple reported an error{detail}."
+        if apple_message and apple_message.strip():
+            return f"Apple reported an error: “{apple_message.strip()[:200]}”."
+        return "Apple reported an error without an explanation."
     status = http_status or 0
     if status == 429:
         return ERROR_MESSAGES[9646]
@@ -267,5 +322,5 @@ def _message_for(error_number: int | None, http_status: int | None, apple_messag
     if status == 404:
         return "Apple's service answered “not found”; the VPP server address may be wrong."
     if status >= 500:
-        return f"Apple's service is unavailable (HTTP {status}). The action will be retried later."
+        return f"Apple's service is unavailable (HTTP {status})."
     return f"Apple rejected the request (HTTP {status})."

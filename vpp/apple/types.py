@@ -7,6 +7,7 @@ Response shapes: https://developer.apple.com/documentation/devicemanagement/app-
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -225,6 +226,20 @@ def _normalise_status(value: Any) -> str:
         if text.lower() == known.lower():
             return known
     return text  # unknown future status: kept as Apple sent it
+
+
+# Apple's users/create and users/update refuse an address without a dot in its domain with 9717
+# ("The email address is invalid", naming the user in errorInfo.clientUserIds); "+" tags and
+# internationalised addresses are accepted (docs/apple-vpp.md#errors). Django's EmailValidator accepts
+# ``someone@localhost``, so it is not enough.
+_APPLE_EMAIL = re.compile(r"^[^@\s]+@[^@\s.][^@\s]*\.[^@\s]*[^@\s.]$")
+
+
+def apple_accepts_email(address: str | None) -> bool:
+    """Whether Apple accepts ``address`` as a user's email (see _APPLE_EMAIL above); '' and None: no address."""
+    if not address:
+        return True
+    return bool(_APPLE_EMAIL.match(address.strip())) and ".." not in address.split("@", 1)[-1]
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from django.conf import settings
@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from vpp.apple.client import VppClient
 from vpp.apple.errors import InvalidRequestError
-from vpp.apple.types import EventStatus, VppApiUser
+from vpp.apple.types import EventStatus, UserStatus, VppApiUser
 from vpp.jobs.items import JobDeferred, job_heartbeat
 from vpp.models import AppleNotification
 
@@ -20,6 +20,44 @@ T = TypeVar("T")
 UNKNOWN_EVENT = 9708
 USER_EXISTS = 9716
 USER_NOT_FOUND = 9609
+# Up to this many users, one filtered listing per user is cheaper than a full listing.
+PER_USER_READ_LIMIT = 50
+
+
+# Said after an Apple failure that nothing retries by itself (an event's per-user failure, a refusal).
+NOT_RETRIED = "Nothing retries this by itself: use “Retry failed only” once the cause is fixed."
+
+
+def send_without_refused(
+    call: Callable[[list[str]], list[str]],
+    keys: Sequence[str],
+    on_refused: Callable[[dict[str, tuple[int | None, str]]], None],
+    *,
+    next_step: str = NOT_RETRIED,
+) -> tuple[list[str], list[str]]:
+    """Send ``keys`` (clientUserIds) with ``call``; an error naming some of them fails those only.
+
+    ``call(keys)`` sends one request (create, update, retire, revoke) and returns Apple's event
+    ids. When Apple refuses it synchronously and names users in ``errorInfo.clientUserIds``
+    (9717 invalid e-mail, 9715 duplicate, 9609 unknown…), ``on_refused({key: (number, reason)})``
+    records those users at once and the rest is sent again without them, in the same call
+    (Apple: a synchronous error triggers no processing, docs/apple-vpp.md#errors). Returns
+    ``(event ids, the keys they cover)``; both empty when every key was refused. An error that
+    names none of ``keys``, a transient error and a token error are raised unchanged.
+    ``next_step`` ends each reason: what happens next (default: nothing retries it by itself).
+    """
+    remaining = list(keys)
+    while remaining:
+        try:
+            return call(remaining), remaining
+        except InvalidRequestError as exc:
+            named = {str(cuid).lower() for cuid in exc.client_user_ids}
+            hit = [key for key in remaining if str(key).lower() in named]
+            if not hit or exc.event_ids:
+                raise
+            on_refused(dict.fromkeys(hit, (exc.error_number, f"{exc.message} {next_step}")))
+            remaining = [key for key in remaining if str(key).lower() not in named]
+    return [], []
 
 
 def batches(items: Sequence[T], size: int) -> Iterator[list[T]]:
@@ -97,19 +135,41 @@ class EventsStillPending(JobDeferred):
         self.unknown = unknown
 
 
-def failures_by_user(status: EventStatus) -> tuple[dict[str, tuple[int | None, str]], tuple[int | None, str] | None]:
-    """Per-user failures of an event, plus a failure that names nobody (applies to all)."""
+def failures_by_user(
+    status: EventStatus, *, next_step: str = NOT_RETRIED
+) -> tuple[dict[str, tuple[int | None, str]], tuple[int | None, str] | None]:
+    """Per-user failures of an event {clientUserId (lower case): (number, reason)}, plus a failure
+    that names nobody (applies to all). Each reason ends with ``next_step``: what happens next."""
     per_user: dict[str, tuple[int | None, str]] = {}
     general = None
     for failure in status.failures:
+        reason = f"{failure.message} {next_step}"
         if failure.client_user_ids:
             for cuid in failure.client_user_ids:
-                per_user[str(cuid).lower()] = (failure.error_number, failure.message)
+                per_user[str(cuid).lower()] = (failure.error_number, reason)
         else:
-            general = (failure.error_number, failure.message)
+            general = (failure.error_number, reason)
     if status.status == "FAILED" and not per_user and general is None and status.num_completed < status.num_requested:
-        general = (None, "Apple reported the request as failed without details.")
+        general = (None, f"Apple reported the request as failed without details. {next_step}")
     return per_user, general
+
+
+def retired_at_apple(client: VppClient, client_user_ids: Iterable[str]) -> set[str]:
+    """Of these clientUserIds (lower case), the ones Apple lists as retired with no active record.
+
+    A retire or revoke re-sent after its first answer was lost gets 9609 for users the first
+    request already retired: that is "already done", not "unknown" (docs/apple-vpp.md#errors).
+    """
+    wanted = {str(cuid).lower() for cuid in client_user_ids}
+    found: dict[str, VppApiUser] = {}
+    if len(wanted) > PER_USER_READ_LIMIT:
+        found, _ = users_listing(client)
+    else:
+        for cuid in wanted:
+            rows, _ = users_listing(client, client_user_id=cuid)
+            found.update(rows)
+    retired = (UserStatus.RETIRED, UserStatus.DELETED)
+    return {cuid for cuid in wanted if cuid in found and found[cuid].status in retired}
 
 
 def _users_of(listing) -> Iterator[VppApiUser]:

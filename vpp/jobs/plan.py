@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import QuerySet
 
+from vpp.apple.types import apple_accepts_email
 from vpp.invitations.channels import channels_for
 from vpp.models import InvitationChannel, JobAction, VppUserStatus
 from vpp.selectors import users_with_vpp_facts
@@ -28,6 +29,7 @@ SKIP_REASONS = {
     "not_vpp": "Not a VPP user",
     "retired": "Already retired from VPP",
     "user_deleted": "The device user no longer exists",
+    "apple_email": "Email address Apple refuses (no dot in its domain, e.g. someone@localhost)",
 }
 
 # What each eligible user will go through (first job phase), by action.
@@ -66,6 +68,18 @@ class Plan:
         counts = Counter(row.skip_reason for row in self.skipped)
         return [(code, SKIP_REASONS[code], n) for code, n in counts.most_common()]
 
+    def skip_rows(self, examples: int = 5) -> list[tuple[str, str, int, list[str]]]:
+        """(code, readable reason, count, the first EXAMPLES users' labels), most frequent first.
+
+        The confirmation names the users behind a reason the admin can fix (an address Apple refuses).
+        """
+        named = {"apple_email"}
+        labels: dict[str, list[str]] = {}
+        for row in self.skipped:
+            if row.skip_reason in named and len(labels.setdefault(row.skip_reason, [])) < examples:
+                labels[row.skip_reason].append(row.label)
+        return [(code, reason, n, labels.get(code, [])) for code, reason, n in self.skip_counts()]
+
     def step_counts(self) -> dict[str, int]:
         return dict(Counter(row.step for row in self.eligible))
 
@@ -87,6 +101,8 @@ def _invite_skip(facts: dict, channel: str) -> str:
     names = [usable.name for usable in channels_for(channel)]
     if not names:
         return "no_channel"
+    if facts["vpp_user__status"] != VppUserStatus.INVITED and not apple_accepts_email(facts["email"]):
+        return "apple_email"  # a create sends the address: Apple would refuse it (9717)
     reachable = {"email": bool(facts["email"]), "push": bool(facts["has_push_token"]), "helpdesk": True}
     if not any(reachable.get(name) for name in names):
         if channel == InvitationChannel.BOTH:

@@ -10,7 +10,10 @@ ERRORS: dict[int, tuple[int, str]] = {
     9602: (400, "Invalid argument"),
     9603: (500, "Internal error. Please try again later."),
     9609: (400, "Unable to find the registered user."),
+    9610: (400, "License not found."),
     9621: (401, "The sToken has expired. Download a new token from Apple Business or Apple School Manager."),
+    9622: (401, "Invalid authentication token."),
+    9623: (400, "Invalid APNs token."),
     9625: (401, "The sToken has been revoked."),
     9634: (410, "The service is no longer available."),
     9635: (400, "Cannot associate the Apple Account with this user."),
@@ -54,7 +57,7 @@ ERRORS: dict[int, tuple[int, str]] = {
 
 def error_body(number: int, message: str | None = None, **error_info: list[Any]) -> dict[str, Any]:
     """An ErrorResponse; ``error_info`` keys are clientUserIds / serialNumbers / assets."""
-    body: dict[str, Any] = {"errorNumber": number, "errorMessage": message or ERRORS[number][1]}
+    body: dict[str, Any] = {"errorNumber": number, "errorMessage": message or ERRORS.get(number, (400, ""))[1]}
     info = {key: value for key, value in error_info.items() if value}
     if info:
         body["errorInfo"] = info
@@ -66,7 +69,7 @@ class ApiError(Exception):
 
     def __init__(self, number: int, message: str | None = None, *, status: int | None = None, **error_info):
         self.number = number
-        self.status = status or ERRORS[number][0]
+        self.status = status or ERRORS.get(number, (400, ""))[0]
         self.body = error_body(number, message, **error_info)
         self.headers: dict[str, str] = {}
         super().__init__(self.body["errorMessage"])

@@ -54,6 +54,22 @@ class Options:
     errors_with_http_200: bool = False  # Fleet saw Apple answer errors with HTTP 200
     revoked_tokens: list[str] = field(default_factory=list)  # full sTokens answered 9625
     expired_tokens: list[str] = field(default_factory=list)  # full sTokens answered 9621
+    invalid_tokens: list[str] = field(default_factory=list)  # full sTokens answered 9622 (invalid token)
+    # Addresses Apple refuses with 9717 naming their users, beyond the address rule (e.g. a
+    # domain Apple will not mail); compared without regard to case.
+    refuse_emails: list[str] = field(default_factory=list)
+    # Errors answered instead of the next matching requests, one each, in order: {"number": 9610,
+    # "path": "/assets/revoke" (optional, a prefix under /mdm/v2), "status": 200 (optional; default
+    # Apple's), "body": "full" | "bare" (errorNumber only) | "empty_info" (errorInfo: {}),
+    # "clientUserIds": [...] (optional errorInfo), "after": N (let N matching requests through first)}.
+    inject_errors: list[dict] = field(default_factory=list)
+    stall_events: int = 0  # the next N events stay PENDING for ever (Apple's docs: retry after 10 minutes)
+    stall_applies: bool = True  # ... while their work is done anyway (False: nothing happens)
+    clock_offset: float = 0.0  # seconds the sandbox's clock (Date, HTTP-date Retry-After) is ahead of ours
+    bare_list_bodies: bool = False  # list bodies without paging fields (currentPageIndex, totalPages, ...)
+    # Apple's activeOnly listing has been seen to carry a Retired record (an older record of a
+    # clientUserId that is active again); the sandbox does the same unless told not to.
+    retired_in_active_only: bool = True
     # Apple lags after a renewal: per location (the token's inner ``token``), the
     # tokenExpirationDate answers carry instead of the sent token's expDate (ISO-8601).
     reported_expiry: dict[str, str] = field(default_factory=dict)
@@ -85,11 +101,17 @@ def _coerce(key: str, value: Any, current: Any) -> Any:
         if not isinstance(value, dict) or not all(isinstance(v, int) for v in value.values()):
             raise ValueError("limits must be a map of integers")
         return value
+    if key == "inject_errors":
+        if not isinstance(value, list) or not all(
+            isinstance(v, dict) and isinstance(v.get("number"), int) for v in value
+        ):
+            raise ValueError("inject_errors must be a list of {number, path?, status?, body?, clientUserIds?}")
+        return value
     if key == "reported_expiry":
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ValueError("reported_expiry must be a map of location to ISO-8601 date")
         return value
-    if key in ("revoked_tokens", "expired_tokens"):
+    if key in ("revoked_tokens", "expired_tokens", "invalid_tokens", "refuse_emails"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"{key} must be a list of tokens")
         return value

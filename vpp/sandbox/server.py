@@ -98,7 +98,7 @@ class App:
                 raise error
             if sandbox.options.latency > 0:
                 time.sleep(sandbox.options.latency)
-            failure = sandbox.injected_failure()
+            failure = sandbox.injected_failure() or sandbox.injected_error(request.path[len(API) :])
             if failure:
                 raise failure
             needs_auth, name = route[request.method]
@@ -351,6 +351,12 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header by the sandbox's clock (``clock_offset`` fault: a server clock unlike ours)."""
+        from email.utils import formatdate
+
+        return formatdate(self.server.app.sandbox.now() if timestamp is None else timestamp, usegmt=True)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("sandbox: %s " + format, self.address_string(), *args)

@@ -8,6 +8,7 @@ events whose PENDING time is over and sends the notifications.
 
 from __future__ import annotations
 
+import base64
 import bisect
 import hashlib
 import heapq
@@ -47,7 +48,8 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 def id_hash(account: str) -> str:
-    return hashlib.sha256(f"apple-account:{account.lower()}".encode()).hexdigest()
+    """Apple's idHash of an Apple Account: base64 (with ``/``, ``+`` and ``=``), as Apple's answers carry it."""
+    return base64.b64encode(hashlib.sha256(f"apple-account:{account.lower()}".encode()).digest()).decode()
 
 
 def response_user(record: dict[str, Any]) -> dict[str, Any]:
@@ -163,6 +165,8 @@ class Sandbox:
             token = decode_token(value)
         except MalformedToken:
             raise ApiError(9722) from None
+        if token.raw in self.options.invalid_tokens:
+            raise ApiError(9622)
         if token.raw in self.options.revoked_tokens:
             raise ApiError(9625)
         if token.raw in self.options.expired_tokens or token.expired():
@@ -179,8 +183,37 @@ class Sandbox:
                 return None
         error = ApiError(9729 if opts.fail_status == 503 else 9603, status=opts.fail_status)
         if opts.retry_after is not None:
-            error.headers["Retry-After"] = retry_after_value(opts.retry_after, opts.retry_after_form)
+            error.headers["Retry-After"] = retry_after_value(opts.retry_after, opts.retry_after_form, self.now())
         return error
+
+    def injected_error(self, path: str) -> ApiError | None:
+        """Fault injection: the first ``inject_errors`` entry matching PATH, answered once (see Options)."""
+        with self.lock:
+            queue = [dict(spec) for spec in self.options.inject_errors]
+            for index, spec in enumerate(queue):
+                if path.startswith(spec.get("path") or ""):
+                    if spec.get("after", 0) > 0:  # let this many matching requests through first
+                        spec["after"] -= 1
+                        self.options = self.options.updated({"inject_errors": queue})
+                        return None
+                    del queue[index]
+                    self.options = self.options.updated({"inject_errors": queue})
+                    break
+            else:
+                return None
+        number = int(spec["number"])
+        cuids = [str(c) for c in spec.get("clientUserIds") or []]
+        error = ApiError(number, status=spec.get("status"), clientUserIds=cuids)
+        form = spec.get("body", "full")
+        if form == "bare":
+            error.body = {"errorNumber": number}
+        elif form == "empty_info":
+            error.body = {"errorNumber": number, "errorMessage": error.body["errorMessage"], "errorInfo": {}}
+        return error
+
+    def now(self) -> float:
+        """The sandbox's clock: ours plus ``clock_offset`` (what its Date headers say)."""
+        return time.time() + self.options.clock_offset
 
     def check_rate(self, location: str, now: float) -> None:
         """429/9646 beyond ``rps_limit`` requests in any one-second window (accepted requests only)."""
@@ -316,10 +349,15 @@ class Sandbox:
         with self.lock:
             loc = self.location(token)
             since = query_version(query, loc)
+            active_again = (
+                {r["clientUserId"] for r in loc["users"] if r["status"] in ACTIVE}
+                if active_only and self.options.retired_in_active_only
+                else set()
+            )
             records = [
                 r
                 for r in loc["users"]
-                if (not active_only or r["status"] in ACTIVE)
+                if (not active_only or r["status"] in ACTIVE or r["clientUserId"] in active_again)
                 and (not retired_only or r["status"] not in ACTIVE)  # Retired and (legacy) Deleted
                 and (client_user_id is None or r["clientUserId"] == client_user_id)
                 and (since is None or r["versionId"] > since)
@@ -339,6 +377,8 @@ class Sandbox:
         if not 0 <= index < total_pages:
             raise ApiError(9650)
         items = [shape(r) for r in records[index * size : (index + 1) * size]]
+        if self.options.bare_list_bodies and total_pages == 1:
+            return {key: items}  # bodies recorded from Apple without any paging field
         page: dict[str, Any] = {key: items, "currentPageIndex": index, "size": len(items), "totalPages": total_pages}
         if index + 1 < total_pages:
             page["nextPageIndex"] = index + 1
@@ -347,6 +387,10 @@ class Sandbox:
     # --- users: writes (async) ----------------------------------------------------------
     def manage_users(self, token: SToken, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         users = validate_users(body, self.options.limits, check_email=kind != "RETIRE")
+        refused = {e.lower() for e in self.options.refuse_emails}
+        named = [u["clientUserId"] for u in users if kind != "RETIRE" and (u.get("email") or "").lower() in refused]
+        if named:
+            raise ApiError(9717, clientUserIds=named)
         with self.lock:
             loc = self.location(token)
             event = self._queue_event(loc, kind, {"users": users}, num_requested=len(users))
@@ -367,6 +411,9 @@ class Sandbox:
             "dueAt": now + self.options.pending_seconds,
             "request": request,
         }
+        if self.options.stall_events > 0:
+            self.options = self.options.updated({"stall_events": self.options.stall_events - 1})
+            event["stalled"] = "applied" if self.options.stall_applies else "idle"
         loc["events"][event["eventId"]] = event
         heapq.heappush(self._pending, (event["dueAt"], loc["token"], event["eventId"]))
         self.store.mark_dirty()
@@ -388,6 +435,19 @@ class Sandbox:
 
     def _run_event(self, loc: dict[str, Any], event: dict[str, Any]) -> None:
         kind = event["eventType"]
+        if event.get("stalled") == "idle":
+            return  # stays PENDING for ever and does nothing
+        if event.get("stalled") == "applied":
+            # The work is done, but the event stays PENDING for ever (and nobody is notified).
+            if kind in ("CREATE", "UPDATE", "RETIRE"):
+                self._run_user_event(loc, kind, event["request"]["users"])
+            else:
+                self._run_asset_event(loc, kind, event["request"])
+            event["stalled"] = "done"
+            self.store.mark_dirty()
+            return
+        if event.get("stalled") == "done":
+            return
         if kind in ("CREATE", "UPDATE", "RETIRE"):
             successes, failures = self._run_user_event(loc, kind, event["request"]["users"])
             self._notify_users(loc, event, successes, failures)
@@ -764,11 +824,12 @@ def chunks(items: list, size: int = NOTIFICATION_CHUNK):
         yield items[start : start + size]
 
 
-def retry_after_value(seconds: int, form: str) -> str:
+def retry_after_value(seconds: int, form: str, now: float | None = None) -> str:
+    """A Retry-After header: delta-seconds, or the HTTP-date NOW (the server's clock) + SECONDS."""
     if form == "http-date":
         from email.utils import format_datetime
 
-        moment = datetime.fromtimestamp(time.time() + seconds, UTC)
+        moment = datetime.fromtimestamp((time.time() if now is None else now) + seconds, UTC)
         return format_datetime(moment, usegmt=True)
     return str(seconds)
 

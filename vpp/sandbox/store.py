@@ -27,6 +27,8 @@ CATALOGUE: list[dict[str, Any]] = [
     {"adamId": "361285480", "name": "Keynote", "productType": "App", "totalCount": 50},
     {"adamId": "1274495053", "name": "Microsoft Outlook", "productType": "App", "totalCount": 3},
     {"adamId": "1459887391", "name": "The Field Guide (book)", "productType": "Book", "totalCount": 20},
+    # A free app with unlimited licences: Apple reports totalCount 2147483647 (docs/apple-vpp.md#licences).
+    {"adamId": "1130498044", "name": "Apple Support (free, unlimited)", "productType": "App", "totalCount": 2147483647},
 ]
 
 

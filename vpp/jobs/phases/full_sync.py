@@ -6,11 +6,17 @@
    revoked, then retired at Apple.
 3. ``read_all``: Apple's users, the first run in full, later runs as a delta from the stored
    ``users_version_id``; pages are streamed, and each page is one SELECT ... IN and one
-   executemany UPDATE, so memory stays flat whatever the size of the library.
+   executemany UPDATE. Active records are applied as their page arrives; retired history is
+   held (one small record per clientUserId) and applied after the last page to users no page
+   showed active, so an active record always wins whatever the page order.
+
+A step that fails for some users never stops the sync: they get a failed result with Apple's
+number and a plain reason, and the sync goes on (token errors still stop it).
 
 Each phase is safe to run again from its start (a worker that died mid-phase is replaced by
 the sweeper): changed emails and departed users are found anew, Apple's calls are repeatable,
-and per-user results are inserted once per job and user. Counters live on the ``SyncRun``; a
+and per-user results are one row per job and user (a later change to the same user is added
+to its row's text). Counters live on the ``SyncRun``; a
 phase resets its own counters when it starts. The job is started by vpp/services/sync.py.
 Apple's users listing and its versionId: https://developer.apple.com/documentation/devicemanagement/get-users-4mwln
 (the project's notes: docs/apple-vpp.md#versionid).
@@ -29,9 +35,18 @@ from django.utils import timezone
 from users.models import User
 from vpp.apple.client import VppClient
 from vpp.apple.errors import InvalidRequestError
-from vpp.apple.types import EventStatus, RequestUser, VppApiUser
+from vpp.apple.types import RequestUser, VppApiUser
 from vpp.audit import audit_record
+from vpp.jobs.apple_io import (
+    UNKNOWN_EVENT,
+    USER_NOT_FOUND,
+    failures_by_user,
+    retired_at_apple,
+    send_without_refused,
+)
+from vpp.jobs.phases.delete import ALREADY_RETIRED, NOT_AT_APPLE
 from vpp.jobs.phases.orphans import flag_blocked_invitations
+from vpp.jobs.rows import rows_update
 from vpp.models import (
     ACTIVE_VPP_STATUSES,
     ItemStatus,
@@ -51,6 +66,9 @@ from vpp.selectors import job_item_counts
 logger = logging.getLogger(__name__)
 
 WRITE_BATCH = 500
+AT_APPLE = (VppUserStatus.INVITED, VppUserStatus.ASSOCIATED)  # active at Apple (pending: not known yet)
+RETIRED_DONE = "Departed here: licences revoked and retired at Apple."
+NEXT_SYNC = "The next full sync tries again (fix the cause first, or it fails the same way)."
 SYNC_VERSION_UNKNOWN = 9721  # Apple no longer knows the stored sinceVersionId: read in full
 # The counters each phase owns (reset when the phase starts again after a worker died).
 PHASE_COUNTERS = {
@@ -147,25 +165,46 @@ def _label(vpp_user: VppUser) -> str:
     return (f"{user.display_name} ({user.login_id})" if user else f"deleted user {vpp_user.client_user_id}")[:300]
 
 
-def _wait_all(client: VppClient, event_ids: list[str]) -> list[EventStatus]:
-    return [client.wait_for_event(event_id) for event_id in event_ids]
+Failure = tuple[int | None, str]  # (Apple's error number, a plain reason)
 
 
-def _failed_ids(statuses: list[EventStatus]) -> dict[str, str]:
-    failed = {}
-    for status in statuses:
-        for failure in status.failures:
-            for cid in failure.client_user_ids:
-                failed[str(cid)] = f"{failure.message} (error {failure.error_number})"
-        if status.status == "FAILED" and not status.failures:
-            failed["*"] = f"Apple reports event {status.event_id} failed"
+def _send_and_wait(client: VppClient, call, cuids: list[str]) -> dict[str, Failure]:
+    """Send ``cuids`` with ``call`` and wait for Apple's events: the users that failed, with why.
+
+    A step that fails for some users never stops the sync: users Apple named in a synchronous
+    error are failed alone and the rest sent again (apple_io.send_without_refused); an error
+    naming nobody fails this batch's users. Token errors still stop the job (every call would fail).
+    """
+    failed: dict[str, Failure] = {}
+    try:
+        event_ids, sent = send_without_refused(call, cuids, failed.update, next_step=NEXT_SYNC)
+    except InvalidRequestError as exc:
+        reason = f"{exc.message} {NEXT_SYNC}"
+        failed.update({cuid: (exc.error_number, reason) for cuid in cuids if cuid not in failed})
+        return failed
+    for event_id in event_ids:
+        try:
+            status = client.wait_for_event(event_id)
+        except InvalidRequestError as exc:
+            if exc.error_number != UNKNOWN_EVENT:
+                raise
+            # Apple forgot the event: its outcome is unknown, so nothing is recorded as done and
+            # the next sync does it again (a repeat is harmless: an update or retire of the same users).
+            reason = f"{exc.message} {NEXT_SYNC}"
+            failed.update({cuid: (exc.error_number, reason) for cuid in sent if cuid not in failed})
+            continue
+        per_user, general = failures_by_user(status, next_step=NEXT_SYNC)
+        for cuid in sent:
+            failure = per_user.get(cuid.lower()) or general
+            if failure is not None:
+                failed.setdefault(cuid, failure)
     return failed
 
 
-def _items(job: Job, rows: list[VppUser], step: str, failed: dict[str, str]) -> None:
+def _items(job: Job, rows: list[VppUser], step: str, failed: dict[str, Failure], done: str) -> None:
     items = []
     for row in rows:
-        reason = failed.get(str(row.client_user_id)) or failed.get("*", "")
+        number, reason = failed.get(str(row.client_user_id), (None, ""))
         items.append(
             JobItem(
                 job=job,
@@ -174,7 +213,8 @@ def _items(job: Job, rows: list[VppUser], step: str, failed: dict[str, str]) -> 
                 user_label=_label(row),
                 step=step,
                 status=ItemStatus.FAILED if reason else ItemStatus.SUCCEEDED,
-                reason=reason[:500],
+                reason=(reason or done)[:500],
+                error_number=number if reason else None,
             )
         )
     JobItem.objects.bulk_create(items, batch_size=WRITE_BATCH, ignore_conflicts=True)
@@ -182,20 +222,24 @@ def _items(job: Job, rows: list[VppUser], step: str, failed: dict[str, str]) -> 
 
 def _push_emails(client: VppClient, job: Job, run: SyncRun, counts: Counter) -> None:
     """Emails changed here since Apple last heard of them → users/update."""
+    # Pending users are not at Apple yet (or never will be: their create failed): an update
+    # would fail with 9609 on every sync. Their create sends the current address.
     changed = (
-        VppUser.objects.filter(status__in=ACTIVE_VPP_STATUSES, user__isnull=False, user__is_active=True)
+        VppUser.objects.filter(status__in=AT_APPLE, user__isnull=False, user__is_active=True)
         .exclude(user__email="")
         .exclude(user__email=F("apple_email"))
         .select_related("user")
     )
     for chunk in _chunks(changed.iterator(chunk_size=WRITE_BATCH), WRITE_BATCH):
-        requests = [RequestUser(client_user_id=str(row.client_user_id), email=row.user.email) for row in chunk]
-        failed = _failed_ids(_wait_all(client, client.update_users(requests)))
-        ok = [row for row in chunk if str(row.client_user_id) not in failed and "*" not in failed]
+        wanted = {str(row.client_user_id): RequestUser(str(row.client_user_id), email=row.user.email) for row in chunk}
+        failed = _send_and_wait(
+            client, lambda cuids, wanted=wanted: client.update_users([wanted[c] for c in cuids]), list(wanted)
+        )
+        ok = [row for row in chunk if str(row.client_user_id) not in failed]
         for row in ok:
             row.apple_email = row.user.email
         VppUser.objects.bulk_update(ok, ["apple_email"], batch_size=WRITE_BATCH)
-        _items(job, chunk, "update_email", failed)
+        _items(job, chunk, "update_email", failed, "New email sent to Apple.")
         counts["emails_pushed"] += len(ok)
         _count_items(counts, len(chunk), len(chunk) - len(ok))
         _beat(job, run, counts)
@@ -210,15 +254,21 @@ def _retire_departed(client: VppClient, job: Job, run: SyncRun, counts: Counter)
     )
     for chunk in _chunks(departed.iterator(chunk_size=WRITE_BATCH), WRITE_BATCH):
         ids = [str(row.client_user_id) for row in chunk]
-        revoke_failed = _failed_ids(_wait_all(client, client.revoke_assets(client_user_ids=ids)))
-        retire_ids = [cid for cid in ids if cid not in revoke_failed and "*" not in revoke_failed]
-        retire_failed = _failed_ids(_wait_all(client, client.retire_users(retire_ids))) if retire_ids else {}
-        failed = {**revoke_failed, **retire_failed}
-        ok = [row for row in chunk if str(row.client_user_id) not in failed and "*" not in failed]
+        failed = _send_and_wait(client, lambda cuids: client.revoke_assets(client_user_ids=cuids), ids)
+        retire_ids = [cid for cid in ids if cid not in failed or failed[cid][0] == USER_NOT_FOUND]
+        failed.update(_send_and_wait(client, client.retire_users, retire_ids) if retire_ids else {})
+        # 9609: Apple holds no active record (never created, or retired by a run whose answer
+        # was lost): the user is retired here too, and the result says which (docs/apple-vpp.md#errors).
+        gone = {cid for cid, (number, _) in failed.items() if number == USER_NOT_FOUND}
+        already = retired_at_apple(client, gone) if gone else set()
+        failed = {cid: failure for cid, failure in failed.items() if cid not in gone}
+        ok = [row for row in chunk if str(row.client_user_id) not in failed]
         for row in ok:
             row.status, row.invite_code = VppUserStatus.RETIRED, ""
         VppUser.objects.bulk_update(ok, ["status", "invite_code"], batch_size=WRITE_BATCH)
-        _items(job, chunk, "retire", failed)
+        _items(job, [row for row in chunk if str(row.client_user_id) not in gone], "retire", failed, RETIRED_DONE)
+        for cids, text in ((gone & already, ALREADY_RETIRED), (gone - already, NOT_AT_APPLE)):
+            _items(job, [row for row in chunk if str(row.client_user_id) in cids], "retire", {}, text)
         counts["retired_at_apple"] += len(ok)
         _count_items(counts, len(chunk), len(chunk) - len(ok))
         _beat(job, run, counts)
@@ -263,12 +313,32 @@ def _read_apple_users(client, job, run, setting, counts) -> None:
 
 
 def _read_pages(client, job, run, since, counts, seen_active: set[str]) -> str | None:
-    """Read the listing page by page; ``seen_active`` collects the active clientUserIds (retired
-    history rows must not override a re-created active user)."""
+    """Apply Apple's listing page by page; returns its versionId. ``seen_active`` collects the
+    clientUserIds (lower case) Apple listed as Registered or Associated.
+
+    Apple keeps retired history records beside a clientUserId's active one, in any page order
+    (docs/apple-vpp.md#users). Active records are applied as their page arrives; the others are
+    held until the listing has ended and applied only to users no page showed active, so an
+    active record always wins, nobody shows as retired between pages, and a listing that stops
+    midway retires nobody. (Held: one small record per retired clientUserId.)
+    """
     listing = client.iter_users(since_version_id=since)
+    held: dict[str, VppApiUser] = {}
     for page in listing.pages():
-        _apply_page(job, run, page.users, seen_active, counts)
+        counts["apple_users"] += len(page.users)
+        active = []
+        for au in page.users:
+            key = au.client_user_id.lower()
+            if au.active:
+                seen_active.add(key)
+                active.append(au)
+            else:
+                held[key] = au
+        _apply_page(job, run, active, counts)
         _beat(job, run, counts)
+    history = [au for key, au in held.items() if key not in seen_active]
+    for chunk in _chunks(iter(history), WRITE_BATCH):
+        _apply_page(job, run, chunk, counts)
     return listing.version_id
 
 
@@ -287,17 +357,17 @@ class _Local:
 _LOCAL_FIELDS = ("pk", "user_id", "status", "invite_code", "id_hash", "apple_email")
 
 
-def _apply_page(job, run, apple_users: list[VppApiUser], seen_active: set[str], counts: Counter) -> None:
-    by_id = {}
+def _apply_page(job, run, apple_users: list[VppApiUser], counts: Counter) -> None:
+    """Apple's records (one per clientUserId: the caller picked the active one) onto the VppUsers here.
+
+    clientUserIds are matched without regard to case; ones that are not UUIDs (users another
+    MDM created) have no VppUser here and are orphans when active.
+    """
+    by_id: dict[str, VppApiUser] = {}
     for au in apple_users:
-        if au.active:
-            seen_active.add(au.client_user_id)
-            by_id[au.client_user_id] = au
-        elif au.client_user_id not in seen_active and au.client_user_id not in by_id:
-            by_id[au.client_user_id] = au
-    counts["apple_users"] += len(apple_users)
+        by_id[au.client_user_id.lower()] = au
     rows = VppUser.objects.filter(client_user_id__in=_uuids(by_id)).values_list("client_user_id", *_LOCAL_FIELDS)
-    local = {str(values[0]): _Local(*values[1:]) for values in rows}
+    local = {str(values[0]).lower(): _Local(*values[1:]) for values in rows}
     changed, moved, orphans = [], [], []
     for cid, au in by_id.items():
         row = local.get(cid)
@@ -306,7 +376,7 @@ def _apply_page(job, run, apple_users: list[VppApiUser], seen_active: set[str], 
                 orphans.append(
                     SyncOrphan(
                         run=run,
-                        client_user_id=cid[:100],
+                        client_user_id=au.client_user_id[:100],
                         apple_status=au.status,
                         email=(au.email or "")[:254],
                         id_hash=(au.id_hash or "")[:200],
@@ -319,8 +389,7 @@ def _apply_page(job, run, apple_users: list[VppApiUser], seen_active: set[str], 
             if row.status != before:
                 moved.append((row, before))
     _write_rows(changed)
-    _status_items(job, moved)
-    _count_items(counts, len(moved), 0)
+    _count_items(counts, _status_items(job, moved), 0)
     SyncOrphan.objects.bulk_create(orphans, batch_size=WRITE_BATCH, ignore_conflicts=True)
     counts["updated"] += len(changed)
     counts["status_changed"] += len(moved)
@@ -328,27 +397,52 @@ def _apply_page(job, run, apple_users: list[VppApiUser], seen_active: set[str], 
     counts["retired_by_apple"] += sum(1 for row, _ in moved if row.status == VppUserStatus.RETIRED)
 
 
-def _status_items(job: Job, moved: list[tuple[_Local, str]]) -> None:
+def _status_items(job: Job, moved: list[tuple[_Local, str]]) -> int:
     """A per-user result for every status Apple changed (not for refreshed codes or hashes)."""
-    if not moved:
-        return
-    users = {u.pk: u for u in User.objects.filter(pk__in=[row.user_id for row, _ in moved if row.user_id])}
-    items = []
-    for row, before in moved:
-        user = users.get(row.user_id)
-        label = f"{user.display_name} ({user.login_id})" if user else f"VPP user #{row.pk} (device user deleted)"
+    return _add_results(
+        job, [(row.user_id, row.pk, f"Was {before} here; Apple says {row.status}.") for row, before in moved]
+    )
+
+
+def _add_results(job: Job, results: list[tuple[int | None, int, str]]) -> int:
+    """Per-user results of the read step: (device user id or None, VppUser pk, text).
+
+    One result row per job and user (a unique constraint): a user the push or retire step (or an
+    earlier page) already has a row for gets the text added to that row, so every change the
+    sync made to a user is in its results. Returns how many rows were created.
+    """
+    if not results:
+        return 0
+    user_ids = [user_id for user_id, _, _ in results if user_id]
+    users = {u.pk: u for u in User.objects.filter(pk__in=user_ids)}
+    existing = {
+        item.user_id: item
+        for item in JobItem.objects.filter(job=job, user_id__in=list(users)).only("pk", "user_id", "reason")
+    }
+    items, extended = [], []
+    for user_id, vpp_user_pk, text in results:
+        user = users.get(user_id)
+        if user is not None and user.pk in existing:
+            item = existing[user.pk]
+            if text not in item.reason:
+                item.reason = f"{item.reason} {text}".strip()[:500]
+                extended.append(item)
+            continue
+        label = f"{user.display_name} ({user.login_id})" if user else f"VPP user #{vpp_user_pk} (device user deleted)"
         items.append(
             JobItem(
                 job=job,
                 user=user,
-                vpp_user_id=row.pk,
+                vpp_user_id=vpp_user_pk,
                 user_label=label[:300],
                 step="read",
                 status=ItemStatus.SUCCEEDED,
-                reason=f"Was {before} here; Apple says {row.status}.",
+                reason=text[:500],
             )
         )
+    rows_update(extended, ["reason"])
     JobItem.objects.bulk_create(items, batch_size=WRITE_BATCH, ignore_conflicts=True)
+    return len(items)
 
 
 def _write_rows(rows: list[_Local]) -> None:
@@ -422,24 +516,13 @@ def reconcile_absent(job: Job, seen_active: set[str], counts: Counter, *, read_s
     marked = 0
     for chunk in _chunks(candidates.iterator(chunk_size=WRITE_BATCH), WRITE_BATCH):
         absent = [row for row in chunk if str(row.client_user_id).lower() not in seen]
-        items = []
+        results = []
         for row in absent:
             reason = ABSENT_REASON.format(status=row.get_status_display().lower())
-            items.append(
-                JobItem(
-                    job=job,
-                    user=row.user,
-                    vpp_user=row,
-                    user_label=_label(row),
-                    step="read",
-                    status=ItemStatus.SUCCEEDED,
-                    reason=reason[:500],
-                )
-            )
+            results.append((row.user_id, row.pk, reason))
             row.status, row.invite_code, row.last_error_message = VppUserStatus.RETIRED, "", reason[:500]
         VppUser.objects.bulk_update(absent, ["status", "invite_code", "last_error_message"], batch_size=WRITE_BATCH)
-        JobItem.objects.bulk_create(items, batch_size=WRITE_BATCH, ignore_conflicts=True)
-        _count_items(counts, len(absent), 0)
+        _count_items(counts, _add_results(job, results), 0)
         counts["absent_at_apple"] += len(absent)
         marked += len(absent)
     return marked

@@ -22,12 +22,14 @@ from vpp.apple.types import RequestUser
 from vpp.invitations.channels import Invitation, channels_for, invitation_organisation
 from vpp.jobs import readback
 from vpp.jobs.apple_io import (
+    NOT_RETRIED,
     USER_EXISTS,
     EventsStillPending,
     batches,
     events_wait,
     failures_by_user,
     poll_interval,
+    send_without_refused,
     users_version_now,
 )
 from vpp.jobs.items import JobDeferred, backoff_seconds, item_fail, item_set_step, item_succeed
@@ -35,6 +37,10 @@ from vpp.jobs.leases import CREATE_TURN, lease_held
 from vpp.models import InvitationDelivery, ItemStatus, Job, JobItem, VppServerSetting, VppUser, VppUserStatus
 
 logger = logging.getLogger(__name__)
+
+
+# What an admin reads on a user whose create Apple refused or failed: Apple holds nothing for it.
+NOT_ADDED = "Not added to VPP (not a VPP user):"
 
 
 def _cuid(item: JobItem) -> str:
@@ -113,10 +119,47 @@ def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) ->
         finished, unknown = events_wait(job=job, token=token, client=client, event_ids=waiting)
     except EventsStillPending as pending:
         _record_create_events(waiting, pending.finished, pending.unknown)
+        still = {event_id: group for event_id, group in waiting.items() if event_id not in pending.finished}
+        _settle_overdue_events(client, {e: g for e, g in still.items() if e not in pending.unknown})
         raise
     _record_create_events(waiting, finished, unknown)
     if undecided:
         raise JobDeferred(poll_interval())
+
+
+def _settle_overdue_events(client: VppClient, pending: dict[str, list[JobItem]]) -> None:
+    """Events still PENDING after Apple's 10 minutes: stop waiting on them, ask Apple about the users.
+
+    Apple: "if an event is still PENDING after 10 minutes, retry the original request"
+    (docs/apple-vpp.md#events). Users Apple already holds go on to the read-back; the others
+    lose their event id and their clock restarts (``request_sent_at`` = now): they are looked up
+    at Apple once more after another ``_recheck_after()`` and only then created again (a late
+    finish of the old event then answers 9716, which counts as created). A slow answer to the
+    create itself therefore never causes a second create, and a job never waits for ever on one
+    event id.
+    """
+    cutoff = timezone.now() - _recheck_after()
+    overdue = [
+        item
+        for group in pending.values()
+        for item in group
+        if item.request_sent_at is not None and item.request_sent_at <= cutoff
+    ]
+    if not overdue:
+        return
+    held = [item for item in overdue if _exists_at_apple(client, item)]
+    missing = [item for item in overdue if item not in held]
+    JobItem.objects.filter(pk__in=[item.pk for item in held]).update(apple_event_id="")
+    item_set_step(held, "readback")
+    JobItem.objects.filter(pk__in=[item.pk for item in missing]).update(
+        apple_event_id="", request_sent_at=timezone.now()
+    )
+    logger.warning(
+        "create events still pending after %s: %d users found at Apple, %d to send again",
+        _recheck_after(),
+        len(held),
+        len(missing),
+    )
 
 
 def _recheck_after() -> timedelta:
@@ -137,20 +180,34 @@ def _send_create(client: VppClient, batch: list[JobItem]) -> dict[str, list[JobI
     ids = [item.pk for item in batch]
     # Committed before the request: if we die before the answer is stored, we ask Apple first.
     JobItem.objects.filter(pk__in=ids).update(request_sent_at=timezone.now())
-    users = [
-        RequestUser(client_user_id=_cuid(item), email=(item.user.email if item.user else None) or None)
-        for item in batch
-    ]
+    by_cuid = {_cuid(item): item for item in batch}
+    users = {
+        cuid: RequestUser(client_user_id=cuid, email=(item.user.email if item.user else None) or None)
+        for cuid, item in by_cuid.items()
+    }
+
+    def refused(failures: dict[str, tuple[int | None, str]]) -> None:
+        # Apple refused these users synchronously: it holds nothing for them (not VPP users).
+        items = [by_cuid[cuid] for cuid in failures]
+        JobItem.objects.filter(pk__in=[item.pk for item in items]).update(request_sent_at=None)
+        for cuid, (number, reason) in failures.items():
+            item_fail([by_cuid[cuid]], f"{NOT_ADDED} {reason}", number)
+
     try:
-        event_ids = client.create_users(users)
+        event_ids, sent = send_without_refused(
+            lambda cuids: client.create_users([users[cuid] for cuid in cuids]), list(by_cuid), refused
+        )
     except TransientVppError as exc:
         if not exc.outcome_unknown:  # Apple answered (429/5xx): nothing was queued
             JobItem.objects.filter(pk__in=ids).update(request_sent_at=None)
         raise
     except InvalidRequestError as exc:
         JobItem.objects.filter(pk__in=ids).update(request_sent_at=None)
-        item_fail(batch, exc.message, exc.error_number)
+        item_fail(batch, f"{NOT_ADDED} {exc.message} {NOT_RETRIED}", exc.error_number)
         return {}
+    if not event_ids:
+        return {}
+    batch = [by_cuid[cuid] for cuid in sent]
     groups = _event_groups(client, batch, event_ids)
     for event_id, group in groups.items():
         JobItem.objects.filter(pk__in=[item.pk for item in group]).update(apple_event_id=event_id)
@@ -182,6 +239,7 @@ def _event_groups(client: VppClient, batch: list[JobItem], event_ids: list[str])
 
 def _record_create_events(waiting: dict[str, list[JobItem]], finished: dict, unknown: set) -> None:
     created: list[JobItem] = []
+    failed: list[JobItem] = []
     for event_id in unknown:
         # Apple no longer knows the event: forget it; the next attempt asks about each user.
         JobItem.objects.filter(pk__in=[i.pk for i in waiting[event_id]]).update(apple_event_id="")
@@ -192,7 +250,11 @@ def _record_create_events(waiting: dict[str, list[JobItem]], finished: dict, unk
             if failure is None or failure[0] == USER_EXISTS:
                 created.append(item)
             else:
-                item_fail([item], failure[1], failure[0])
+                failed.append(item)
+                item_fail([item], f"{NOT_ADDED} {failure[1]}", failure[0])
+    # Apple's event says these creates failed: Apple holds no record for them, so nothing is
+    # "sent" any more and the job's end settles them as not VPP users (engine._settle_failed_vpp_users).
+    JobItem.objects.filter(pk__in=[item.pk for item in failed]).update(request_sent_at=None)
     item_set_step(created, "readback")
 
 
@@ -202,10 +264,13 @@ def _record_create_events(waiting: dict[str, list[JobItem]], finished: dict, unk
 def _read_back(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
     """Learn the invite codes in bulk (a delta listing shared by the job's chunks), else user by user."""
     unknown = readback.codes_list(job=job, items=items, client=client, token=token)
+    absent: set[int] = set()  # Apple lists no active record: the create did not take
     for item in unknown:
         apple = client.get_user(_cuid(item))
         if apple is not None:
             readback.store_apple_records(job, {_cuid(item).lower(): apple})
+        else:
+            absent.add(item.pk)
     if unknown:
         readback.refresh_vpp_users(unknown)  # the others were refreshed by codes_list
     associated = [item for item in items if item.vpp_user.status == VppUserStatus.ASSOCIATED]
@@ -214,7 +279,12 @@ def _read_back(*, job: Job, items: list[JobItem], client: VppClient, token: str)
     item_succeed(associated, "Already associated at Apple; no invitation needed.")
     for item in associated:
         item.status = ItemStatus.SUCCEEDED
-    item_fail(missing, "Apple did not return an invitation code for this user.")
+    gone = [item for item in missing if item.pk in absent]
+    # Not at Apple: nothing is "sent" any more, so the job's end settles them as not VPP users
+    # instead of leaving them pending for ever (a full sync only touches users Apple lists).
+    JobItem.objects.filter(pk__in=[item.pk for item in gone]).update(request_sent_at=None)
+    item_fail(gone, f"{NOT_ADDED} Apple lists no record for this user after its create. {NOT_RETRIED}")
+    item_fail(missing, f"Apple did not return an invitation code for this user yet. {NOT_RETRIED}")
     item_set_step(ready, "deliver")
 
 

@@ -6,14 +6,21 @@ from django.utils import timezone
 
 from vpp.apple.client import VppClient
 from vpp.apple.types import RequestUser, VppApiUser
-from vpp.jobs.apple_io import batches, events_wait, failures_by_user, prefer, users_listing
+from vpp.jobs.apple_io import (
+    PER_USER_READ_LIMIT,
+    batches,
+    events_wait,
+    failures_by_user,
+    prefer,
+    send_without_refused,
+    users_listing,
+)
 from vpp.jobs.items import item_fail, item_move, item_succeed
 from vpp.jobs.phases.orphans import flag_blocked_invitations
 from vpp.jobs.rows import rows_update
 from vpp.models import Job, JobItem, VppUserStatus
 
-# Up to this many users, one filtered listing per user is cheaper than a full listing.
-PER_USER_READ_LIMIT = 50
+EMAIL_SENT = "New email sent to Apple."
 
 
 def sync_update_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
@@ -29,12 +36,22 @@ def sync_update_phase(*, job: Job, items: list[JobItem], client: VppClient, toke
         and item.vpp_user.status in (VppUserStatus.INVITED, VppUserStatus.ASSOCIATED)
     ]
     events: dict[str, list[JobItem]] = {}
-    for batch in batches(changed, config.max_users):
-        users = [RequestUser(str(item.vpp_user.client_user_id), email=item.user.email) for item in batch]
-        for event_id in client.update_users(users):
-            events.setdefault(event_id, []).extend(batch)
-    finished, _ = events_wait(job=job, token=token, client=client, event_ids=events)
     failed_pks = set()
+    for batch in batches(changed, config.max_users):
+        by_cuid = {str(item.vpp_user.client_user_id): item for item in batch}
+        users = {cuid: RequestUser(cuid, email=item.user.email) for cuid, item in by_cuid.items()}
+
+        def refused(failures: dict[str, tuple[int | None, str]], by_cuid=by_cuid) -> None:
+            for cuid, (number, reason) in failures.items():
+                failed_pks.add(by_cuid[cuid].pk)
+                item_fail([by_cuid[cuid]], f"Email update refused: {reason}", number)
+
+        event_ids, sent = send_without_refused(
+            lambda cuids, users=users: client.update_users([users[cuid] for cuid in cuids]), list(by_cuid), refused
+        )
+        for event_id in event_ids:
+            events.setdefault(event_id, []).extend(by_cuid[cuid] for cuid in sent)
+    finished, _ = events_wait(job=job, token=token, client=client, event_ids=events)
     for event_id, status in finished.items():
         per_user, general = failures_by_user(status)
         for item in events[event_id]:
@@ -42,6 +59,9 @@ def sync_update_phase(*, job: Job, items: list[JobItem], client: VppClient, toke
             if failure:
                 failed_pks.add(item.pk)
                 item_fail([item], f"Email update refused: {failure[1]}", failure[0])
+    pushed = [item.pk for item in changed if item.pk not in failed_pks]
+    # Kept on the item, so the read step's result names this change too.
+    JobItem.objects.filter(pk__in=pushed).update(reason=EMAIL_SENT)
     item_move([item for item in items if item.pk not in failed_pks and item.vpp_user], "read")
     item_fail([item for item in items if not item.vpp_user], "Not a VPP user.")
 
@@ -81,7 +101,8 @@ def sync_read_phase(*, job: Job, items: list[JobItem], client: VppClient, token:
     rows_update(vpp_users, ["status", "apple_email", "id_hash", "invite_code", "last_synced_at"])
     by_note: dict[str, list[JobItem]] = {}
     for item in wanted.values():
-        by_note.setdefault(notes[item.pk], []).append(item)
+        note = f"{EMAIL_SENT} {notes[item.pk]}" if item.reason == EMAIL_SENT else notes[item.pk]
+        by_note.setdefault(note, []).append(item)
     for note, group in by_note.items():
         item_succeed(group, note)
     flag_blocked_invitations()  # an invitation an associated user with the same email blocks gets a reason
