@@ -5,8 +5,8 @@
 Everything runs as separate processes like a deployment: the sandbox (maxRequestPerSecond 15,
 maxUsers 100, enforced: more than 15 req/s gets 429; no added latency; events finish at once),
 a Celery worker, and a gunicorn web server. A fresh SQLite database (or --database-url) and a
-fresh outbox live in a temporary directory. Without a Redis URL the filesystem broker is used
-with one worker process (the per-token rate limiter is only shared across processes via Redis).
+fresh outbox live in a temporary directory. Without a Redis URL the embedded default's private
+Redis (kmconsole/private_redis.py) is started in that directory, as `make run` does.
 
 Printed: the job's wall time next to the floor Apple's limits allow — the requests the job
 cannot avoid (one create per maxUsers users, one status read per create, the user listing
@@ -205,16 +205,17 @@ def main() -> None:
     django.setup()
     from django.core.management import call_command
 
-    from kmconsole.celery import app, ensure_queue_dirs
+    from kmconsole.celery import app
+    from kmconsole.private_redis import PrivateRedis
     from vpp import secrets
     from vpp.jobs.engine import job_create
     from vpp.jobs.plan import vpp_plan_build
     from vpp.models import Job, JobAction, VppServerSetting
     from vpp.sandbox.testing import start_process_sandbox
 
+    private_redis = None if args.redis_url else PrivateRedis(tmp).start()
     call_command("migrate", verbosity=0)
     seed(args.users)
-    ensure_queue_dirs()
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge(os.environ.get("CELERY_QUEUE", "kmconsole"))
 
@@ -227,7 +228,7 @@ def main() -> None:
     setting.api_base_url = sandbox.base_url
     setting.save()
 
-    concurrency = args.concurrency if args.redis_url else 1
+    concurrency = args.concurrency
     port = free_port()
     procs = [
         start(
@@ -300,7 +301,7 @@ def main() -> None:
             f"job #{job.pk}: {job.get_status_display()} — {job.succeeded} succeeded, {job.failed} failed, "
             f"{job.skipped} skipped of {job.total}"
         )
-        broker = "redis" if args.redis_url else "filesystem"
+        broker = "redis" if args.redis_url else "private redis"
         print(
             f"wall time        {wall:7.1f} s   (job creation → last item done; worker concurrency {concurrency}, "
             f"chunk {args.chunk_size}, broker {broker})"
@@ -336,6 +337,8 @@ def main() -> None:
         for proc in procs:
             stop(proc)
         sandbox.stop()
+        if private_redis:
+            private_redis.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         else:

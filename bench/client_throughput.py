@@ -17,15 +17,18 @@ just before), i.e. in the steady state a busy console runs in.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kmconsole.private_redis import PrivateRedis
 from vpp.apple.client import VppClient
-from vpp.apple.ratelimit import InProcessRateLimiter, RedisRateLimiter
+from vpp.apple.ratelimit import RedisRateLimiter
 from vpp.apple.types import RequestUser
 from vpp.sandbox.testing import start_sandbox
 
@@ -60,7 +63,7 @@ def main() -> int:
     parser.add_argument("--rps", type=int, default=15)
     parser.add_argument("--max-users", type=int, default=100)
     parser.add_argument("--page-size", type=int, default=100)
-    parser.add_argument("--redis", default="", help="share the limiter through this Redis (as workers do)")
+    parser.add_argument("--redis", default="", help="this Redis for the limiter (default: a private one, as make run)")
     args = parser.parse_args()
 
     options = {
@@ -69,13 +72,12 @@ def main() -> int:
         "page_size": args.page_size,
         "pending_seconds": 0.0,
     }
-    with start_sandbox(subprocess=True, **options) as sandbox:
-        if args.redis:
-            import redis
-
-            limiter = RedisRateLimiter(redis.Redis.from_url(args.redis), prefix=f"kmconsole-bench:{uuid.uuid4().hex}")
-        else:
-            limiter = InProcessRateLimiter()
+    # Without --redis: a private Redis in a temporary directory, as `make run` starts under var/.
+    private_redis = PrivateRedis(Path(tempfile.mkdtemp(prefix="kmconsole-bench-")))
+    redis_server = contextlib.nullcontext() if args.redis else private_redis
+    with start_sandbox(subprocess=True, **options) as sandbox, redis_server:
+        prefix = f"kmconsole-bench:{uuid.uuid4().hex}"
+        limiter = RedisRateLimiter.from_url(args.redis or private_redis.url, prefix=prefix)
         client = VppClient(sandbox.token, base_url=sandbox.base_url, rate_limiter=limiter)
         print(f"sandbox {sandbox.base_url}, maxRequestPerSecond {args.rps}, limiter {type(limiter).__name__}")
         users = [RequestUser(f"bench-{i:06d}", email=f"user{i}@example.org") for i in range(args.users)]

@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from kmconsole import private_redis
 from kmconsole.env import env_bool, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -220,31 +221,22 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 if EMAIL_USE_TLS and EMAIL_USE_SSL:
     raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be on")
 
-# --- Celery -------------------------------------------------------------------------------
-# Redis when REDIS_URL is set; otherwise kombu's filesystem transport under var/ so the
-# embedded default still runs a real worker (not eager mode).
+# --- Redis and Celery -------------------------------------------------------------------
+# Redis is Celery's broker and holds what every process must share: the Apple rate limit and
+# Retry-After pause per content token, the APNs provider token. Without REDIS_URL (the embedded
+# default, `make run`) it is the private redis-server that run_console starts under var/
+# (kmconsole/private_redis.py): the same code path as production, see docs/embedded.md.
 REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss", "unix"))
+EMBEDDED_REDIS = not REDIS_URL
+if EMBEDDED_REDIS:
+    REDIS_URL = private_redis.socket_url(VAR_DIR)
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=600)
-if REDIS_URL:
-    CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
-        "socket_timeout": 5,
-        "socket_connect_timeout": 5,
-    }
-else:
-    CELERY_QUEUE_DIR = VAR_DIR / "queue"
-    CELERY_BROKER_URL = "filesystem://"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(CELERY_QUEUE_DIR),
-        "data_folder_out": str(CELERY_QUEUE_DIR),
-        "processed_folder": str(VAR_DIR / "queue-done"),
-        # Broadcast/control messages; kombu's default is ./control in the working directory.
-        "control_folder": str(VAR_DIR / "queue-control"),
-        "store_processed": False,
-        # How often an idle worker looks for new messages (kombu's default is 1 s per queue).
-        "polling_interval": float(env_str("CELERY_FILESYSTEM_POLL_INTERVAL", "0.2")),
-    }
+CELERY_BROKER_URL = private_redis.celery_broker_url(REDIS_URL)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    "socket_timeout": 5,
+    "socket_connect_timeout": 5,
+}
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "kmconsole")
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
@@ -280,6 +272,9 @@ CELERY_BEAT_SCHEDULE: dict = {
 VPP_API_BASE_URL = env_url("VPP_API_BASE_URL", "https://vpp.itunes.apple.com/mdm/v2", schemes=("https", "http"))
 # Apple asks for >= 30 s between status polls of a PENDING event; the sandbox allows less.
 VPP_EVENT_POLL_INTERVAL = env_int("VPP_EVENT_POLL_INTERVAL", 30, minimum=1)
+# Apple's maxRequestPerSecond is spread over this many milliseconds (vpp/apple/ratelimit.py says
+# why a little more than 1000): widen it if Apple still answers 429 because of network jitter.
+VPP_RATE_LIMIT_WINDOW_MS = env_int("VPP_RATE_LIMIT_WINDOW_MS", 1050, minimum=1000, maximum=10000)
 # `make run` starts the VPP sandbox (vpp/sandbox/) on these loopback ports; VPP_SANDBOX=0 leaves it out.
 VPP_SANDBOX = env_bool("VPP_SANDBOX", True)
 VPP_SANDBOX_PORT = env_int("VPP_SANDBOX_PORT", 8089, minimum=0, maximum=65535)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from kmconsole.private_redis import PrivateRedis
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.worker
 
@@ -34,10 +36,12 @@ def _alive(pid: int) -> bool:
 
 
 class Console:
-    """run_console as a subprocess on a free port with its own var/ (SQLite, file broker)."""
+    """run_console as a subprocess on a free port with its own var/: the embedded default
+    (SQLite, no REDIS_URL: the private Redis under var/)."""
 
     def __init__(self, tmp_path: Path):
         self.port = _free_port()
+        self.redis = PrivateRedis(tmp_path / "var")
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
         env.update(KMCONSOLE_VAR_DIR=str(tmp_path / "var"), DEBUG="1", PYTHONUNBUFFERED="1", PORT=str(self.port))
         env.update(VPP_SANDBOX_PORT="0", VPP_SANDBOX_APNS_PORT="0")  # the sandbox on free ports, never 8089
@@ -114,7 +118,8 @@ def console(tmp_path):
 
 def test_it_runs_web_worker_and_beat_and_stops_all_on_one_ctrl_c(console, tmp_path):
     console.wait_until_ready()
-    assert set(console.children()) >= {"web", "worker", "beat"}
+    assert set(console.children()) >= {"redis", "web", "worker", "beat"}
+    assert console.redis.answers() and console.redis.socket.is_relative_to(tmp_path / "var")
     assert console.get("/healthz") == (200, '{"status": "ok"}')
     password = (tmp_path / "var" / "admin-password").read_text().strip()
     assert f"password  {password}" in console.text
@@ -124,6 +129,34 @@ def test_it_runs_web_worker_and_beat_and_stops_all_on_one_ctrl_c(console, tmp_pa
     console.process.send_signal(signal.SIGINT)
     assert console.process.wait(timeout=60) == 0, console.text
     assert not [name for name, pid in console.children().items() if _alive(pid)]
+    assert not console.redis.answers()
+
+
+def test_the_worker_runs_tasks_through_the_private_redis(console, tmp_path):
+    # A task published from another process (manage.py shell, the embedded default's settings)
+    # reaches the console's worker through the private Redis.
+    console.wait_until_ready()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(KMCONSOLE_VAR_DIR=str(tmp_path / "var"), DEBUG="1")
+    code = "from vpp.tasks import jobs_sweep; print(jobs_sweep.apply_async().id)"
+    shell = [sys.executable, "manage.py", "shell", "-c", code]
+    task_id = subprocess.run(shell, cwd=ROOT, env=env, check=True, timeout=60, capture_output=True, text=True)
+    task_id = task_id.stdout.strip().splitlines()[-1]
+    deadline = time.monotonic() + 60
+    while f"vpp.jobs_sweep[{task_id}] succeeded" not in console.text:
+        assert time.monotonic() < deadline, console.text
+        time.sleep(0.3)
+
+
+def test_it_refuses_to_start_a_second_redis_on_the_same_var(tmp_path):
+    redis_server = PrivateRedis(tmp_path / "var").start()
+    try:
+        console = Console(tmp_path)
+        assert console.process.wait(timeout=60) != 0
+        assert f"A Redis already serves {redis_server.socket}" in console.text
+        assert redis_server.answers()  # the running one is left alone
+    finally:
+        redis_server.stop()
 
 
 def test_it_stops_everything_and_fails_when_a_child_dies(console):

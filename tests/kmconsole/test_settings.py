@@ -74,9 +74,19 @@ def test_it_uses_postgres_and_redis_when_their_urls_are_set(tmp_path):
     assert "('django.db.backends.postgresql', 'redis://127.0.0.1:6379/9')" in result.stdout
 
 
-def test_it_falls_back_to_the_filesystem_broker_without_redis(tmp_path):
-    result = load(tmp_path, expr="s.CELERY_BROKER_URL")
-    assert result.stdout.strip() == "'filesystem://'"
+def test_without_redis_url_it_uses_the_private_redis_under_var(tmp_path):
+    # The embedded default: Celery's Redis transport and the shared limiter, on the socket that
+    # run_console's private redis-server serves (kmconsole/private_redis.py), never a file queue.
+    result = load(tmp_path, expr="(s.EMBEDDED_REDIS, s.REDIS_URL, s.CELERY_BROKER_URL)")
+    assert result.returncode == 0, result.stderr
+    socket = tmp_path / "redis" / "redis.sock"
+    assert result.stdout.strip() == repr((True, f"unix://{socket}?db=0", f"redis+socket://{socket}?virtual_host=0"))
+
+
+def test_a_unix_socket_redis_url_reaches_celery_in_kombus_spelling(tmp_path):
+    result = load(tmp_path, expr="(s.EMBEDDED_REDIS, s.CELERY_BROKER_URL)", REDIS_URL="unix:///run/redis.sock?db=3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == repr((False, "redis+socket:///run/redis.sock?virtual_host=3"))
 
 
 def test_it_makes_a_development_secret_key_only_with_debug(tmp_path):

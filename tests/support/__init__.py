@@ -7,7 +7,7 @@ sandbox      store_sandbox_token, Api (raw HTTP), Receiver (a notification endpo
 apns         ApnsKey, FakeApns, new_pem: a fake APNs and a throwaway provider key
 worker       a real Celery worker subprocess, the outbox, wait_until
 hammer       a child process sending requests through a Redis-shared rate limiter
-redis_db     a Redis for limiter tests (skipped when unreachable)
+redis_db     the suite's Redis (tests/redis_session.py) for limiter and token-store tests
 vpp_api      content tokens and Apple JSON bodies for the client tests
 browser      where Chromium is, the browser admin's login
 network      the loopback-only socket guard

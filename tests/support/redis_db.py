@@ -1,26 +1,28 @@
-"""A Redis for limiter tests: REDIS_URL if set, else the local default; skipped when unreachable."""
+"""The suite's Redis (tests/redis_session.py starts one when REDIS_URL is unset) for tests that use it directly."""
 
 from __future__ import annotations
 
-import os
 import uuid
-
-import pytest
 
 
 def redis_url() -> str:
-    return os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/2"
+    from django.conf import settings
+
+    return settings.REDIS_URL
 
 
-def redis_or_skip():
+def redis_client():
+    """A client on the suite's Redis (it always runs: see the module docstring)."""
     import redis
 
-    client = redis.Redis.from_url(redis_url(), socket_connect_timeout=1, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis not reachable at {redis_url()}: {exc}")
-    return client
+    return redis.Redis.from_url(redis_url(), socket_connect_timeout=5, socket_timeout=5)
+
+
+def rate_limiter(**kwargs):
+    """A RedisRateLimiter of its own (a fresh key prefix) on the suite's Redis; keys expire by themselves."""
+    from vpp.apple.ratelimit import RedisRateLimiter
+
+    return RedisRateLimiter(redis_client(), prefix=unique_prefix(), **kwargs)
 
 
 def unique_prefix() -> str:

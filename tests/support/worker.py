@@ -1,4 +1,8 @@
-"""A real Celery worker subprocess for tests: same code, the test database, Redis or the filesystem broker."""
+"""A real Celery worker subprocess for tests: same code, the test database, the suite's Redis.
+
+The worker inherits the environment: REDIS_URL when the suite was given one, otherwise
+KMCONSOLE_VAR_DIR, from which its settings find the private Redis (tests/support/redis_db.py).
+"""
 
 from __future__ import annotations
 
@@ -44,15 +48,10 @@ class Worker:
             LOG_LEVEL="WARNING",
             PYTHONUNBUFFERED="1",
         )
-        if settings.REDIS_URL:
-            env["REDIS_URL"] = settings.REDIS_URL
         env.update(self.extra_env)
         return env
 
     def start(self) -> Worker:
-        from kmconsole.celery import ensure_queue_dirs
-
-        ensure_queue_dirs()
         command = [
             sys.executable,
             "-m",
@@ -103,11 +102,26 @@ class Worker:
 
 def purge_queue() -> None:
     """Drop messages a previous run may have left (they name jobs that no longer exist anyway)."""
-    from kmconsole.celery import app, ensure_queue_dirs
+    from kmconsole.celery import app
 
-    ensure_queue_dirs()
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge(settings.CELERY_TASK_DEFAULT_QUEUE)
+
+
+def broker_tasks() -> list[tuple[str, str]]:
+    """(task name, argsrepr) of each message the broker holds: queued, or delivered and not yet acknowledged.
+
+    kombu's Redis transport keeps a delivered message in the ``unacked`` hash until the task
+    acknowledges it (``acks_late``) and gives it out again if that never happens.
+    """
+    import json
+
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    raw = [json.loads(value)[0] for value in client.hvals("unacked")]
+    raw += [json.loads(value) for value in client.lrange(settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1)]
+    return [(message["headers"]["task"], message["headers"]["argsrepr"]) for message in raw]
 
 
 def read_outbox(outbox: Path) -> list[str]:

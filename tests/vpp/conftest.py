@@ -5,6 +5,7 @@ from django.contrib.auth.models import Permission
 
 from tests.support.apns import ApnsKey, FakeApns, new_pem
 from tests.support.fake_apple import FakeApple
+from tests.support.redis_db import delete_prefix, redis_client
 from tests.support.users import make_user
 from vpp import secrets
 from vpp.models import VppServerSetting
@@ -68,14 +69,13 @@ def fake_apns(_fake_apns_server, apns_key) -> FakeApns:
 
 
 @pytest.fixture
-def apns_settings(settings, fake_apns, tmp_path):
+def apns_settings(settings, fake_apns):
     settings.APNS_HOST = fake_apns.base_url
     settings.APNS_KEY = fake_apns.key.pem
     settings.APNS_KEY_ID = fake_apns.key.key_id
     settings.APNS_TEAM_ID = fake_apns.key.team_id
     settings.APNS_TOPIC = fake_apns.key.topic
-    settings.REDIS_URL = None  # the file token store, under this test's own directory
-    settings.VAR_DIR = tmp_path
+    delete_prefix(redis_client(), "kmconsole:apns")  # no provider token left by an earlier test
     return settings
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.redis_db import delete_prefix, redis_or_skip, redis_url, unique_prefix
+from tests.support.redis_db import delete_prefix, rate_limiter, redis_client, redis_url, unique_prefix
 from tests.support.vpp_api import max_in_any_window
 from vpp.apple.client import VppClient
 from vpp.apple.errors import (
@@ -21,7 +21,6 @@ from vpp.apple.errors import (
     TokenInvalidError,
     TokenRevokedError,
 )
-from vpp.apple.ratelimit import InProcessRateLimiter
 from vpp.apple.types import MdmInfo, RequestUser, managed_by_other_mdm
 
 pytestmark = pytest.mark.sandbox
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def client_for(vpp_sandbox):
     def make(token: str | None = None, **kwargs) -> VppClient:
-        kwargs.setdefault("rate_limiter", InProcessRateLimiter())
+        kwargs.setdefault("rate_limiter", rate_limiter())
         kwargs.setdefault("backoff_base", 0.01)
         kwargs.setdefault("backoff_max", 0.05)
         return VppClient(token or vpp_sandbox.token, base_url=vpp_sandbox.base_url, **kwargs)
@@ -197,7 +196,7 @@ def test_5xx_with_retry_after_is_waited_out_then_retried_for_reads(vpp_sandbox, 
 
 
 def test_a_long_retry_after_pauses_the_token_instead_of_blocking(vpp_sandbox, client_for):
-    limiter = InProcessRateLimiter()
+    limiter = rate_limiter()
     client = client_for(rate_limiter=limiter, retry_budget=2)
     client.service_config()
     vpp_sandbox.control(fail_next=1, fail_status=503, retry_after=120)
@@ -238,7 +237,7 @@ def test_429_with_retry_after_header(vpp_sandbox, client_for):
 
 
 def test_the_rate_limit_holds_across_two_processes_sharing_redis(vpp_sandbox):
-    redis_client = redis_or_skip()
+    client = redis_client()
     prefix = unique_prefix()
     rate, per_process = 5, 6
     vpp_sandbox.control(limits={"maxRequestPerSecond": rate})
@@ -252,7 +251,7 @@ def test_the_rate_limit_holds_across_two_processes_sharing_redis(vpp_sandbox):
         children = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(2)]
         outputs = [child.communicate(timeout=60)[0] for child in children]
     finally:
-        delete_prefix(redis_client, prefix)
+        delete_prefix(client, prefix)
     assert [c.returncode for c in children] == [0, 0] and all("done" in o for o in outputs)
     log = vpp_sandbox.counters()["requests"]
     # Apple's limit is per token; Service Config carries none (location None) and is not counted.

@@ -12,6 +12,7 @@ import requests
 import responses
 from responses import matchers
 
+from tests.support.redis_db import rate_limiter
 from tests.support.vpp_api import SERVICE_CONFIG, make_stoken
 from vpp.apple.client import VppClient, _store_config, clear_service_config_cache
 from vpp.apple.errors import (
@@ -30,7 +31,6 @@ from vpp.apple.errors import (
     error_for,
     parse_retry_after,
 )
-from vpp.apple.ratelimit import InProcessRateLimiter
 from vpp.apple.types import Assignment, MdmInfo, RequestUser, ServiceConfig, VppApiUser, managed_by_other_mdm
 
 BASE = "https://vpp.example/mdm/v2"
@@ -52,7 +52,7 @@ def rsps():
 
 
 def make_client(**kwargs) -> VppClient:
-    kwargs.setdefault("rate_limiter", InProcessRateLimiter())
+    kwargs.setdefault("rate_limiter", rate_limiter())
     kwargs.setdefault("backoff_base", 0.001)
     kwargs.setdefault("backoff_max", 0.002)
     kwargs.setdefault("parallel_requests", 1)  # deterministic call order; parallel tests set it
@@ -493,7 +493,7 @@ def test_a_long_retry_after_pauses_every_caller_and_is_not_waited_out_inline(rsp
     if header == "HTTP-date":
         header = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
     rsps.get(f"{BASE}/client/config", status=503, json={"errorNumber": 9729}, headers={"Retry-After": header})
-    limiter = InProcessRateLimiter()
+    limiter = rate_limiter()
     client = make_client(rate_limiter=limiter, retry_budget=5)
     with pytest.raises(ServiceUnavailableError) as info:
         client.client_config()
@@ -510,7 +510,7 @@ def test_a_long_retry_after_pauses_every_caller_and_is_not_waited_out_inline(rsp
 def test_a_short_retry_after_is_honoured_then_retried(rsps):
     rsps.get(f"{BASE}/users", status=429, json={"errorNumber": 9646}, headers={"Retry-After": "0.2"})
     rsps.get(f"{BASE}/users", json=_users_page(0, [], total=1))
-    limiter = InProcessRateLimiter()
+    limiter = rate_limiter()
     client = make_client(rate_limiter=limiter)
     client.service_config()
     assert list(client.iter_users()) == []
@@ -563,7 +563,7 @@ def test_connection_refused_becomes_a_transient_error():
     client = VppClient(
         TOKEN,
         base_url="http://127.0.0.1:9/mdm/v2",
-        rate_limiter=InProcessRateLimiter(),
+        rate_limiter=rate_limiter(),
         max_retries=0,
         timeout=(0.5, 0.5),
     )
@@ -708,7 +708,7 @@ def test_posting_to_a_closed_port_is_retried_since_nothing_was_sent():
     client = VppClient(
         TOKEN,
         base_url="http://127.0.0.1:9/mdm/v2",
-        rate_limiter=InProcessRateLimiter(),
+        rate_limiter=rate_limiter(),
         max_retries=1,
         backoff_base=0.001,
         timeout=(0.5, 0.5),

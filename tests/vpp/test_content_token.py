@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.redis_db import rate_limiter
 from vpp.apple.errors import InvalidRequestError, error_for
-from vpp.apple.ratelimit import InProcessRateLimiter
 from vpp.content_token import NoContentToken, token_health_record_error, vpp_client
 from vpp.models import TokenHealth, VppServerSetting
 from vpp.secrets import encrypt
@@ -19,11 +19,11 @@ def test_the_client_decrypts_the_token_and_uses_the_override_url(db, settings):
         vpp_client(setting)
     setting.content_token_encrypted = encrypt(TOKEN)
     setting.api_base_url = "http://127.0.0.1:1234/mdm/v2/"
-    client = vpp_client(setting, rate_limiter=InProcessRateLimiter())
+    client = vpp_client(setting, rate_limiter=rate_limiter())
     assert client.base_url == "http://127.0.0.1:1234/mdm/v2"
     setting.api_base_url = ""
     settings.VPP_API_BASE_URL = "http://127.0.0.1:4321/mdm/v2"
-    assert vpp_client(setting, rate_limiter=InProcessRateLimiter()).base_url == settings.VPP_API_BASE_URL
+    assert vpp_client(setting, rate_limiter=rate_limiter()).base_url == settings.VPP_API_BASE_URL
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.core.checks import run_checks
 
 from tests.support.apns import new_pem
+from tests.support.redis_db import delete_prefix, redis_url
 from vpp.apple.apns import (
     INVITATION_URL_KEY,
     ApnsConfigError,
@@ -26,7 +27,6 @@ from vpp.apple.apns import (
     ApnsRateLimitedError,
     ApnsRequestError,
     ApnsUnavailableError,
-    FileTokenStore,
     MemoryTokenStore,
     PermanentApnsError,
     ProviderTokens,
@@ -37,7 +37,6 @@ from vpp.apple.apns import (
 )
 
 TOKEN = "b2" * 32
-REDIS_TEST_URL = "redis://127.0.0.1:6379/6"  # this helper's own Redis DB
 
 
 class Clock:
@@ -50,22 +49,17 @@ class Clock:
 
 @pytest.fixture
 def redis_store():
-    store = RedisTokenStore.from_url(REDIS_TEST_URL)
-    try:
-        store._redis.ping()
-    except Exception as exc:  # noqa: BLE001 - any connection problem means "no Redis here"
-        pytest.skip(f"Redis not reachable at {REDIS_TEST_URL}: {exc}")
+    """A store on the suite's Redis (tests/redis_session.py), emptied of provider tokens."""
+    store = RedisTokenStore.from_url(redis_url())
+    delete_prefix(store._redis, "kmconsole:apns")
     yield store
-    for key in store._redis.scan_iter("kmconsole:apns:*"):
-        store._redis.delete(key)
+    delete_prefix(store._redis, "kmconsole:apns")
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
-def any_store(request, tmp_path):
+@pytest.fixture(params=["memory", "redis"])
+def any_store(request):
     if request.param == "memory":
         return MemoryTokenStore()
-    if request.param == "file":
-        return FileTokenStore(tmp_path / "tokens")
     return request.getfixturevalue("redis_store")
 
 
@@ -95,16 +89,11 @@ def test_it_reuses_the_token_within_the_window_and_refreshes_after(fake_apns, an
 
 
 def test_it_shares_one_token_between_two_providers_through_redis(fake_apns, redis_store):
-    other_store = RedisTokenStore.from_url(REDIS_TEST_URL)  # as another worker process would
+    other_store = RedisTokenStore.from_url(redis_url())  # as another worker process would
     with provider(fake_apns, redis_store) as one, provider(fake_apns, other_store) as two:
         assert one.send(TOKEN, {"aps": {"alert": "1"}}).ok
         assert two.send(TOKEN, {"aps": {"alert": "2"}}).ok
     assert fake_apns.state.stats()["provider_tokens"] == 1
-
-
-def test_it_shares_one_token_between_providers_through_the_file_store(fake_apns, tmp_path):
-    stores = [FileTokenStore(tmp_path), FileTokenStore(tmp_path)]
-    assert len({ProviderTokens(fake_apns.config(), store).current() for store in stores}) == 1
 
 
 def test_it_keeps_the_winners_token_when_two_workers_refresh_at_once(fake_apns, any_store):

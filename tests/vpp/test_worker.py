@@ -1,6 +1,7 @@
 """Bulk jobs through a REAL Celery worker process, a real broker and the sandbox over HTTP.
 
-The broker is Redis when REDIS_URL is set (CI), kombu's filesystem transport otherwise.
+The broker is Redis: REDIS_URL when set (CI's first pass), otherwise the embedded default's
+private Redis (tests/redis_session.py, docs/embedded.md).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import pytest
 
 from tests.support.sandbox import store_sandbox_token
 from tests.support.users import make_users
-from tests.support.worker import Worker, purge_queue, read_outbox, wait_until
+from tests.support.vpp_api import max_in_any_window
+from tests.support.worker import Worker, broker_tasks, purge_queue, read_outbox, wait_until
 from users.models import User
 from users.selectors import UserSelection
 from vpp.jobs.engine import job_create
@@ -146,6 +148,10 @@ def test_it_survives_a_worker_killed_mid_job_without_creating_anyone_twice(
     w.kill()
     job.refresh_from_db()
     assert not job.finished
+    # The job's task is still in the broker (the one the dead worker ran stays unacknowledged:
+    # acks_late), not lost: kombu's filesystem transport, the old embedded default, deleted a
+    # message as soon as a worker read it.
+    assert [args for task, args in broker_tasks() if task.startswith("vpp.job_") and re.match(rf"\[{job.pk}\b", args)]
     vpp_sandbox.control(pending_seconds=0.1, latency=0.0)
     w2 = worker(**env)
     job = finished(job, w2, timeout=120)
@@ -164,3 +170,36 @@ def test_it_waits_out_retry_after_from_apple(vpp_sandbox, sandbox_token, worker,
     job = finished(start_job(JobAction.INVITE, users), w, timeout=60)
     assert (job.status, job.succeeded) == (JobStatus.DONE, 2), w.log_tail()
     assert vpp_sandbox.counters()["users_created"] == 2
+
+
+def test_two_worker_processes_share_one_rate_limit_and_one_retry_after_pause(
+    vpp_sandbox, sandbox_token, worker, outbox, settings
+):
+    """Apple's rate limit and Retry-After are per token, not per process (docs/embedded.md).
+
+    Two workers of two processes each send an invite at 2 requests/s; midway, Apple answers one
+    request 503 with Retry-After. In the embedded default (no REDIS_URL: the private Redis under
+    var/) as in production, no one-second window may hold more than 2 arrivals at the sandbox and
+    no request may arrive inside the Retry-After window, whichever process sent it.
+    """
+    rate, retry_after = 2, 3
+    vpp_sandbox.control(limits={"maxRequestPerSecond": rate, "maxUsers": 5}, pending_seconds=0.1)
+    settings.VPP_JOB_CHUNK_SIZE = 5  # eight chunks: the four worker processes all talk to Apple
+    users = make_users(40)
+    # Spread `rate` requests over 1.5 s instead of 1.05 s: the sandbox stamps arrivals, and on a
+    # loaded machine the time between "admitted" and "arrived" varies by more than 50 ms.
+    env = {"VPP_RATE_LIMIT_WINDOW_MS": 1500}
+    workers = [worker(**env), worker(**env)]
+    job = start_job(JobAction.INVITE, users)
+    wait_until(lambda: vpp_sandbox.counters()["create_calls"] >= 2, timeout=60, message="creates at Apple")
+    vpp_sandbox.control(fail_next=1, fail_status=503, retry_after=retry_after)
+    job = finished(job, workers[0], timeout=180)
+    assert (job.status, job.succeeded) == (JobStatus.DONE, 40), workers[1].log_tail()
+
+    log = vpp_sandbox.counters()["requests"]
+    timeline = [(round(r["t"] - log[0]["t"], 2), r["path"], r["status"]) for r in log]
+    # Service Config carries no token (location None): Apple does not count it against the rate.
+    assert max_in_any_window([r["t"] for r in log if r["location"]], 1.0) <= rate, timeline
+    # The pause holds every request, Service Config included (vpp/apple/client.py _acquire_slot).
+    [refused] = [r for r in log if r["status"] == 503]
+    assert [r for r in log if refused["t"] < r["t"] < refused["t"] + retry_after] == [], timeline

@@ -8,8 +8,8 @@ for VPP). Apple's rules it follows
   ``{"iss": <team id>, "iat": <unix seconds>}``, signed with the .p8 key.
 - Reuse it for 20–60 minutes: older than an hour → 403 ExpiredProviderToken; minting more
   often → 429 TooManyProviderTokenUpdates. So one token is minted per (team, key) and SHARED by
-  every worker process: in Redis when settings.REDIS_URL is set, otherwise in a small file
-  under var/ (the embedded default runs one machine). It is refreshed early, after
+  every worker process in Redis (settings.REDIS_URL; the embedded default's private Redis when
+  none is configured, docs/embedded.md). It is refreshed early, after
   settings.APNS_TOKEN_REFRESH_SECONDS (default 40 min), well before Apple's hour.
 - HTTP/2 only (``httpx[http2]``); an ``http://`` host (our fake) gets prior-knowledge h2c.
 
@@ -20,22 +20,17 @@ errors) or PermanentApnsError (our configuration or request is wrong: do not ret
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import fcntl
 import functools
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -297,56 +292,11 @@ class RedisTokenStore:
             raise ApnsUnavailableError(f"The shared APNs token cache (Redis) is unreachable: {exc}") from exc
 
 
-class FileTokenStore:
-    """Shared by the processes of one machine (the embedded default: no Redis)."""
-
-    def __init__(self, directory: Path) -> None:
-        self._dir = Path(directory)
-
-    def _path(self, key: str) -> Path:
-        return self._dir / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
-
-    @contextlib.contextmanager
-    def _locked(self):
-        self._dir.mkdir(parents=True, exist_ok=True)
-        with open(self._dir / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
-
-    def _read(self, key: str) -> str | None:
-        try:
-            data = json.loads(self._path(key).read_text())
-        except (OSError, ValueError):
-            return None
-        return data["value"] if data.get("expires", 0) > time.time() else None
-
-    def get(self, key: str) -> str | None:
-        return self._read(key)
-
-    def compare_and_set(self, key: str, expected: str | None, value: str, ttl: int) -> bool:
-        with self._locked():
-            if self._read(key) != expected:
-                return False
-            # Private file (the token is a credential for an hour), written then renamed.
-            fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".token-")
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"value": value, "expires": time.time() + ttl}, fh)
-            os.replace(tmp, self._path(key))
-            return True
-
-    def compare_and_delete(self, key: str, expected: str) -> None:
-        with self._locked():
-            if self._read(key) == expected:
-                self._path(key).unlink(missing_ok=True)
-
-
 def default_token_store() -> TokenStore:
-    """Redis when settings.REDIS_URL is set (all workers, all machines), else a file under var/."""
+    """The store on settings.REDIS_URL, shared by all workers on all machines."""
     from django.conf import settings
 
-    if settings.REDIS_URL:
-        return _redis_store(settings.REDIS_URL)
-    return FileTokenStore(settings.VAR_DIR / "apns-tokens")
+    return _redis_store(settings.REDIS_URL)
 
 
 @functools.cache

@@ -5,11 +5,11 @@ Config; docs/apple-vpp.md#rate-limit), and calling again before a ``Retry-After`
 can extend the block or get the organisation suspended (docs/apple-vpp.md#retry-after). Both rules concern the
 token, not one worker, so:
 
-* ``RedisRateLimiter`` shares the token's schedule and a "pause until" mark between every
-  process that uses the same Redis (web, workers, beat, several machines). Both live in
-  atomic Lua scripts and use Redis' own clock, so processes with skewed clocks agree.
-* ``InProcessRateLimiter`` does the same inside one process (threads) for the embedded
-  single-machine setup without Redis.
+``RedisRateLimiter`` shares the token's schedule and a "pause until" mark between every
+process that uses the same Redis (web, workers, beat, several machines). Both live in atomic
+Lua scripts and use Redis' own clock, so processes with skewed clocks agree. There is no
+in-process variant: the embedded default runs a private Redis too (docs/embedded.md), because
+a worker pool is several processes even on one machine.
 
 Algorithm: requests are *spaced* ``window / rate`` apart (GCRA with no burst): each caller
 reserves the next free slot and sleeps until it. Any one-second window then holds at most
@@ -20,9 +20,10 @@ request is enough, with first-come-first-served fairness between processes.
 Keys are a hash of the token (``token_key``), never the token itself: Redis keys show up
 in MONITOR output, slow logs and dumps.
 
-``rate`` requests are spread over slightly more than one second (``DEFAULT_WINDOW``): a
-request admitted here reaches Apple a few milliseconds later, and uneven network/scheduling
-delays could otherwise put ``rate + 1`` arrivals inside one of Apple's seconds.
+``rate`` requests are spread over slightly more than one second (``DEFAULT_WINDOW``, or
+settings.VPP_RATE_LIMIT_WINDOW_MS): a request admitted here reaches Apple a few milliseconds
+later, and uneven network/scheduling delays could otherwise put ``rate + 1`` arrivals inside
+one of Apple's seconds.
 """
 
 from __future__ import annotations
@@ -58,66 +59,6 @@ class RateLimiter(Protocol):
 
     def paused_for(self, key: str) -> float:
         """Seconds left in the current pause (0 when not paused)."""
-
-
-class _SlotLimiter:
-    """The waiting loop shared by both limiters; subclasses reserve slots and keep pauses."""
-
-    window: float
-    _clock = staticmethod(time.monotonic)
-    _sleep = staticmethod(time.sleep)
-
-    def _reserve(self, key: str, interval: float, max_wait: float) -> tuple[float, bool]:
-        """Reserve the next slot unless it is more than MAX_WAIT away: (seconds until it, reserved?)."""
-        raise NotImplementedError
-
-    def paused_for(self, key: str) -> float:
-        raise NotImplementedError
-
-    def acquire(self, key: str, *, rate: int, max_wait: float = float("inf")) -> None:
-        interval = self.window / max(1, int(rate))
-        deadline = self._clock() + max_wait
-        while True:
-            wait, reserved = self._reserve(key, interval, max(0.0, deadline - self._clock()))
-            if not reserved:
-                raise RateLimitPaused(wait)
-            if wait <= 0:
-                return
-            self._sleep(wait)
-            if self.paused_for(key) <= 0:
-                return
-            # A Retry-After arrived while we slept: our slot is void, queue again after the pause.
-
-
-class InProcessRateLimiter(_SlotLimiter):
-    """Thread-safe limiter for one process (same algorithm as RedisRateLimiter)."""
-
-    def __init__(self, *, window: float = DEFAULT_WINDOW, clock=time.monotonic, sleep=time.sleep):
-        self.window = window
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._next_slot: dict[str, float] = {}
-        self._pause_until: dict[str, float] = {}
-
-    def _reserve(self, key: str, interval: float, max_wait: float) -> tuple[float, bool]:
-        with self._lock:
-            now = self._clock()
-            slot = max(self._next_slot.get(key, now), now, self._pause_until.get(key, now))
-            wait = slot - now
-            if wait > max_wait:
-                return wait, False
-            self._next_slot[key] = slot + interval
-            return wait, True
-
-    def pause(self, key: str, seconds: float) -> None:
-        with self._lock:
-            until = self._clock() + max(0.0, seconds)
-            self._pause_until[key] = max(self._pause_until.get(key, 0.0), until)
-
-    def paused_for(self, key: str) -> float:
-        with self._lock:
-            return max(0.0, self._pause_until.get(key, 0.0) - self._clock())
 
 
 # GCRA-style reservation in Redis, on Redis' clock in milliseconds: the key holds the next free
@@ -162,8 +103,13 @@ return 0
 """
 
 
-class RedisRateLimiter(_SlotLimiter):
-    """Request spacing and pause mark shared through Redis (atomic Lua scripts)."""
+class RedisRateLimiter:
+    """Request spacing and pause mark shared through Redis (atomic Lua scripts).
+
+    ``window``: seconds over which ``rate`` requests are spread; ``prefix``: the Redis key prefix
+    (keys ``<prefix>:next:<key>`` and ``<prefix>:pause:<key>``, expiring on their own); ``sleep``:
+    how to wait (tests record the waits instead). Redis errors (``redis.RedisError``) propagate.
+    """
 
     def __init__(self, redis_client, *, window: float = DEFAULT_WINDOW, prefix: str = _KEY_PREFIX, sleep=time.sleep):
         self.redis = redis_client
@@ -176,39 +122,60 @@ class RedisRateLimiter(_SlotLimiter):
 
     @classmethod
     def from_url(cls, url: str, **kwargs) -> RedisRateLimiter:
-        import redis  # imported here so the in-process limiter works without Redis installed/running
+        import redis
 
         return cls(redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5), **kwargs)
+
+    def acquire(self, key: str, *, rate: int, max_wait: float = float("inf")) -> None:
+        """Block until one request for KEY may be sent at RATE per window; RateLimitPaused past MAX_WAIT s."""
+        interval = self.window / max(1, int(rate))
+        deadline = time.monotonic() + max_wait
+        while True:
+            wait, reserved = self._reserve(key, interval, max(0.0, deadline - time.monotonic()))
+            if not reserved:
+                raise RateLimitPaused(wait)
+            if wait <= 0:
+                return
+            self._sleep(wait)
+            if self.paused_for(key) <= 0:
+                return
+            # A Retry-After arrived while we slept: our slot is void, queue again after the pause.
 
     def _keys(self, key: str) -> tuple[str, str]:
         return f"{self.prefix}:next:{key}", f"{self.prefix}:pause:{key}"
 
     def _reserve(self, key: str, interval: float, max_wait: float) -> tuple[float, bool]:
+        """Reserve the next slot unless it is more than MAX_WAIT away: (seconds until it, reserved?)."""
         allowed_ms = min(max_wait * 1000, 1e12)
         reserved, wait_ms = self._acquire(keys=self._keys(key), args=[f"{interval * 1000:.3f}", f"{allowed_ms:.0f}"])
         return int(wait_ms) / 1000, bool(reserved)
 
     def pause(self, key: str, seconds: float) -> None:
+        """Hold back every caller of KEY for SECONDS, in every process (never shortens a pause)."""
         ms = max(0, int(seconds * 1000))
         if ms:
             self._pause(keys=[self._keys(key)[1]], args=[ms])
 
     def paused_for(self, key: str) -> float:
+        """Seconds left in KEY's pause (0 when not paused)."""
         return int(self._paused_for(keys=[self._keys(key)[1]])) / 1000
 
 
 _default_lock = threading.Lock()
-_default: dict[str, RateLimiter] = {}
+_default: dict[tuple[str, float], RateLimiter] = {}
 
 
 def default_rate_limiter() -> RateLimiter:
-    """The process-wide limiter: Redis when settings.REDIS_URL is set, else in-process."""
+    """The process-wide limiter on settings.REDIS_URL (the private Redis when none is configured).
+
+    Window: settings.VPP_RATE_LIMIT_WINDOW_MS (default ``DEFAULT_WINDOW``).
+    """
     from django.conf import settings
 
-    url = getattr(settings, "REDIS_URL", None) or ""
+    window = getattr(settings, "VPP_RATE_LIMIT_WINDOW_MS", DEFAULT_WINDOW * 1000) / 1000
     with _default_lock:
-        limiter = _default.get(url)
+        limiter = _default.get((settings.REDIS_URL, window))
         if limiter is None:
-            limiter = RedisRateLimiter.from_url(url) if url else InProcessRateLimiter()
-            _default[url] = limiter
+            limiter = RedisRateLimiter.from_url(settings.REDIS_URL, window=window)
+            _default[(settings.REDIS_URL, window)] = limiter
         return limiter

@@ -1,7 +1,9 @@
 """manage.py run_console: the embedded default (`make run`) in one command, one Ctrl-C.
 
 Migrates, seeds demo data into an empty database, creates or refreshes the demo admin,
-then runs the web server, a Celery worker and Celery beat as child processes. Ctrl-C
+then runs the web server, a Celery worker and Celery beat as child processes. Without
+REDIS_URL it first starts the private Redis under var/ (kmconsole/private_redis.py,
+docs/embedded.md) and stops it last, once the worker has acknowledged its tasks. Ctrl-C
 (SIGINT) or SIGTERM stops them all; if one child dies, the others are stopped and the
 command exits non-zero.
 """
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,19 +26,25 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from kmconsole.celery import ensure_queue_dirs
+from kmconsole.private_redis import PrivateRedis, PrivateRedisError
 from users.demo import demo_users_create
 from users.models import User
 from vpp.sandbox.demo import DemoSandbox, demo_claim, demo_connect, demo_sandbox_plan
 
 ADMIN_USERNAME = "admin"
 STOP_TIMEOUT = 20  # seconds a child gets to finish after SIGTERM (a worker finishes its task)
+READY_TIMEOUT = 30  # seconds a service (the private Redis) gets to answer before the others start
 
 
 @dataclass(frozen=True)
 class Child:
+    """A process of the console. A SERVICE (the private Redis) is started first, waited for until
+    READY() is true, and stopped only after every other child has exited."""
+
     name: str
     argv: list[str]
+    service: bool = False
+    ready: Callable[[], bool] | None = None
 
 
 def console_children(*, host: str, port: int) -> list[Child]:
@@ -62,7 +71,6 @@ class Command(BaseCommand):
     def handle(self, *args, host: str, port: int, demo_users: int, **options):
         Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
-        ensure_queue_dirs()
         if demo_users and not User.objects.exists():
             result = demo_users_create(count=demo_users)
             self.stdout.write(f"Seeded {result.users} demo device users with {result.devices} devices.")
@@ -71,11 +79,24 @@ class Command(BaseCommand):
         children = console_children(host=host, port=port)
         if sandbox:
             children.insert(0, Child("sandbox", sandbox.argv))
+        if settings.EMBEDDED_REDIS:
+            children.insert(0, self._private_redis())
         exit_code = Supervisor(children, self.stdout).run(
             on_ready=lambda: self._on_ready(host, port, password, sandbox), ready_url=f"http://{host}:{port}/healthz"
         )
         if exit_code:
             raise CommandError(f"stopped: a child process exited with status {exit_code}", returncode=exit_code)
+
+    def _private_redis(self) -> Child:
+        """The embedded default's Redis (no REDIS_URL): broker and shared rate limit for every child."""
+        redis = PrivateRedis(settings.VAR_DIR)
+        try:
+            redis.prepare()
+            argv = redis.argv()
+        except PrivateRedisError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Private Redis on {redis.socket} ({argv[0]})")
+        return Child("redis", argv, service=True, ready=redis.answers)
 
     def _demo_admin(self) -> str:
         """Create or refresh the demo admin; the password lives in var/ (mode 600) across runs."""
@@ -153,6 +174,9 @@ class Supervisor:
                 process = subprocess.Popen(child.argv, start_new_session=True)  # noqa: S603
                 self.processes[child.name] = process
                 self.stdout.write(f"started {child.name} (pid {process.pid})")
+                if child.ready and not self._wait_ready(child, process):
+                    self.stop()
+                    return process.returncode or 1
             announced = False
             started = time.monotonic()
             while not self.stopping:
@@ -175,21 +199,38 @@ class Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    def _wait_ready(self, child: Child, process: subprocess.Popen) -> bool:
+        """Wait (up to READY_TIMEOUT s, or a signal) until a service answers; False if it does not."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not child.ready():
+            if process.poll() is not None:
+                self.stdout.write(f"{child.name} exited with status {process.returncode}; stopping")
+                return False
+            if self.stopping or time.monotonic() > deadline:
+                self.stdout.write(f"{child.name} did not answer; stopping")
+                return False
+            time.sleep(0.1)
+        return True
+
     def _on_signal(self, signum, frame):
         self.stopping = True
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT
-        for name, process in self.processes.items():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.stdout.write(f"{name} did not stop in {STOP_TIMEOUT} s; killing it")
-                process.kill()
-                process.wait()
+        """Stop the children, the services (the Redis the others ack their tasks to) last."""
+        services = {child.name for child in self.children if child.service}
+        for tier in ([n for n in self.processes if n not in services], [n for n in self.processes if n in services]):
+            for name in tier:
+                if self.processes[name].poll() is None:
+                    self.processes[name].terminate()
+            deadline = time.monotonic() + STOP_TIMEOUT
+            for name in tier:
+                process = self.processes[name]
+                try:
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self.stdout.write(f"{name} did not stop in {STOP_TIMEOUT} s; killing it")
+                    process.kill()
+                    process.wait()
         self.stdout.write("all processes stopped")
 
 
