@@ -134,8 +134,8 @@ class FunnelRow:
 
 def funnel(*, now: dt.datetime | None = None) -> list[FunnelRow]:
     """The funnel's numbers now, in ``STAGES`` order: a COUNT per stage over the same condition
-    the Users page filters on (the oldest invited bucket by difference), each answered from an index (vppuser_status_idx,
-    vppuser_funnel_age_idx, vppuser_failed_idx, user_eligible_idx)."""
+    the Users page filters on (the oldest invited bucket by difference), each answered from an
+    index (vppuser_status_idx, vppuser_funnel_age_idx, vppuser_failed_idx, user_eligible_idx)."""
     now = now or timezone.now()
     with_user = VppUser.objects.filter(user__isnull=False)
     counted = [stage.key for stage in STAGES if stage.key not in ("eligible", "invited_older")]
