@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import QueryDict
 from django.shortcuts import render
@@ -36,8 +37,12 @@ def user_list(request):
         "activated_value": page.filters.as_params().get("activated", ""),
         "extra_filters": _extra_filters(page),
     }
+    partial = request.htmx and request.htmx.target == TABLE_ID and not request.htmx.history_restore_request
+    if form.ignored() and not partial:
+        # The page then shows more than the address asked for: say so (a hand-edited or stale URL).
+        messages.warning(request, f"Not understood, so not applied: {', '.join(form.ignored())}.")
     # Only the table when htmx asks for it; a history restore needs the whole page.
-    if request.htmx and request.htmx.target == TABLE_ID and not request.htmx.history_restore_request:
+    if partial:
         response = render(request, "users/list.html#user-table", context)
         # The canonical URL (no empty or default parameters) goes to the address bar.
         query = state.urlencode()

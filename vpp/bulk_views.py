@@ -6,9 +6,12 @@ Permissions are checked on confirm and apply; a viewer sees the pages but cannot
 
 from __future__ import annotations
 
-import csv
+import hashlib
+import json
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core import signing
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,7 +20,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, trigger_client_event
 
-from users.forms import UserSelectionForm
+from kmconsole.csv_export import SafeCsvWriter
+from users.forms import UserSelectionForm, valid_pk
 from users.models import User
 from users.selectors import EXTRA_FILTERS
 from vpp import selectors
@@ -60,10 +64,9 @@ def _selection(request):
             "Use “Select all users matching this filter” instead."
         )
     form = UserSelectionForm(request.POST)
-    if "pk" in form.errors:
-        return None, "The selection was not understood (invalid user ids). Reload the page and try again."
-    if not form.selects_all and not form.cleaned_data.get("pk"):
-        return None, "Select at least one user."
+    problem = form.problem()
+    if problem:
+        return None, problem
     if len(form.cleaned_data.get("pk") or []) > MAX_TICKED_IDS:
         return None, f"Too many users ticked at once (more than {MAX_TICKED_IDS:,}). Use “Select all matching”."
     return form, ""
@@ -95,13 +98,42 @@ def _hidden_selection(request) -> list[tuple[str, str]]:
     return [(key, value) for key in keep for value in request.POST.getlist(key)]
 
 
-@login_required
-@require_POST
-def bulk_confirm(request, action: str):
-    action = ACTION_SLUGS.get(action) or _not_found()
-    if not request.user.has_perm(PERMISSIONS[action]):
-        return _forbidden(request, action)
-    setting = VppServerSetting.load()
+# The confirmation's plan travels to apply as a signed digest (the hidden field PLAN_FIELD): apply
+# acts only when the selection still resolves to exactly the plan the admin saw.
+PLAN_FIELD = "plan"
+PLAN_SALT = "vpp.bulk.plan"
+PLAN_MAX_AGE = 3600  # seconds: a confirmation left open longer is shown again, fresh
+
+
+def _plan_facts(*, plan, selection, admin_pk: int) -> list:
+    # Digests, not the ids: a token for 5,000 ticked users stays a short hidden field.
+    chosen = hashlib.sha256(json.dumps(selection.to_json(), sort_keys=True).encode()).hexdigest()
+    return [admin_pk, chosen, plan.digest()]
+
+
+def plan_token(*, plan, selection, admin_pk: int) -> str:
+    """The signed token of ``plan`` for the confirm modal: who confirmed, what was selected (its
+    JSON's SHA-256) and the plan's digest (``Plan.digest``)."""
+    return signing.dumps(_plan_facts(plan=plan, selection=selection, admin_pk=admin_pk), salt=PLAN_SALT)
+
+
+def plan_token_matches(token: str, *, plan, selection, admin_pk: int) -> bool:
+    """Whether ``token`` (from ``plan_token``, at most PLAN_MAX_AGE seconds old) names this very plan,
+    selection and admin."""
+    try:
+        signed = signing.loads(token, salt=PLAN_SALT, max_age=PLAN_MAX_AGE)
+    except signing.BadSignature:  # also SignatureExpired
+        return False
+    return signed == _plan_facts(plan=plan, selection=selection, admin_pk=admin_pk)
+
+
+def _nothing_selected(form) -> str:
+    if form.selects_all:
+        return "No users match this filter. Nothing was selected."
+    return "None of the selected users exist any more (deleted, or unknown ids). Reload the Users page."
+
+
+def _confirm_context(request, action: str, setting: VppServerSetting) -> dict:
     form, problem = _selection(request)
     context = {
         "action": action,
@@ -110,29 +142,51 @@ def bulk_confirm(request, action: str):
         "blocker": action_blocker(setting),
         "setting": setting,
     }
-    if form is not None and not context["blocker"]:
-        plan = _plan_for(request, action, form, setting)
-        posted = form.cleaned_data.get("pk") or []
-        context.update(
-            plan=plan,
-            eligible_count=len(plan.eligible),
-            skip_counts=plan.skip_counts(),
-            steps=plan.step_counts(),
-            preview=[row.label for row in plan.eligible[:PREVIEW_NAMES]],
-            unknown_ids=0 if form.selects_all else max(0, len(set(posted)) - len(plan.rows)),
-            selection=_hidden_selection(request),
-            select_all=form.selects_all,
-            channel_label=_channel_label(plan.channel or setting.invitation_channel),
-        )
-        if action == JobAction.INVITE:
-            eligible = {row.user_id for row in plan.eligible}
-            context["shared_mailboxes"] = selectors.shared_mailboxes(form.selected_users(), eligible)
-    return render(request, "vpp/bulk/confirm.html", context)
+    if form is None or context["blocker"]:
+        return context
+    plan = _plan_for(request, action, form, setting)
+    if not plan.rows:
+        context["problem"] = _nothing_selected(form)
+        return context
+    posted = form.cleaned_data.get("pk") or []
+    token = plan_token(plan=plan, selection=form.selection(), admin_pk=request.user.pk)
+    context.update(
+        plan=plan,
+        eligible_count=len(plan.eligible),
+        skip_counts=plan.skip_counts(),
+        steps=plan.step_counts(),
+        preview=[row.label for row in plan.eligible[:PREVIEW_NAMES]],
+        unknown_ids=0 if form.selects_all else max(0, len(set(posted)) - len(plan.rows)),
+        selection=[*_hidden_selection(request), (PLAN_FIELD, token)],
+        select_all=form.selects_all,
+        channel_label=_channel_label(plan.channel or setting.invitation_channel),
+    )
+    if action == JobAction.INVITE:
+        eligible = {row.user_id for row in plan.eligible}
+        context["shared_mailboxes"] = selectors.shared_mailboxes(form.selected_users(), eligible)
+    return context
+
+
+@login_required
+@require_POST
+def bulk_confirm(request, action: str):
+    action = ACTION_SLUGS.get(action) or _not_found()
+    if not request.user.has_perm(PERMISSIONS[action]):
+        return _forbidden(request, action)
+    context = _confirm_context(request, action, VppServerSetting.load())
+    # A refused selection is a 422 with its reason (static/js/vpp.js shows it in the modal).
+    return render(request, "vpp/bulk/confirm.html", context, status=422 if context["problem"] else 200)
 
 
 @login_required
 @require_POST
 def bulk_apply(request, action: str):
+    """Start the job the confirmation showed, or say why not (nothing changes then).
+
+    Refused: an unusable token or setting, a selection that is not understood, nobody left to act
+    on, a delete without its tick, and a plan that differs from the confirmed one (signed digest,
+    PLAN_FIELD): then the confirmation is shown again, fresh, with a notice.
+    """
     action = ACTION_SLUGS.get(action) or _not_found()
     if not request.user.has_perm(PERMISSIONS[action]):
         return _forbidden(request, action)
@@ -142,11 +196,30 @@ def bulk_apply(request, action: str):
     if action == JobAction.DELETE and request.POST.get("understood") != "yes":
         problem = "Tick the box to confirm that licences will be revoked and the users retired."
     if blocker or problem:
-        context = {"action": action, "action_label": JobAction(action).label, "problem": problem or blocker}
-        return render(request, "vpp/bulk/confirm.html", context, status=200)
+        return _refused(request, action, problem or blocker)
     plan = _plan_for(request, action, form, setting)
-    job = job_create(plan=plan, actor=request.user, selection=form.selection(), ip=_client_ip(request))
+    if not plan.rows:
+        return _refused(request, action, _nothing_selected(form))
+    selection = form.selection()
+    token = request.POST.get(PLAN_FIELD, "")
+    if not plan_token_matches(token, plan=plan, selection=selection, admin_pk=request.user.pk):
+        context = _confirm_context(request, action, setting)
+        context["notice"] = (
+            "The selection changed since the confirmation was shown (users were added, removed or changed, "
+            "or the confirmation is over an hour old). Nothing was started: review it again."
+            if token
+            else "Nothing was started: confirm the action first."
+        )
+        return render(request, "vpp/bulk/confirm.html", context, status=409)
+    if not plan.eligible:
+        return _refused(request, action, "None of the selected users can be acted on. Nothing was started.")
+    job = job_create(plan=plan, actor=request.user, selection=selection, ip=_client_ip(request))
     return render(request, "vpp/bulk/started.html", _panel_context(job))
+
+
+def _refused(request, action: str, problem: str) -> HttpResponse:
+    context = {"action": action, "action_label": JobAction(action).label, "problem": problem}
+    return render(request, "vpp/bulk/confirm.html", context, status=422)
 
 
 def _not_found():
@@ -204,25 +277,20 @@ def job_list(request):
     return render(request, "vpp/jobs/list.html", {"jobs": selectors.recent_jobs(100)})
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 @login_required
 @require_GET
 def job_export(request, pk: int):
+    """The job's items as CSV; every cell is spreadsheet-safe (kmconsole.csv_export)."""
     job = get_object_or_404(Job, pk=pk)
-    writer = csv.writer(_Echo())
+    writer = SafeCsvWriter()
 
     def rows():
         yield writer.writerow(["user", "status", "apple_error_number", "reason", "client_user_id", "attempts"])
         for item in selectors.job_items(job).iterator(chunk_size=2000):
             cuid = str(item.vpp_user.client_user_id) if item.vpp_user else ""
-            label = item.user_label
-            if label[:1] in ("=", "+", "-", "@"):
-                label = "'" + label  # no formula injection in spreadsheets
-            yield writer.writerow([label, item.status, item.error_number or "", item.reason, cuid, item.attempts])
+            yield writer.writerow(
+                [item.user_label, item.status, item.error_number or "", item.reason, cuid, item.attempts]
+            )
 
     response = StreamingHttpResponse(rows(), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="vpp-job-{job.pk}.csv"'
@@ -241,6 +309,8 @@ def job_retry(request, pk: int):
     if blocker:
         return render(request, "vpp/bulk/forbidden.html", {"message": blocker}, status=409)
     retry = job_retry_failed(job=job, actor=request.user, ip=_client_ip(request))
+    if retry is None:
+        messages.warning(request, f"Nothing to retry: job #{job.pk} has no failed users that still exist.")
     target = reverse("jobs:detail", args=[retry.pk if retry else job.pk])
     return HttpResponseClientRedirect(target) if request.htmx else redirect(target)
 
@@ -255,11 +325,13 @@ def _orphan_choices(request) -> tuple[list[int], dict[int, int], str]:
     ``do_<id>`` = "retire" | "adopt:<user id>", or ``adopt_login_<id>`` = a login id or email."""
     orphan_ids, adopt, unknown = [], {}, []
     for key, value in request.POST.items():
-        if not key.startswith("do_") or not key[3:].isdigit():
+        if not key.startswith("do_") or not valid_pk(key[3:]):  # an id the database can hold
             continue
         orphan_id = int(key[3:])
         login = request.POST.get(f"adopt_login_{orphan_id}", "").strip()
-        if login:
+        if login and not login.isprintable():  # a NUL or line break: no login id or email has one
+            unknown.append(repr(login))
+        elif login:
             user = User.objects.filter(login_id=login).first() or User.objects.filter(email__iexact=login).first()
             if user is None:
                 unknown.append(login)
@@ -268,7 +340,7 @@ def _orphan_choices(request) -> tuple[list[int], dict[int, int], str]:
             adopt[orphan_id] = user.pk
         elif value == "retire":
             orphan_ids.append(orphan_id)
-        elif value.startswith("adopt:") and value[6:].isdigit():
+        elif value.startswith("adopt:") and valid_pk(value[6:]):
             orphan_ids.append(orphan_id)
             adopt[orphan_id] = int(value[6:])
     problem = f"No device user has the login id or email {', '.join(unknown)}." if unknown else ""

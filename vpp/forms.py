@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
 
-from vpp.invitations.message import TemplateError, template_check
+from vpp.invitations.email import sender_check
+from vpp.invitations.message import TemplateError, body_check, template_check
 from vpp.models import ScheduleMode, VppServerSetting
 from vpp.services.schedule import timezone_choices
 from vpp.services.setting import MAX_TOKEN_BYTES
@@ -87,10 +89,10 @@ class InvitationForm(forms.ModelForm):
             "invitation_body_html": forms.Textarea(attrs={"rows": 6}),
         }
 
-    def _check(self, field: str) -> str:
+    def _check(self, field: str, check=template_check) -> str:
         value = self.cleaned_data.get(field) or ""
         try:
-            template_check(value)
+            check(value)
         except TemplateError as exc:
             raise ValidationError(str(exc)) from None
         return value
@@ -99,20 +101,16 @@ class InvitationForm(forms.ModelForm):
         return self._check("invitation_subject")
 
     def clean_invitation_body_text(self):
-        return self._check("invitation_body_text")
+        return self._check("invitation_body_text", body_check)
 
     def clean_invitation_body_html(self):
-        return self._check("invitation_body_html")
+        return self._check("invitation_body_html", partial(body_check, required=False))
 
     def clean_invitation_sender(self):
-        value = (self.cleaned_data.get("invitation_sender") or "").strip()
-        if value:
-            from email.utils import parseaddr
-
-            from django.core.validators import validate_email
-
-            validate_email(parseaddr(value)[1])
-        return value
+        try:
+            return sender_check(self.cleaned_data.get("invitation_sender") or "")
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
 
 class ScheduleForm(forms.Form):

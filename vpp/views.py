@@ -295,7 +295,10 @@ def notification_receiver(request):
     """Apple's notifications (bearer-token authenticated, not a browser endpoint)."""
     if not notifications.notification_authorized(request.headers.get("Authorization")):
         return HttpResponse(status=401, headers={"WWW-Authenticate": 'Bearer realm="kmconsole"'})
-    length = int(request.headers.get("Content-Length") or 0)
+    try:
+        length = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        return JsonResponse({"error": "Content-Length is not a number"}, status=400)
     if length > notifications.MAX_BODY_BYTES:
         logger.warning("Apple notification refused: body of %s bytes is over the cap", length)
         return HttpResponse(status=413)

@@ -1,5 +1,5 @@
 // VPP bulk actions (vpp/bulk_views.py). No inline script anywhere (CSP).
-//  - A 403 (no permission) or 409 (token missing) answer to a request aimed at the shared
+//  - A 403 (no permission), 409 (token missing, selection changed) or 422 (selection refused) answer to a request aimed at the shared
 //    modal carries a readable message: show it instead of htmx's default "do nothing".
 //  - When a job panel reports its job finished (HX-Trigger: vppJobFinished), the Users table
 //    behind the modal is fetched again so the VPP status column is current.
@@ -14,7 +14,7 @@
   document.addEventListener("htmx:beforeSwap", function (event) {
     var detail = event.detail;
     var status = detail.xhr ? detail.xhr.status : 0;
-    if ((status === 403 || status === 409) && detail.target && detail.target.id === "modal") {
+    if ((status === 403 || status === 409 || status === 422) && detail.target && detail.target.id === "modal") {
       detail.shouldSwap = true;
       detail.isError = false;
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.support.users import make_user
@@ -68,3 +70,35 @@ def test_its_users_are_the_ticked_ones_or_the_filter_reapplied():
     assert set(UserSelection(ids=(phone.pk, 999_999)).users()) == {phone}
     assert set(UserSelection(all_matching=True, filters=UserFilters(platform="macos")).users()) == {mac}
     assert set(UserSelection(all_matching=True).users()) == {mac, phone}
+
+
+@pytest.mark.parametrize(
+    "posted, says",
+    [
+        ({"select_all": "1", "q": "x" * 201}, "The filter was not understood (q)"),
+        ({"select_all": "1", "platform": "bogus"}, "The filter was not understood (platform)"),
+        ({"select_all": "1", "activated": "maybe", "q": "a\x00"}, "The filter was not understood (q, activated)"),
+        ({"pk": ["99999999999999999999"]}, "invalid user ids"),
+        ({"pk": ["0"]}, "invalid user ids"),
+        ({"pk": ["١٢"]}, "invalid user ids"),
+        ({}, "Select at least one user."),
+    ],
+)
+def test_a_posted_selection_that_does_not_validate_is_refused_never_widened(posted, says):
+    from django.http import QueryDict
+
+    from users.forms import UserSelectionForm
+
+    data = QueryDict(mutable=True)
+    for key, value in posted.items():
+        data.setlist(key, value if isinstance(value, list) else [value])
+    form = UserSelectionForm(data)
+    assert says in form.problem()
+    with pytest.raises(ValueError, match=re.escape(says)):
+        form.selection()
+
+
+def test_the_largest_id_the_database_holds_is_a_valid_one():
+    from users.forms import MAX_PK, valid_pk
+
+    assert valid_pk(str(MAX_PK)) and not valid_pk(str(MAX_PK + 1)) and not valid_pk("-1") and not valid_pk(" 1")

@@ -125,7 +125,7 @@ def test_it_refuses_unknown_placeholders(client, admin, field, value, message):
 
 
 def test_it_previews_the_invitation_with_escaped_sample_values(client, admin):
-    data = {**INVITE, "invitation_body_text": "Hi {user_name} {{x}}"}
+    data = {**INVITE, "invitation_body_text": "Hi {user_name} {{x}} {invitation_link}"}
     response = client.post(reverse("vpp:invitation-preview"), data, HTTP_HX_REQUEST="true")
     html = response.content.decode()
     assert response.status_code == 200

@@ -690,8 +690,8 @@ def _json_body(response: requests.Response) -> Any:
         return None
     try:
         return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return None  # HTML error page, truncated body...
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None  # HTML error page, truncated body, absurd nesting...
 
 
 def _event_id(data: dict) -> str:

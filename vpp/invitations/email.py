@@ -15,8 +15,11 @@ import smtplib
 import uuid
 from collections.abc import Sequence
 from email.policy import Compat32
+from email.utils import getaddresses
 
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.validators import validate_email
 
 from vpp.invitations.channels import DeliveryResult, Invitation
 from vpp.invitations.message import invitation_render_for, sample_invitation
@@ -112,6 +115,28 @@ class EmailChannel:
         finally:
             connection.close()
         return results
+
+
+def sender_check(value: str) -> str:
+    """The invitation sender (From) as stored: ``value`` stripped, "" for the server default.
+
+    One address, optionally with a display name (``IT <it@example.com>``), on one line. Raises
+    ValueError with a sentence for the admin otherwise: a line break would smuggle headers into
+    every invitation (``\\r\\nBcc: …``), and Django then refuses to send any of them.
+    """
+    value = value.strip()
+    if not value:
+        return ""
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValueError("The sender must be one line: no line breaks or control characters.")
+    addresses = getaddresses([value])
+    if len(addresses) != 1 or not addresses[0][1]:
+        raise ValueError("Enter one sender address, e.g. IT <it@example.com>.")
+    try:
+        validate_email(addresses[0][1])
+    except ValidationError:
+        raise ValueError(f"{addresses[0][1]!r} is not a valid email address.") from None
+    return value
 
 
 def email_error_transient(exc: Exception) -> bool:

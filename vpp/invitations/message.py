@@ -71,6 +71,21 @@ def template_check(text: str) -> None:
             raise TemplateError(f"Placeholder {{{field}}} takes no format options.")
 
 
+LINK_PLACEHOLDER = "invitation_link"
+
+
+def body_check(text: str, *, required: bool = True) -> None:
+    """``template_check``, and the body must carry ``{invitation_link}``: an invitation without
+    Apple's link invites to nothing. An optional body (``required=False``, the HTML one) may be
+    blank. Raises TemplateError."""
+    template_check(text)
+    if not text.strip() and not required:
+        return
+    fields = {field for _literal, field, _spec, _conv in string.Formatter().parse(text)}
+    if LINK_PLACEHOLDER not in fields:
+        raise TemplateError(f"The body must contain {{{LINK_PLACEHOLDER}}}: it is the link the user opens to join.")
+
+
 class _AsTyped(dict):
     def __missing__(self, key):  # an unknown {placeholder} in a stored template stays as typed
         return "{" + key + "}"

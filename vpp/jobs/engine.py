@@ -503,13 +503,16 @@ def _fail_claimed(token: str, message: str, error_number: int | None) -> None:
 
 
 def job_retry_failed(*, job: Job, actor, ip: str | None = None) -> Job | None:
-    """A new job over the failed items of ``job`` (eligibility re-checked)."""
+    """A new job over the failed items of ``job`` (eligibility re-checked); None, and no job, when
+    none of its failed users exists any more."""
     failed = JobItem.objects.filter(job=job, status=ItemStatus.FAILED, user__isnull=False)
     user_ids = sorted(set(failed.values_list("user_id", flat=True)))
     if not user_ids:
         return None
     selection = UserSelection(ids=tuple(user_ids), retry_of=job.pk)
     plan = vpp_plan_build(action=job.action, users=selection.users(), channel=job.channel)
+    if not plan.rows:  # deleted since the items were read: never an empty job
+        return None
     return job_create(plan=plan, actor=actor, selection=selection, ip=ip, retry_of=job)
 
 

@@ -6,6 +6,7 @@ admin confirms (the data may have changed in between).
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -82,6 +83,14 @@ class Plan:
 
     def step_counts(self) -> dict[str, int]:
         return dict(Counter(row.step for row in self.eligible))
+
+    def digest(self) -> str:
+        """A SHA-256 hex digest of what this plan would do: the action, the invitation channel, and
+        every user's (id, step, skip reason). Two plans with the same digest act on the same users
+        in the same way; the bulk views carry it, signed, from the confirmation to the apply.
+        """
+        parts = [self.action, self.channel, *(f"{row.user_id}:{row.step}:{row.skip_reason}" for row in self.rows)]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def _label(facts: dict) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from vpp.models.fields import OutsideCharField
+
 
 class AuditEvent(models.Model):
     actor = models.ForeignKey(
@@ -12,9 +14,10 @@ class AuditEvent(models.Model):
     )
     actor_name = models.CharField(max_length=150, blank=True)  # kept if the admin account goes
     action = models.CharField(max_length=32)
-    target_summary = models.CharField(max_length=500, blank=True)
+    # Sentences that quote outside text (a location name, a search, Apple's errors): clipped, never refused.
+    target_summary = OutsideCharField(max_length=500, blank=True)
     count = models.PositiveIntegerField(default=0)
-    outcome = models.CharField(max_length=200, blank=True)
+    outcome = OutsideCharField(max_length=200, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     job = models.ForeignKey("vpp.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

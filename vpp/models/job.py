@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from vpp.models.fields import OutsideCharField
+
 
 class JobAction(models.TextChoices):
     INVITE = "invite", "Send VPP invitation"
@@ -48,7 +50,7 @@ class Job(models.Model):
     skipped = models.PositiveIntegerField(default=0)
     # The invite read-back watermark: Apple's users versionId before our first create, moved on
     # by each completed listing (vpp/jobs/readback.py).
-    apple_version_id = models.CharField(max_length=100, blank=True)
+    apple_version_id = OutsideCharField(max_length=100, blank=True)
     # Job-level leases (vpp/jobs/leases.py): one chunk at a time sends its creates, so the
     # chunks reach their CPU-heavy steps one after another; one lists the read-back delta.
     create_turn_until = models.DateTimeField(null=True, blank=True)
@@ -64,15 +66,15 @@ class Job(models.Model):
     # Invitations that could not go out yet (mail server or APNs down): why, and the next try
     # (the job panel shows it until then; a chunk that fails again sets a later one).
     delivery_retry_until = models.DateTimeField(null=True, blank=True)
-    delivery_retry_reason = models.CharField(max_length=300, blank=True)
+    delivery_retry_reason = OutsideCharField(max_length=300, blank=True)
     # A job-level phase (no per-user items to claim, e.g. the full sync's read of Apple's users)
     # is claimed as a whole: the claiming task's token, and how many tasks have claimed it
     # (capped like an item's attempts). See vpp/jobs/engine.py.
     phase_token = models.CharField(max_length=32, blank=True)
     phase_attempts = models.PositiveSmallIntegerField(default=0)
     # Set when the broker refused the message; the sweeper retries the dispatch.
-    enqueue_error = models.CharField(max_length=300, blank=True)
-    error = models.CharField(max_length=500, blank=True)
+    enqueue_error = OutsideCharField(max_length=300, blank=True)
+    error = OutsideCharField(max_length=500, blank=True)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
 
     class Meta:
@@ -129,12 +131,12 @@ class JobItem(models.Model):
     # Set before a mutating request that includes this item goes to Apple: if the worker dies
     # before the answer is stored, the next attempt asks Apple instead of sending it again.
     request_sent_at = models.DateTimeField(null=True, blank=True)
-    apple_event_id = models.CharField(max_length=100, blank=True)
+    apple_event_id = OutsideCharField(max_length=100, blank=True)
     # An orphan item's Apple user (clientUserId), before it has a VppUser here (adoption).
-    apple_client_user_id = models.CharField("clientUserId at Apple", max_length=100, blank=True)
+    apple_client_user_id = OutsideCharField("clientUserId at Apple", max_length=100, blank=True)
     error_number = models.IntegerField(null=True, blank=True)
     skip_reason = models.CharField(max_length=32, blank=True)
-    reason = models.CharField(max_length=500, blank=True)
+    reason = OutsideCharField(max_length=500, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

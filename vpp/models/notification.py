@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from vpp.models.fields import OutsideCharField
+
 
 class NotificationType(models.TextChoices):
     TEST = "TEST_NOTIFICATION", "Test"
@@ -28,11 +30,11 @@ class AppleNotification(models.Model):
     notification_id = models.CharField(max_length=100, unique=True)
     notification_type = models.CharField(max_length=40)
     # eventId of USER_MANAGEMENT / ASSET_MANAGEMENT notifications ("" otherwise).
-    event_id = models.CharField(max_length=100, blank=True, db_index=True)
+    event_id = OutsideCharField(max_length=100, blank=True, db_index=True)
     # USER_MANAGEMENT: CREATE | UPDATE | RETIRE; ASSET_MANAGEMENT: ASSOCIATE | ...
-    event_type = models.CharField(max_length=20, blank=True)
-    result = models.CharField(max_length=10, blank=True)  # SUCCESS | FAILURE
-    uid = models.CharField("library uId", max_length=100, blank=True)
+    event_type = OutsideCharField(max_length=20, blank=True)
+    result = OutsideCharField(max_length=10, blank=True)  # SUCCESS | FAILURE
+    uid = OutsideCharField("library uId", max_length=100, blank=True)
     # The "notification" object as Apple sent it (holds no secrets: user ids, statuses).
     payload = models.JSONField(default=dict)
     received_at = models.DateTimeField(auto_now_add=True)

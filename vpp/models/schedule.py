@@ -11,6 +11,7 @@ import datetime as dt
 
 from django.db import models
 
+from vpp.models.fields import OutsideCharField
 from vpp.models.singleton import SingletonRow
 
 
@@ -48,7 +49,7 @@ class SyncSchedule(SingletonRow, models.Model):
     last_finished_at = models.DateTimeField(null=True, blank=True)
     last_result = models.CharField(max_length=10, choices=SyncResult.choices, default=SyncResult.NONE, blank=True)
     last_counts = models.JSONField(default=dict, blank=True)
-    last_detail = models.CharField(max_length=500, blank=True)
+    last_detail = OutsideCharField(max_length=500, blank=True)
     last_job_id = models.BigIntegerField(null=True, blank=True)
     # The one full sync allowed at a time for the (single) token: claimed with a conditional
     # UPDATE (running_job_id IS NULL → job id) in the transaction that creates the job.

@@ -6,6 +6,7 @@ import uuid
 
 from django.db import models
 
+from vpp.models.fields import OutsideCharField
 from vpp.models.singleton import SingletonRow
 
 
@@ -35,19 +36,19 @@ class VppServerSetting(SingletonRow, models.Model):
 
     # Content token (.vpptoken), MultiFernet-encrypted.
     content_token_encrypted = models.TextField(blank=True, editable=False)
-    token_org_name = models.CharField(max_length=200, blank=True)
+    token_org_name = OutsideCharField(max_length=200, blank=True)
     token_expires_at = models.DateTimeField(null=True, blank=True)
     # The uploaded file's expDate; Apple's tokenExpirationDate can lag behind it after a renewal.
     token_file_expires_at = models.DateTimeField(null=True, blank=True)
     token_uploaded_at = models.DateTimeField(null=True, blank=True)
-    token_uid = models.CharField("library uId", max_length=100, blank=True)
-    location_name = models.CharField(max_length=200, blank=True)
-    country_code = models.CharField(max_length=2, blank=True)
+    token_uid = OutsideCharField("library uId", max_length=100, blank=True)
+    location_name = OutsideCharField(max_length=200, blank=True)
+    country_code = OutsideCharField(max_length=2, blank=True)
     token_health = models.CharField(max_length=16, choices=TokenHealth.choices, default=TokenHealth.MISSING)
-    token_health_detail = models.CharField(max_length=500, blank=True)
+    token_health_detail = OutsideCharField(max_length=500, blank=True)
     token_health_checked_at = models.DateTimeField(null=True, blank=True)
     # mdmInfo.name Apple reports for the location when it is not ours (health "other_mdm").
-    other_mdm_name = models.CharField("other MDM", max_length=200, blank=True)
+    other_mdm_name = OutsideCharField("other MDM", max_length=200, blank=True)
     # When kmconsole last wrote its own mdmInfo to Apple (claimed the location).
     mdm_claimed_at = models.DateTimeField(null=True, blank=True)
     # Overrides settings.VPP_API_BASE_URL (e.g. the sandbox); blank means Apple production.
@@ -77,7 +78,7 @@ class VppServerSetting(SingletonRow, models.Model):
     notification_configured_at = models.DateTimeField(null=True, blank=True)
 
     # First-page versionId of the last full/delta sync, for the next delta (sinceVersionId).
-    users_version_id = models.CharField(max_length=100, blank=True)
+    users_version_id = OutsideCharField(max_length=100, blank=True)
 
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 
 from vpp.apple.types import UserStatus
+from vpp.models.fields import OutsideCharField, OutsideEmailField
 
 
 class VppUserStatus(models.TextChoices):
@@ -46,13 +47,13 @@ class VppUser(models.Model):
     # Apple's rule: a stable, unique id per person that is never an email and never reused.
     client_user_id = models.UUIDField("clientUserId", default=uuid.uuid4, unique=True, editable=False)
     status = models.CharField(max_length=16, choices=VppUserStatus.choices, default=VppUserStatus.PENDING)
-    apple_email = models.EmailField("email at Apple", blank=True)
-    invite_code = models.CharField(max_length=100, blank=True)
-    id_hash = models.CharField("idHash", max_length=200, blank=True)
+    apple_email = OutsideEmailField("email at Apple", blank=True)
+    invite_code = OutsideCharField(max_length=100, blank=True)
+    id_hash = OutsideCharField("idHash", max_length=200, blank=True)
     # "" = the organizational unit of the stored token. When a token of another unit replaces
     # it, the rows of the old unit keep its uId here and let go of their device user
     # (kept in ``former_user``, for history): they are no VPP users of the new unit.
-    unit_uid = models.CharField("organizational unit uId", max_length=100, blank=True)
+    unit_uid = OutsideCharField("organizational unit uId", max_length=100, blank=True)
     former_user = models.ForeignKey(
         "users.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="former_vpp_users"
     )
@@ -61,7 +62,7 @@ class VppUser(models.Model):
     last_invitation_channel = models.CharField(max_length=16, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     last_error_number = models.IntegerField(null=True, blank=True)
-    last_error_message = models.CharField(max_length=500, blank=True)
+    last_error_message = OutsideCharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -103,7 +104,7 @@ class InvitationDelivery(models.Model):
     job = models.ForeignKey("vpp.Job", on_delete=models.CASCADE, related_name="deliveries")
     link = models.URLField(max_length=500)
     state = models.CharField(max_length=8, choices=State.choices, default=State.SENDING)
-    error = models.CharField(max_length=500, blank=True)
+    error = OutsideCharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 

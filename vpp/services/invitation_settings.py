@@ -13,8 +13,8 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 
 from vpp.audit import audit_record
-from vpp.invitations.email import invitation_send_test
-from vpp.invitations.message import template_check
+from vpp.invitations.email import invitation_send_test, sender_check
+from vpp.invitations.message import body_check, template_check
 from vpp.models import InvitationChannel, VppServerSetting
 from vpp.services import Refused
 
@@ -36,14 +36,17 @@ def invitation_settings_update(
     From address ("" for the server default); the three templates take the placeholders of
     ``vpp.invitations.message.PLACEHOLDERS``. The audit event names the fields that changed
     (``fields="invitation_subject,invitation_body_text"``), never their text, and is written
-    on every save, as the page always did. Raises ``ValueError`` for an unknown channel and
-    ``vpp.invitations.message.TemplateError`` for a template that would not render; nothing
-    is stored then.
+    on every save, as the page always did. Raises ``ValueError`` for an unknown channel or a sender that is not
+    one address on one line (``vpp.invitations.email.sender_check``), and
+    ``vpp.invitations.message.TemplateError`` for a template that would not render or a body
+    without ``{invitation_link}``; nothing is stored then.
     """
     if channel not in InvitationChannel.values:
         raise ValueError(f"unknown invitation channel {channel!r}")
-    for template in (subject, body_text, body_html):
-        template_check(template)
+    sender = sender_check(sender)
+    template_check(subject)
+    body_check(body_text)
+    body_check(body_html, required=False)
     new = {
         "invitation_channel": channel,
         "invitation_sender": sender,
@@ -67,7 +70,8 @@ def invitation_test_send(*, actor) -> EmailMultiAlternatives:
     The message is the one a device user of the admin's name would get, with a sample link
     (``vpp.invitations.email.invitation_send_test``). Returns the sent message. Raises
     ``InvitationTestNotSent`` when the admin has no email address or the mail server refuses
-    or cannot be reached. Not audited: it changes nothing and reaches only the admin.
+    or cannot be reached (also a timeout), or when the saved sender or subject cannot be a
+    mail header. Not audited: it changes nothing and reaches only the admin.
     """
     if not getattr(actor, "email", ""):
         raise InvitationTestNotSent(NO_ADDRESS_TEXT)
@@ -77,6 +81,11 @@ def invitation_test_send(*, actor) -> EmailMultiAlternatives:
             to_email=actor.email,
             user_name=actor.get_full_name() or actor.get_username(),
         )
-    except (smtplib.SMTPException, OSError) as exc:
+    except (smtplib.SMTPException, OSError) as exc:  # refused, unreachable, timed out
         logger.warning("test invitation to admin %s not sent: %s", actor.pk, exc)
         raise InvitationTestNotSent(f"The test invitation could not be sent: {exc}") from None
+    except ValueError as exc:  # BadHeaderError, an invalid address: a sender saved before it was checked
+        logger.warning("test invitation to admin %s not built: %s", actor.pk, exc)
+        raise InvitationTestNotSent(
+            f"The test invitation could not be sent ({exc}). Check the sender and the subject, then save."
+        ) from None

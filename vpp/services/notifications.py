@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -49,13 +50,58 @@ def notification_authorized(header: str | None) -> bool:
     return hmac.compare_digest(presented.strip().encode(), expected.encode())
 
 
-def _parse(body: bytes) -> dict:
+# Deeper than any notification Apple documents (an object of arrays of objects); bounds the walk.
+MAX_DEPTH = 16
+
+
+def _not_json_constant(name: str):
+    raise MalformedNotification(f"{name} is not a JSON value")
+
+
+def _loads(body: bytes):
+    """The JSON document of ``body``: strict JSON (no NaN/Infinity), or MalformedNotification."""
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return json.loads(body, parse_constant=_not_json_constant)
+    except MalformedNotification:
+        raise
+    except RecursionError:  # e.g. 200,000 nested brackets
+        raise MalformedNotification("body is nested too deeply") from None
+    except (UnicodeDecodeError, ValueError):  # JSONDecodeError; an integer of over 4,300 digits
         raise MalformedNotification("body is not JSON") from None
+
+
+def _check_values(data) -> None:
+    """Refuse what no column can store: NUL characters (Postgres), non-finite numbers, deep nesting."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise MalformedNotification(f"body is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    raise MalformedNotification("a key holds a NUL character")
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str) and "\x00" in value:
+            raise MalformedNotification("a value holds a NUL character")
+        elif isinstance(value, float) and not math.isfinite(value):  # 1e999 reads as infinity
+            raise MalformedNotification("a number is out of range")
+
+
+def _parse(body: bytes) -> dict:
+    """The notification as a dict whose shape ``notification_receive`` can rely on.
+
+    Raises MalformedNotification (a 400, nothing stored) for a body that is not one JSON object,
+    holds NaN/Infinity or NUL characters, nests deeper than MAX_DEPTH, lacks a short
+    ``notificationId``/``notificationType``, or whose ``notification`` is not an object or whose
+    ``associatedUsers`` is not a list of objects (docs/apple-vpp.md#notifications).
+    """
+    data = _loads(body)
     if not isinstance(data, dict):
         raise MalformedNotification("body is not a JSON object")
+    _check_values(data)
     nid, ntype = data.get("notificationId"), data.get("notificationType")
     if not isinstance(nid, str) or not nid or len(nid) > 100:
         raise MalformedNotification("notificationId missing or not a short string")
@@ -66,6 +112,9 @@ def _parse(body: bytes) -> dict:
         payload = {}
     if not isinstance(payload, dict):
         raise MalformedNotification("notification is not an object")
+    users = payload.get("associatedUsers")
+    if users is not None and not (isinstance(users, list) and all(isinstance(entry, dict) for entry in users)):
+        raise MalformedNotification("associatedUsers is not a list of objects")
     return data
 
 
@@ -79,10 +128,11 @@ def notification_receive(*, body: bytes) -> Received:
             record = AppleNotification.objects.create(
                 notification_id=data["notificationId"],
                 notification_type=ntype,
-                event_id=str(payload.get("eventId") or "")[:100],
-                event_type=str(payload.get("type") or "")[:20],
-                result=str(payload.get("result") or "")[:10],
-                uid=str(data.get("uId") or "")[:100],
+                # Clipped by their columns (vpp.models.fields.OutsideCharField).
+                event_id=str(payload.get("eventId") or ""),
+                event_type=str(payload.get("type") or ""),
+                result=str(payload.get("result") or ""),
+                uid=str(data.get("uId") or ""),
                 payload=payload,
             )
             changed = _apply(record)
@@ -112,7 +162,7 @@ def users_mark_associated(*, users: list) -> int:
             .exclude(status=VppUserStatus.RETIRED)
             .update(
                 status=VppUserStatus.ASSOCIATED,
-                id_hash=str(entry.get("idHash") or "")[:200],
+                id_hash=str(entry.get("idHash") or ""),
                 last_synced_at=now,
                 updated_at=now,
             )
