@@ -114,4 +114,12 @@ def test_a_person_page_lists_the_licences_held_at_apple(logged_in_page, console_
     assert "361309726" in page.locator("#licences-table").inner_text()
     assert page.locator("#shared-account-warning").is_visible()
     shot(page, "person-page-licences")
+
+    # The actions: the bulk confirmation with this one user, then the job.
+    page.click("#person-actions >> text=Sync VPP")
+    page.wait_for_selector("#modal[open] >> text=Sync 1 user")
+    page.click("#modal button[type=submit]")
+    page.wait_for_function("() => !!document.querySelector('#modal [hx-get*=\"/panel/\"], #modal .job-panel')")
+    job = Job.objects.get(action=JobAction.SYNC)
+    assert job.selection == {"ids": [person.pk]} and job.total == 1
     assert page.console_errors == []
