@@ -15,6 +15,7 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("users/", include("users.urls")),
     path("setting/", include("vpp.urls")),
+    path("setting/", include("accounts.urls")),
     path("vpp/", vpp_overview.overview_page, name="vpp-overview"),
     path("vpp/users/", include("vpp.person_urls")),
     path("vpp/", include("vpp.job_urls")),
