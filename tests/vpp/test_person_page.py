@@ -32,8 +32,8 @@ def login(client, *codenames):
     return admin
 
 
-def test_the_page_shows_devices_the_vpp_user_a_shared_account_and_the_timeline(client):
-    login(client)
+def test_the_page_shows_devices_the_vpp_user_a_shared_account_and_the_timeline(client, token_setting):
+    login(client, "delete_vppuser")
     person = make_user(
         "Ada Lovelace",
         devices=[(P.IOS, S.ACTIVATED, "push-token-1"), (P.MACOS, S.DEACTIVATED)],
@@ -59,6 +59,7 @@ def test_the_page_shows_devices_the_vpp_user_a_shared_account_and_the_timeline(c
     assert f'hx-get="/vpp/users/{person.pk}/licences/"' in html
     # The actions post a one-user selection to the bulk confirmation.
     assert f'name="pk" value="{person.pk}"' in html and 'hx-post="/vpp/bulk/delete/confirm/"' in html
+    assert 'hx-post="/vpp/bulk/invite/confirm/"' not in html  # the same permissions as the bulk actions
     assert "style=" not in html
 
 
