@@ -49,6 +49,7 @@ LICENCES_BUDGET = 8.0  # seconds for the whole listing
 LICENCES_MAX = 500  # assignments shown (a person holds a handful)
 TIMELINE_MAX = 200
 REVEAL_ACTION = "vpp.person.invitation_link_shown"
+REMINDERS = "reminders"  # the job kind of invitation reminders (its deliveries are reminders)
 
 
 def person_vpp_users(user: User) -> list[VppUser]:
@@ -116,11 +117,12 @@ def person_timeline(user: User, vpp_users: list[VppUser]) -> list[TimelineEntry]
             detail = f"{number}{row.last_error_message}"
             entries.append(TimelineEntry(row.updated_at, "Last error", detail, tone="danger"))
     push_devices = Device.objects.filter(user=user).exclude(push_token="").count()
-    deliveries = InvitationDelivery.objects.filter(vpp_user_id__in=vpp_ids).order_by("-id")[:TIMELINE_MAX]
-    for delivery in deliveries:
+    deliveries = InvitationDelivery.objects.filter(vpp_user_id__in=vpp_ids).select_related("job")
+    for delivery in deliveries.order_by("-id")[:TIMELINE_MAX]:
         state = {"sent": "ok", "failed": "danger"}.get(delivery.state, "warn")
         detail = delivery.error or delivery.get_state_display()
-        title = f"Invitation {_delivery_target(delivery, user, push_devices)}"
+        what = "Reminder" if delivery.job.action == REMINDERS else "Invitation"
+        title = f"{what} {_delivery_target(delivery, user, push_devices)}"
         entries.append(TimelineEntry(delivery.sent_at or delivery.created_at, title, detail, delivery.job_id, state))
     items = (
         JobItem.objects.filter(Q(user=user) | Q(vpp_user_id__in=vpp_ids))
@@ -242,6 +244,7 @@ def person_section(request, user: User) -> str:
         "vpp_user": current,
         "former": [row for row in vpp_users if row is not current],
         "shared_count": shared_account_count(current) if current else 0,
+        # The Managed Apple Account the VPP user is linked with (set by the linking, when it is one).
         "managed_apple_account": getattr(current, "managed_apple_account", "") if current else "",
         "timeline": person_timeline(user, vpp_users),
         "helpdesk_invite": not can_reach,

@@ -210,3 +210,13 @@ def test_the_timeline_shows_retirement_errors_and_a_former_units_vpp_user(client
     assert f"clientUserId {old.client_user_id}" in html  # the earlier unit's VPP user stays in the history
     current = VppUser.objects.get(user=person)
     assert f'<dt>clientUserId</dt><dd class="mono">{current.client_user_id}</dd>' in html
+
+
+def test_a_reminder_round_shows_as_a_reminder(client):
+    login(client)
+    person = make_user("Reminded", vpp_status=VppUserStatus.INVITED)
+    vpp_user = VppUser.objects.get(user=person)
+    job = Job.objects.create(action="reminders", total=1, status=JobStatus.DONE)
+    InvitationDelivery.objects.create(vpp_user=vpp_user, channel="email", job=job, link="https://x/2", state="sent")
+    html = client.get(f"/users/{person.pk}/").content.decode()
+    assert f"Reminder to {person.email}" in html
