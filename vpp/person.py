@@ -215,6 +215,15 @@ def invitation_link(vpp_user: VppUser | None) -> str:
         raise LinkUnavailable(f"The invitation link could not be built: {exc}") from exc
 
 
+def audit_event_person(event: AuditEvent) -> int | None:
+    """The device user a person-page audit event is about (``user=<id>;`` leads its summary,
+    ``invitation_link_reveal``), or None: the audit log links such an event to the person's page."""
+    head = event.target_summary.split(";", 1)[0]
+    if event.action.startswith("vpp.person.") and head.startswith("user=") and head[5:].isdigit():
+        return int(head[5:])
+    return None
+
+
 def invitation_link_reveal(*, user: User, actor, ip: str | None) -> dict:
     """Reveal the person's invitation link to ``actor`` (the audit event is written first):
     ``{"link": str, "qr_svg": str}`` (the QR code as inline SVG, segno). Raises LinkUnavailable."""

@@ -220,3 +220,12 @@ def test_a_reminder_round_shows_as_a_reminder(client):
     InvitationDelivery.objects.create(vpp_user=vpp_user, channel="email", job=job, link="https://x/2", state="sent")
     html = client.get(f"/users/{person.pk}/").content.decode()
     assert f"Reminder to {person.email}" in html
+
+
+def test_an_audit_event_of_the_page_names_its_person():
+    from vpp.person import audit_event_person
+
+    shown = AuditEvent(action="vpp.person.invitation_link_shown", target_summary="user=42; login=ada")
+    assert audit_event_person(shown) == 42
+    assert audit_event_person(AuditEvent(action="vpp.invite", target_summary="user=42; x")) is None
+    assert audit_event_person(AuditEvent(action="vpp.person.x", target_summary="3 selected users")) is None
