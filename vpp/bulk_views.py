@@ -24,11 +24,13 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from kmconsole.csv_export import SafeCsvWriter
 from users.forms import UserSelectionForm, valid_pk
 from users.models import User
-from users.selectors import EXTRA_FILTERS
+from users.selectors import DEFAULT_SORT, EXTRA_FILTERS, SORTS
 from vpp import selectors
 from vpp.invitations.helpdesk import HELPDESK, HELPDESK_LABEL
+from vpp.forms import JobFilterForm
 from vpp.jobs.engine import job_create, job_retry_failed
-from vpp.jobs.plan import vpp_plan_build
+from vpp.jobs.plan import SKIP_REASONS, vpp_plan_build
+from vpp.jobs.progress import job_progress
 from vpp.models import InvitationChannel, ItemStatus, Job, JobAction, VppServerSetting
 from vpp.services.orphans import OrphansRefused, orphan_plan_build, orphans_act
 
@@ -41,6 +43,9 @@ PERMISSIONS = {
 # Ticked rows are at most a page (200); anything far above that is not the Users page.
 MAX_TICKED_IDS = 5000
 PREVIEW_NAMES = 8
+# Skipped users listed by name in the confirmation before "Show all".
+SKIPPED_SHOWN = 50
+JOBS_PER_PAGE = 50
 
 
 def _client_ip(request) -> str | None:
@@ -96,7 +101,7 @@ def _plan_for(request, action: str, form, setting: VppServerSetting):
 
 def _hidden_selection(request) -> list[tuple[str, str]]:
     """The posted selection, carried unchanged from the confirm modal to apply."""
-    keep = ("pk", "select_all", "q", "platform", "activated", "channel", *EXTRA_FILTERS)
+    keep = ("pk", "select_all", "q", "platform", "activated", "sort", "channel", *EXTRA_FILTERS)
     return [(key, value) for key in keep for value in request.POST.getlist(key)]
 
 
@@ -162,6 +167,7 @@ def _confirm_context(request, action: str, setting: VppServerSetting) -> dict:
         selection=[*_hidden_selection(request), (PLAN_FIELD, token)],
         select_all=form.selects_all,
         channel_label=_channel_label(plan.channel or setting.invitation_channel),
+        **_skipped_list(plan, form, show_all=request.POST.get("skipped") == "all"),
     )
     if action == JobAction.INVITE:
         eligible = {row.user_id for row in plan.eligible}
@@ -178,6 +184,21 @@ def bulk_confirm(request, action: str):
     context = _confirm_context(request, action, VppServerSetting.load())
     # A refused selection is a 422 with its reason (static/js/vpp.js shows it in the modal).
     return render(request, "vpp/bulk/confirm.html", context, status=422 if context["problem"] else 200)
+
+
+def _skipped_list(plan, form, *, show_all: bool) -> dict:
+    """The skipped users by name with their reason, in the Users table's order (its sort, posted
+    with the selection): the first SKIPPED_SHOWN, or all of them with ``show_all``."""
+    skipped = {row.user_id: row for row in plan.skipped}
+    rows = []
+    if skipped:
+        ordered = form.selected_users().order_by(*SORTS.get(form.sort_key, SORTS[DEFAULT_SORT]))
+        for pk in ordered.values_list("pk", flat=True).iterator(chunk_size=2000):
+            if pk in skipped:
+                rows.append((skipped[pk].label, SKIP_REASONS[skipped[pk].skip_reason]))
+                if len(rows) == SKIPPED_SHOWN and not show_all:
+                    break
+    return {"skipped_rows": rows, "skipped_all": show_all, "skipped_more": len(skipped) - len(rows)}
 
 
 @login_required
@@ -232,15 +253,13 @@ def _not_found():
 
 
 def _panel_context(job: Job) -> dict:
-    counts = selectors.job_item_counts(job)
-    done = counts[ItemStatus.SUCCEEDED] + counts[ItemStatus.FAILED] + counts[ItemStatus.SKIPPED]
+    progress = job_progress(job)
     waiting = job.delivery_retry_until is not None and job.delivery_retry_until > timezone.now()
     return {
         "job": job,
-        "counts": counts,
-        "processed": done,
+        "progress": progress,
+        "counts": progress.counts,
         "delivery_waiting": waiting,
-        "percent": 100 if not job.total else min(100, round(100 * done / job.total)),
     }
 
 
@@ -276,7 +295,11 @@ def job_detail(request, pk: int):
 @login_required
 @require_GET
 def job_list(request):
-    return render(request, "vpp/jobs/list.html", {"jobs": selectors.recent_jobs(100)})
+    form = JobFilterForm(request.GET, starters=selectors.job_starters())
+    jobs = Paginator(selectors.jobs_filtered(**form.filters()), JOBS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "vpp/jobs/list.html", {"jobs": jobs, "form": form, "query": query.urlencode()})
 
 
 @login_required

@@ -11,7 +11,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 from vpp.jobs import engine
-from vpp.services import schedule, setting
+from vpp.services import alerts, schedule, setting
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +63,16 @@ def _recover_after_restart(**_kwargs) -> None:
 
 @shared_task(name="vpp.sync_tick", ignore_result=True, acks_late=False)
 def sync_tick() -> bool:
-    """Every minute (the one static Beat entry): start the scheduled full sync if it is due."""
-    return schedule.schedule_tick()
+    """Every minute (the one static Beat entry): start the scheduled full sync if it is due, then
+    send the alerts whose state changed (token expiring, sync failing: vpp/services/alerts.py)."""
+    started = schedule.schedule_tick()
+    alerts.alerts_check()
+    return started
 
 
 @shared_task(name="vpp.token_health_check", ignore_result=True)
 def token_health_check() -> str:
-    """Daily: ask Apple about the stored token so the banner changes without anyone looking."""
-    return setting.token_check_health().health
+    """Daily: ask Apple about the stored token so the banner (and the alerts) change without anyone looking."""
+    health = setting.token_check_health().health
+    alerts.alerts_check()
+    return health

@@ -17,8 +17,9 @@ from vpp import secrets as vault
 from vpp.content_token import NoContentToken
 from vpp.invitations import message as invitation_message
 from vpp.jobs.phases import phase_label
-from vpp.models import JobStatus, SyncSchedule, TokenHealth, VppServerSetting
+from vpp.models import AlertSetting, JobStatus, SyncSchedule, TokenHealth, VppServerSetting
 from vpp.selectors import sync_orphans, token_problem, vpp_actions_disabled_reason
+from vpp.services import alerts as alerts_service
 from vpp.services import invitation_settings, notifications
 from vpp.services import setting as setting_service
 from vpp.services.schedule import ScheduleInput, schedule_update
@@ -40,6 +41,11 @@ def _schedule_initial(schedule: SyncSchedule) -> dict:
     }
 
 
+def _alerts_initial() -> dict:
+    alerts = AlertSetting.load()
+    return {"enabled": alerts.enabled, "recipients": alerts.recipients}
+
+
 def _context(request, setting, schedule, **bound) -> dict:
     can_change = request.user.has_perm(CHANGE_PERM)
     forms = {
@@ -49,6 +55,7 @@ def _context(request, setting, schedule, **bound) -> dict:
         "assignment_form": bound.get("assignment_form") or f.AssignmentForm(instance=setting),
         "invitation_form": bound.get("invitation_form") or f.InvitationForm(instance=setting),
         "schedule_form": bound.get("schedule_form") or f.ScheduleForm(initial=_schedule_initial(schedule)),
+        "alerts_form": bound.get("alerts_form") or f.AlertsForm(initial=_alerts_initial(), prefix="alerts"),
         "notifications_form": bound.get("notifications_form")
         or f.NotificationsForm(initial={"public_url": setting.notification_url.removesuffix("/vpp/notifications/")}),
     }
@@ -203,7 +210,7 @@ def _invitations(request, setting, schedule):
 
 
 def _schedule(request, setting, schedule):
-    form = f.ScheduleForm(request.POST)
+    form = f.ScheduleForm(request.POST, initial=_schedule_initial(schedule))
     if not form.is_valid():
         return {"schedule_form": form, "open_section": "schedule"}
     schedule_update(data=ScheduleInput(**form.cleaned_data), actor=request.user)
@@ -237,6 +244,21 @@ def _notifications(request, setting, schedule):
     return None
 
 
+def _alerts(request, setting, schedule):
+    form = f.AlertsForm(request.POST, prefix="alerts")
+    if not form.is_valid():
+        return {"alerts_form": form, "open_section": "alerts"}
+    try:
+        alerts_service.alerts_update(
+            enabled=form.cleaned_data["enabled"], recipients=form.cleaned_data["recipients"], actor=request.user
+        )
+    except alerts_service.RecipientsInvalid as exc:
+        form.add_error("recipients", str(exc))
+        return {"alerts_form": form, "open_section": "alerts"}
+    messages.success(request, "Alert settings saved.")
+    return None
+
+
 def _send_test(request, setting, schedule):
     try:
         sent = invitation_settings.invitation_test_send(actor=request.user)
@@ -259,6 +281,7 @@ SECTION_HANDLERS = {
     "sync_now": _sync_now,
     "notifications": _notifications,
     "send_test": _send_test,
+    "alerts": _alerts,
 }
 
 

@@ -92,14 +92,6 @@ class Job(models.Model):
     def finished(self) -> bool:
         return self.status in FINISHED_JOB_STATUSES
 
-    @property
-    def processed(self) -> int:
-        return self.succeeded + self.failed + self.skipped
-
-    @property
-    def percent(self) -> int:
-        return 100 if not self.total else min(100, round(100 * self.processed / self.total))
-
 
 class ItemStatus(models.TextChoices):
     PENDING = "pending", "Pending"
