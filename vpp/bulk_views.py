@@ -26,8 +26,8 @@ from users.forms import UserSelectionForm, valid_pk
 from users.models import User
 from users.selectors import DEFAULT_SORT, EXTRA_FILTERS, SORTS
 from vpp import selectors
-from vpp.invitations.helpdesk import HELPDESK, HELPDESK_LABEL
 from vpp.forms import JobFilterForm
+from vpp.invitations.helpdesk import HELPDESK, HELPDESK_LABEL
 from vpp.jobs.engine import job_create, job_retry_failed
 from vpp.jobs.plan import SKIP_REASONS, vpp_plan_build
 from vpp.jobs.progress import job_progress
