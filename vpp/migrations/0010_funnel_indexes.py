@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('users', '0005_user_eligible_idx'),
-        ('vpp', '0008_unit_change_orphans'),
+        ('vpp', '0009_alert_setting'),
     ]
 
     operations = [
