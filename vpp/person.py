@@ -19,6 +19,7 @@ the way it fills the Users page's VPP cell. The section shows:
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 import segno
@@ -139,7 +140,7 @@ def person_timeline(user: User, vpp_users: list[VppUser]) -> list[TimelineEntry]
         entries.append(TimelineEntry(item.updated_at, title, reason, item.job_id, _ITEM_TONES.get(item.status, "info")))
     events = AuditEvent.objects.filter(
         (Q(job_id__in=job_ids) & ~Q(action__endswith=".finished"))
-        | Q(action__startswith="vpp.person.", target_summary__startswith=f"user={user.pk};")
+        | Q(action__startswith="vpp.person.", target_summary__contains=_person_marker(user.pk))
     ).order_by("-id")[:TIMELINE_MAX]
     for event in events:
         detail = f"by {event.actor_name}" + (f": {event.target_summary}" if event.job_id else "")
@@ -216,12 +217,18 @@ def invitation_link(vpp_user: VppUser | None) -> str:
 
 
 def audit_event_person(event: AuditEvent) -> int | None:
-    """The device user a person-page audit event is about (``user=<id>;`` leads its summary,
+    """The device user a person-page audit event is about ("device user #<id> (" in its sentence,
     ``invitation_link_reveal``), or None: the audit log links such an event to the person's page."""
-    head = event.target_summary.split(";", 1)[0]
-    if event.action.startswith("vpp.person.") and head.startswith("user=") and head[5:].isdigit():
-        return int(head[5:])
-    return None
+    found = _PERSON_MARKER.search(event.target_summary)
+    return int(found.group(1)) if found and event.action.startswith("vpp.person.") else None
+
+
+# How a person-page audit event names its person (the sentence in vpp.audit.SENTENCES).
+_PERSON_MARKER = re.compile(r"device user #(\d+) \(")
+
+
+def _person_marker(pk: int) -> str:
+    return f"device user #{pk} ("
 
 
 def invitation_link_reveal(*, user: User, actor, ip: str | None) -> dict:

@@ -88,7 +88,7 @@ def test_revealing_the_link_is_audited_and_shows_a_qr_code(client):
     assert f'value="{link}"' in shown
     assert "<svg" in shown and "segno" in shown and "style=" not in shown
     event = AuditEvent.objects.get(action="vpp.person.invitation_link_shown")
-    assert event.actor == actor and event.target_summary.startswith(f"user={person.pk};")
+    assert event.actor == actor and f"device user #{person.pk} (" in event.target_summary
     assert "Invitation link shown at the helpdesk" in client.get(f"/users/{person.pk}/").content.decode()
 
 
@@ -225,7 +225,22 @@ def test_a_reminder_round_shows_as_a_reminder(client):
 def test_an_audit_event_of_the_page_names_its_person():
     from vpp.person import audit_event_person
 
-    shown = AuditEvent(action="vpp.person.invitation_link_shown", target_summary="user=42; login=ada")
-    assert audit_event_person(shown) == 42
-    assert audit_event_person(AuditEvent(action="vpp.invite", target_summary="user=42; x")) is None
+    summary = "Showed the invitation link of device user #42 (ada), clientUserId x."
+    assert audit_event_person(AuditEvent(action="vpp.person.invitation_link_shown", target_summary=summary)) == 42
+    assert audit_event_person(AuditEvent(action="vpp.invite", target_summary=summary)) is None
     assert audit_event_person(AuditEvent(action="vpp.person.x", target_summary="3 selected users")) is None
+
+
+def test_the_audit_log_links_a_shown_link_to_the_persons_page(client):
+    person = make_user("Lin", email="", vpp_status=VppUserStatus.INVITED, vpp_fields={"invite_code": "CODE9"})
+    job = Job.objects.create(action=JobAction.INVITE, total=1)
+    link = "https://buy.itunes.apple.com/associate?inviteCode=CODE9"
+    vpp_user = VppUser.objects.get(user=person)
+    InvitationDelivery.objects.create(vpp_user=vpp_user, channel="helpdesk", job=job, link=link, state="sent")
+    admin = login(client, "invite_vppuser")
+    admin.is_superuser = True  # the audit log is an Administrator's page
+    admin.save()
+    client.post(f"/vpp/users/{person.pk}/invitation-link/", HTTP_HX_REQUEST="true")
+    html = client.get("/setting/audit-log/").content.decode()
+    assert "Invitation link shown (helpdesk, person page)" in html
+    assert f'href="/users/{person.pk}/">Open the person' in html
