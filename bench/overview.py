@@ -20,14 +20,14 @@ import datetime as dt
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from users_page import ensure_postgres_database, seed, time_url  # noqa: E402  (the Users page bench's seeding)
+from users_page import run_child as users_page_run_child  # noqa: E402  (the Users page bench's runner)
+from users_page import seed, time_url  # noqa: E402  (... and its seeding and timing)
 
 SQLITE_PATH = ROOT / "var" / "bench" / "overview.sqlite3"
 POSTGRES_URL = os.environ.get("BENCH_OVERVIEW_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/km_bench_overview")
@@ -52,31 +52,7 @@ def main() -> None:
 
 
 def run_child(db: str, args) -> dict:
-    env = {
-        **os.environ,
-        "DEBUG": "0",
-        "HTTPS": "0",
-        "STATIC_MANIFEST": "0",
-        "ALLOWED_HOSTS": "testserver",
-        "SECRET_KEY": "bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
-        "KMCONSOLE_ENCRYPTION_KEYS": "YmVuY2gta2V5LWZvci10aGUtYmVuY2gtb25seS0wMDA=",
-        "KMCONSOLE_VAR_DIR": str(ROOT / "var" / "bench"),
-        "LOG_LEVEL": "ERROR",
-        "DATABASE_URL": f"sqlite:///{SQLITE_PATH}" if db == "sqlite" else POSTGRES_URL,
-    }
-    env.pop("REDIS_URL", None)
-    if db == "postgres":
-        ensure_postgres_database(POSTGRES_URL)
-    SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, __file__, "--child", db, "--users", str(args.users), "--runs", str(args.runs)]
-    if args.reseed:
-        argv.append("--reseed")
-    print(f"[{db}] measuring (seeding {args.users:,} users first if needed) ...", file=sys.stderr)
-    done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode:
-        sys.exit(f"[{db}] failed:\n{done.stderr}")
-    sys.stderr.write(done.stderr)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return users_page_run_child(db, args, script=__file__, sqlite_path=SQLITE_PATH, postgres_url=POSTGRES_URL)
 
 
 # --- in the child process -------------------------------------------------------------------
