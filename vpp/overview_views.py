@@ -36,7 +36,7 @@ def overview_page(request):
         "token_problem": selectors.token_problem(setting),
         "actions_disabled_reason": selectors.vpp_actions_disabled_reason(setting),
         "schedule": SyncSchedule.load(),
-        "jobs": selectors.recent_jobs(RECENT_JOBS),
+        "jobs": selectors.jobs_filtered()[:RECENT_JOBS],
         "nav_section": "vpp-overview",
     }
     return render(request, "vpp/overview.html", context)
