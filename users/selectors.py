@@ -366,7 +366,7 @@ class UserPage:
 
 
 _DEVICE_COLUMNS = ("id", "user_id", "platform", "activation_state")
-_ROW_COLUMNS = ("id", "display_name", "login_id", "email", "department", "last_seen_at")
+_ROW_COLUMNS = ("id", "display_name", "login_id", "email", "managed_apple_account", "department", "last_seen_at")
 
 
 def user_page(

@@ -19,6 +19,11 @@ FIELD_NAMES = {
     "interval_hours": "every (hours)",
     "time_of_day": "daily at",
     "timezone": "time zone",
+    "convert_during_sync": "link Managed Apple Accounts after each sync",
+    "reminders_enabled": "reminders",
+    "reminder_after_days": "remind after (days)",
+    "reminder_max": "at most (reminders)",
+    "reminder_escalate": "escalate push → email",
     "invitation_channel": "channel",
     "invitation_sender": "sender",
     "invitation_subject": "subject",
@@ -78,6 +83,7 @@ SENTENCES = {
     "accounts.admin_deactivated": lambda d: f"Deactivated the administrator {d['admin']}.",
     "accounts.admin_reactivated": lambda d: f"Reactivated the administrator {d['admin']}.",
     "vpp.alert_sent": lambda d: str(d["alert"]),
+    "vpp.lifecycle_changed": lambda d: f"Changed linking and reminders: {_changes(d)}.",
     "vpp.alerts_changed": lambda d: f"Turned alerts {d['enabled']}; recipients: {d['recipients']}.",
     "vpp.assignment_changed": lambda d: f"Changed the assignment method from {d.get('from')} to {d.get('to')}.",
     "vpp.notifications_configured": lambda d: (
@@ -129,14 +135,6 @@ def audit_record(
 # What each action is called in Setting › Audit log (an unknown code reads as itself).
 ACTION_LABELS = {
     "vpp.person.invitation_link_shown": "Invitation link shown (helpdesk, person page)",
-    "vpp.invite": "Send VPP invitation",
-    "vpp.delete": "Delete from VPP",
-    "vpp.sync": "Sync VPP",
-    "vpp.invite.finished": "VPP invitation job finished",
-    "vpp.delete.finished": "Delete-from-VPP job finished",
-    "vpp.sync.finished": "Sync VPP job finished",
-    "vpp.orphans": "Act on orphan Apple users",
-    "vpp.orphans.finished": "Orphans job finished",
     "vpp.unit_changed": "Organizational unit changed",
     "vpp.sync_started": "Full sync started",
     "vpp.sync_finished": "Full sync finished",
@@ -154,9 +152,18 @@ ACTION_LABELS = {
     "accounts.admin_deactivated": "Administrator deactivated",
     "accounts.admin_reactivated": "Administrator reactivated",
     "vpp.alerts_changed": "Alert settings changed",
+    "vpp.lifecycle_changed": "Linking and reminders changed",
 }
 
 
 def audit_action_label(action: str) -> str:
-    """The readable name of an audit ``action`` code ("vpp.token_uploaded" → "Content token uploaded")."""
+    """The readable name of an audit ``action`` code ("vpp.token_uploaded" → "Content token uploaded";
+    a job's "vpp.invite" → "Send VPP invitation", "vpp.invite.finished" → "Send VPP invitation: job finished",
+    named by ``JobAction``'s labels)."""
+    from vpp.models import JobAction
+
+    code, _, finished = action.removeprefix("vpp.").partition(".")
+    if code in JobAction.values and finished in ("", "finished"):
+        label = str(JobAction(code).label)
+        return f"{label}: job finished" if finished else label
     return ACTION_LABELS.get(action) or action.removeprefix("vpp.").replace("_", " ").replace(".", " ").capitalize()

@@ -29,16 +29,23 @@ from vpp import selectors
 from vpp.forms import JobFilterForm
 from vpp.invitations.helpdesk import HELPDESK, HELPDESK_LABEL
 from vpp.jobs.engine import job_create, job_retry_failed
+from vpp.jobs.items import job_wait_state
 from vpp.jobs.plan import SKIP_REASONS, vpp_plan_build
 from vpp.jobs.progress import job_progress
 from vpp.models import InvitationChannel, ItemStatus, Job, JobAction, VppServerSetting
 from vpp.services.orphans import OrphansRefused, orphan_plan_build, orphans_act
 
-ACTION_SLUGS = {"invite": JobAction.INVITE, "delete": JobAction.DELETE, "sync": JobAction.SYNC}
+ACTION_SLUGS = {
+    "invite": JobAction.INVITE,
+    "delete": JobAction.DELETE,
+    "sync": JobAction.SYNC,
+    "convert": JobAction.CONVERT,
+}
 PERMISSIONS = {
     JobAction.INVITE: "vpp.invite_vppuser",
     JobAction.DELETE: "vpp.delete_vppuser",
     JobAction.SYNC: "vpp.sync_vppuser",
+    JobAction.CONVERT: "vpp.invite_vppuser",  # linking replaces the invitation
 }
 # Ticked rows are at most a page (200); anything far above that is not the Users page.
 MAX_TICKED_IDS = 5000
@@ -168,6 +175,8 @@ def _confirm_context(request, action: str, setting: VppServerSetting) -> dict:
         select_all=form.selects_all,
         channel_label=_channel_label(plan.channel or setting.invitation_channel),
         **_skipped_list(plan, form, show_all=request.POST.get("skipped") == "all"),
+        silent_count=plan.silent_count,
+        invited_count=len(plan.eligible) - plan.silent_count,
     )
     if action == JobAction.INVITE:
         eligible = {row.user_id for row in plan.eligible}
@@ -237,6 +246,7 @@ def bulk_apply(request, action: str):
     if not plan.eligible:
         return _refused(request, action, "None of the selected users can be acted on. Nothing was started.")
     job = job_create(plan=plan, actor=request.user, selection=selection, ip=_client_ip(request))
+    job.refresh_from_db()  # the enqueue ran on commit: a broker that refused it shows at once
     return render(request, "vpp/bulk/started.html", _panel_context(job))
 
 
@@ -260,6 +270,7 @@ def _panel_context(job: Job) -> dict:
         "progress": progress,
         "counts": progress.counts,
         "delivery_waiting": waiting,
+        "waiting": job_wait_state(job),
     }
 
 

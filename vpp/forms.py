@@ -116,6 +116,30 @@ class InvitationForm(forms.ModelForm):
             raise ValidationError(str(exc)) from None
 
 
+class LifecycleForm(forms.ModelForm):
+    """Managed Apple Accounts after the scheduled sync, and invitation reminders (VPP Server Setting)."""
+
+    reminder_after_days = forms.IntegerField(label="Remind after (days without acceptance)", min_value=1, max_value=90)
+    reminder_max = forms.IntegerField(label="At most (reminders per user)", min_value=1, max_value=10)
+
+    class Meta:
+        model = VppServerSetting
+        fields = [
+            "convert_during_sync",
+            "reminders_enabled",
+            "reminder_after_days",
+            "reminder_max",
+            "reminder_escalate",
+        ]
+        labels = {
+            "convert_during_sync": "After each scheduled sync, link invited users who have a Managed Apple Account",
+            "reminders_enabled": "Send reminders to users who have not accepted their invitation",
+            "reminder_after_days": "Remind after (days without acceptance)",
+            "reminder_max": "At most (reminders per user)",
+            "reminder_escalate": "Escalate: the first reminder by push notification, later ones by email",
+        }
+
+
 class ScheduleForm(forms.Form):
     """The schedule card. Only the chosen mode's field is editable (console.js disables the other,
     ``data-enabled-when``) and required; a missing value of the other mode keeps the stored one

@@ -56,6 +56,7 @@ def users_with_vpp_facts(queryset: QuerySet) -> QuerySet:
         "display_name",
         "login_id",
         "email",
+        "managed_apple_account",
         "is_active",
         "has_apple_device",
         "has_push_token",

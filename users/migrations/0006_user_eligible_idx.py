@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('users', '0004_sqlite_search_fts'),
+        ('users', '0005_managed_apple_account'),
     ]
 
     operations = [

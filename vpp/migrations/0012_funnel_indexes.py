@@ -6,8 +6,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('users', '0005_user_eligible_idx'),
-        ('vpp', '0009_alert_setting'),
+        ('users', '0006_user_eligible_idx'),
+        ('vpp', '0011_job_wait_state'),
     ]
 
     operations = [
