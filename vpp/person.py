@@ -50,7 +50,6 @@ LICENCES_BUDGET = 8.0  # seconds for the whole listing
 LICENCES_MAX = 500  # assignments shown (a person holds a handful)
 TIMELINE_MAX = 200
 REVEAL_ACTION = "vpp.person.invitation_link_shown"
-REMINDERS = "reminders"  # the job kind of invitation reminders (its deliveries are reminders)
 
 
 def person_vpp_users(user: User) -> list[VppUser]:
@@ -122,7 +121,7 @@ def person_timeline(user: User, vpp_users: list[VppUser]) -> list[TimelineEntry]
     for delivery in deliveries.order_by("-id")[:TIMELINE_MAX]:
         state = {"sent": "ok", "failed": "danger"}.get(delivery.state, "warn")
         detail = delivery.error or delivery.get_state_display()
-        what = "Reminder" if delivery.job.action == REMINDERS else "Invitation"
+        what = "Reminder" if delivery.job.action == JobAction.REMINDERS else "Invitation"
         title = f"{what} {_delivery_target(delivery, user, push_devices)}"
         entries.append(TimelineEntry(delivery.sent_at or delivery.created_at, title, detail, delivery.job_id, state))
     items = (
