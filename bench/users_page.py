@@ -54,7 +54,11 @@ def main() -> None:
     print_table(results, args)
 
 
-def run_child(db: str, args) -> dict:
+def run_child(
+    db: str, args, *, script: str = __file__, sqlite_path: Path = SQLITE_PATH, postgres_url: str = POSTGRES_URL
+) -> dict:
+    """Measure ``db`` in a fresh interpreter running ``script --child`` (bench/overview.py reuses it
+    with its own databases); returns the child's JSON."""
     env = {
         **os.environ,
         "DEBUG": "0",
@@ -65,13 +69,13 @@ def run_child(db: str, args) -> dict:
         "KMCONSOLE_ENCRYPTION_KEYS": "YmVuY2gta2V5LWZvci10aGUtYmVuY2gtb25seS0wMDA=",
         "KMCONSOLE_VAR_DIR": str(ROOT / "var" / "bench"),
         "LOG_LEVEL": "ERROR",
-        "DATABASE_URL": f"sqlite:///{SQLITE_PATH}" if db == "sqlite" else POSTGRES_URL,
+        "DATABASE_URL": f"sqlite:///{sqlite_path}" if db == "sqlite" else postgres_url,
     }
     env.pop("REDIS_URL", None)
     if db == "postgres":
-        ensure_postgres_database(POSTGRES_URL)
-    SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, __file__, "--child", db, "--users", str(args.users), "--runs", str(args.runs)]
+        ensure_postgres_database(postgres_url)
+    sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, script, "--child", db, "--users", str(args.users), "--runs", str(args.runs)]
     if args.reseed:
         argv.append("--reseed")
     print(f"[{db}] measuring (seeding {args.users:,} users first if needed) ...", file=sys.stderr)

@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from kmconsole import views
+from vpp import overview_views as vpp_overview
 from vpp import views as vpp_views
 
 urlpatterns = [
@@ -15,6 +16,8 @@ urlpatterns = [
     path("users/", include("users.urls")),
     path("setting/", include("vpp.urls")),
     path("setting/", include("accounts.urls")),
+    path("vpp/", vpp_overview.overview_page, name="vpp-overview"),
+    path("vpp/users/", include("vpp.person_urls")),
     path("vpp/", include("vpp.job_urls")),
     # Apple's notifications (bearer token, no session): outside the admin pages' URL space.
     path("vpp/notifications/", vpp_views.notification_receiver, name="vpp-notifications"),

@@ -106,6 +106,10 @@ class User(models.Model):
                 condition=Q(has_activated_apple_device=False),
                 name="user_apple_inactive_idx",
             ),
+            # Eligible for VPP (active, an activated Apple device): the VPP overview counts them.
+            models.Index(
+                fields=["id"], condition=Q(is_active=True, has_activated_apple_device=True), name="user_eligible_idx"
+            ),
             *[
                 models.Index(
                     fields=["display_name", "id", "has_activated_apple_device", "search_text"],

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from html import escape
 
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
@@ -34,16 +35,18 @@ def user_rows_html(rows: list[dict]) -> SafeString:
     """The <tr> elements of one page of the Users table."""
     now = timezone.now()
     vpp_cell = CELL_RENDERERS.get("vpp_status", _no_cell)
-    return mark_safe("".join(_row(row, now, vpp_cell) for row in rows))  # noqa: S308 - every value escaped
+    base = reverse("users:list")  # the person page is <base><id>/ (users/urls.py)
+    return mark_safe("".join(_row(row, now, vpp_cell, base) for row in rows))  # noqa: S308 - every value escaped
 
 
-def _row(row: dict, now: datetime, vpp_cell: Callable[[dict], str]) -> str:
+def _row(row: dict, now: datetime, vpp_cell: Callable[[dict], str], base: str) -> str:
     name = escape(row["display_name"])
     return (
         "<tr>"
         f'<td class="check"><input type="checkbox" class="row-check" name="pk" value="{row["id"]}"'
         f' aria-label="Select {name}"></td>'
-        f'<td class="col-name"><span class="cell-main">{name}</span>{_department(row["department"])}</td>'
+        f'<td class="col-name"><a class="cell-main person-link" href="{base}{row["id"]}/">{name}</a>'
+        f"{_department(row['department'])}</td>"
         f'<td><span class="mono">{escape(row["login_id"])}</span></td>'
         f'<td class="col-email">{_email(row["email"])}{_managed_account(row.get("managed_apple_account", ""))}</td>'
         f'<td class="col-devices">{_devices(row["device_badges"])}</td>'

@@ -10,4 +10,5 @@ urlpatterns = [
     path("import/<int:pk>/", import_views.import_detail, name="import-detail"),
     path("import/<int:pk>/apply/", import_views.import_apply_view, name="import-apply"),
     path("import/<int:pk>/rejected.csv", import_views.import_rejected, name="import-rejected"),
+    path("<int:pk>/", views.user_detail, name="detail"),
 ]

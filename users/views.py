@@ -11,6 +11,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import push_url
 
 from users.forms import ACTIVATED_CHOICES, UserFilterForm
+from users.person import person_get, person_sections
 from users.selectors import DEFAULT_PAGE_SIZE, DEFAULT_SORT, EXTRA_FILTERS, PAGE_SIZES, UserPage, user_page
 
 TABLE_ID = "user-table"
@@ -81,3 +82,12 @@ def _sorting(current: str) -> dict[str, dict[str, str]]:
         else:
             sorting[column] = {"next": column, "aria": ""}
     return sorting
+
+
+@login_required
+@require_GET
+def user_detail(request, pk: int):
+    """The page of one device user: who they are, their devices, then what other apps add."""
+    user, devices = person_get(pk)
+    context = {"person": user, "devices": devices, "sections": person_sections(request, user)}
+    return render(request, "users/detail.html", context)

@@ -7,9 +7,12 @@ class VppConfig(AppConfig):
 
     def ready(self) -> None:
         from users.csv_import import register_import_runner
+        from users.person import register_person_section
         from users.selectors import register_filter, register_row_annotation
         from users.table import register_cell
         from vpp import checks  # noqa: F401  (registers the system checks)
+        from vpp.overview import VPP_STAGE_FILTER_CHOICES, users_filter_by_vpp_stage
+        from vpp.person import person_section
         from vpp.selectors import (
             SHARED_ACCOUNT_FILTER_CHOICES,
             VPP_STATUS_FILTER_CHOICES,
@@ -42,3 +45,13 @@ class VppConfig(AppConfig):
             choices=SHARED_ACCOUNT_FILTER_CHOICES,
             apply=users_filter_by_shared_account,
         )
+        # ... and the overview's funnel stages the status filter does not cover (?vpp_stage=invited_7d).
+        register_filter(
+            name="vpp_stage",
+            label="VPP funnel stage",
+            any_label="Any funnel stage",
+            choices=VPP_STAGE_FILTER_CHOICES,
+            apply=users_filter_by_vpp_stage,
+        )
+        # The VPP part of a person's page (/users/<id>/): users/person.py shows it, vpp fills it.
+        register_person_section("vpp", person_section, order=100)

@@ -56,6 +56,10 @@ def _token(verb: str, d: dict) -> str:
 
 
 SENTENCES = {
+    # vpp/person.py finds the person again by "device user #<id> (" (the timeline, the audit log's link).
+    "vpp.person.invitation_link_shown": lambda d: (
+        f"Showed the invitation link of device user #{d['user']} ({d['login']}), clientUserId {d['clientUserId']}."
+    ),
     "vpp.schedule_changed": lambda d: f"Changed the automatic sync: {_changes(d)}.",
     "vpp.sync_started": lambda d: f"Started a full sync ({d.get('trigger', '')}).",
     "vpp.sync_finished": _sync_finished,
@@ -130,6 +134,7 @@ def audit_record(
 
 # What each action is called in Setting › Audit log (an unknown code reads as itself).
 ACTION_LABELS = {
+    "vpp.person.invitation_link_shown": "Invitation link shown (helpdesk, person page)",
     "vpp.unit_changed": "Organizational unit changed",
     "vpp.sync_started": "Full sync started",
     "vpp.sync_finished": "Full sync finished",

@@ -27,6 +27,7 @@ from users.models import User
 from users.selectors import DEFAULT_SORT, EXTRA_FILTERS, SORTS
 from vpp import selectors
 from vpp.forms import JobFilterForm
+from vpp.invitations.helpdesk import HELPDESK, HELPDESK_LABEL
 from vpp.jobs.engine import job_create, job_retry_failed
 from vpp.jobs.items import job_wait_state
 from vpp.jobs.plan import SKIP_REASONS, vpp_plan_build
@@ -85,14 +86,29 @@ def _selection(request):
     return form, ""
 
 
+def _channel(request, action: str, form, setting: VppServerSetting) -> str:
+    """The invitation channel: the setting's, or the helpdesk for one ticked user when the
+    person page asks for it (``channel=helpdesk``; vpp/invitations/helpdesk.py)."""
+    if action != JobAction.INVITE:
+        return ""
+    one_user = not form.selects_all and len(set(form.cleaned_data.get("pk") or [])) == 1
+    if request.POST.get("channel") == HELPDESK and one_user:
+        return HELPDESK
+    return setting.invitation_channel
+
+
+def _channel_label(channel: str) -> str:
+    return HELPDESK_LABEL if channel == HELPDESK else InvitationChannel(channel).label
+
+
 def _plan_for(request, action: str, form, setting: VppServerSetting):
-    channel = setting.invitation_channel if action == JobAction.INVITE else ""
+    channel = _channel(request, action, form, setting)
     return vpp_plan_build(action=action, users=form.selected_users(), channel=channel)
 
 
 def _hidden_selection(request) -> list[tuple[str, str]]:
     """The posted selection, carried unchanged from the confirm modal to apply."""
-    keep = ("pk", "select_all", "q", "platform", "activated", "sort", *EXTRA_FILTERS)
+    keep = ("pk", "select_all", "q", "platform", "activated", "sort", "channel", *EXTRA_FILTERS)
     return [(key, value) for key in keep for value in request.POST.getlist(key)]
 
 
@@ -157,7 +173,7 @@ def _confirm_context(request, action: str, setting: VppServerSetting) -> dict:
         unknown_ids=0 if form.selects_all else max(0, len(set(posted)) - len(plan.rows)),
         selection=[*_hidden_selection(request), (PLAN_FIELD, token)],
         select_all=form.selects_all,
-        channel_label=InvitationChannel(setting.invitation_channel).label,
+        channel_label=_channel_label(plan.channel or setting.invitation_channel),
         **_skipped_list(plan, form, show_all=request.POST.get("skipped") == "all"),
         silent_count=plan.silent_count,
         invited_count=len(plan.eligible) - plan.silent_count,

@@ -4,6 +4,8 @@
 //  - When a job panel reports its job finished (HX-Trigger: vppJobFinished), the Users table
 //    behind the modal is fetched again so the VPP status column is current, and so is the job
 //    page ([data-job-page]: its rows, counts and "Retry failed only").
+//  - [data-copy="<selector>"] buttons copy that input's value (the person page's invitation
+//    link) and say so in the sibling [data-copy-state].
 (function () {
   "use strict";
   document.body.addEventListener("vppJobFinished", function () {
@@ -21,6 +23,22 @@
     if ((status === 403 || status === 409 || status === 422) && detail.target && detail.target.id === "modal") {
       detail.shouldSwap = true;
       detail.isError = false;
+    }
+  });
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button) { return; }
+    var input = document.querySelector(button.getAttribute("data-copy"));
+    var state = button.parentNode.querySelector("[data-copy-state]");
+    if (!input) { return; }
+    var done = function (text) { if (state) { state.textContent = text; } };
+    input.select();
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(input.value).then(function () { done("Copied"); }, function () {
+        done(document.execCommand("copy") ? "Copied" : "Press Ctrl+C to copy");
+      });
+    } else {
+      done(document.execCommand("copy") ? "Copied" : "Press Ctrl+C to copy");
     }
   });
 })();

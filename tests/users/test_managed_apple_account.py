@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 
 def names(response) -> list[str]:
-    return [unescape(n) for n in re.findall(r'<span class="cell-main">([^<]+)</span>', response.content.decode())]
+    return [unescape(n) for n in re.findall(r'class="cell-main[^"]*"[^>]*>([^<]+)</', response.content.decode())]
 
 
 def test_the_account_is_stored_lower_case_and_validated():

@@ -23,7 +23,7 @@ HTMX = {"HX-Request": "true", "HX-Target": "user-table"}
 
 
 def names(response) -> list[str]:
-    return [unescape(name) for name in re.findall(r'<span class="cell-main">([^<]+)</span>', response.content.decode())]
+    return [unescape(name) for name in re.findall(r'class="cell-main[^"]*"[^>]*>([^<]+)</', response.content.decode())]
 
 
 def row_ids(response) -> list[int]:

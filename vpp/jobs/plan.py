@@ -146,7 +146,7 @@ def _channel_skip(facts: dict, channel: str) -> str:
         return "no_channel"
     if facts["vpp_user__status"] != VppUserStatus.INVITED and not apple_accepts_email(facts["email"]):
         return "apple_email"  # a create sends the address: Apple would refuse it (9717)
-    reachable = {"email": bool(facts["email"]), "push": bool(facts["has_push_token"])}
+    reachable = {"email": bool(facts["email"]), "push": bool(facts["has_push_token"]), "helpdesk": True}
     if not any(reachable.get(name) for name in names):
         if channel == InvitationChannel.BOTH:
             return "no_contact"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.db.models import Q
 
 from vpp.apple.types import UserStatus
 from vpp.models.fields import OutsideCharField, OutsideEmailField
@@ -76,6 +77,11 @@ class VppUser(models.Model):
         indexes = [
             models.Index(fields=["status", "user"], name="vppuser_status_idx"),
             models.Index(fields=["id_hash"], name="vppuser_idhash_idx"),  # "Shared Apple Account"
+            # The VPP overview's funnel (vpp/overview.py): invited users by age, and the failed ones.
+            models.Index(fields=["status", "invited_at", "user"], name="vppuser_funnel_age_idx"),
+            models.Index(
+                fields=["user", "last_error_message"], condition=~Q(last_error_message=""), name="vppuser_failed_idx"
+            ),
         ]
         permissions = [
             ("invite_vppuser", "Can send VPP invitations"),
