@@ -76,7 +76,7 @@ def test_only_https_endpoints(settings):
 
 
 def test_a_job_finished_event_reaches_the_receiver_signed(receiver, django_capture_on_commit_callbacks):
-    endpoint, secret = webhooks.endpoint_create(url=receiver.url, events=["job.finished"])
+    _, secret = webhooks.endpoint_create(url=receiver.url, events=["job.finished"])
     with django_capture_on_commit_callbacks(execute=False) as enqueued:
         vpp_event.send(sender=None, event_type="job.finished", data={"job_id": 7, "status": "done"})
         vpp_event.send(sender=None, event_type="user.retired", data={})  # not subscribed
@@ -177,9 +177,9 @@ def test_send_test_button_and_delivery_log(admin_client, receiver, django_captur
 
 
 def _register(client, secret, token):
-    return client.post(
-        "/api/v1/agent/push-token", {"push_token": token}, content_type="application/json", HTTP_X_ENROLMENT_SECRET=secret
-    )
+    body = {"push_token": token}
+    path = "/api/v1/agent/push-token"
+    return client.post(path, body, content_type="application/json", HTTP_X_ENROLMENT_SECRET=secret)
 
 
 def test_the_agent_app_registers_its_push_token(client, admin_user):
@@ -231,7 +231,8 @@ def test_enrolment_page_issues_and_revokes(admin_client):
 
 
 def test_tokens_page_creates_shows_once_and_revokes(admin_client):
-    response = admin_client.post("/setting/api/tokens/", {"name": "CI", "scopes": ["users.view_user"], "expires_days": "30"})
+    form = {"name": "CI", "scopes": ["users.view_user"], "expires_days": "30"}
+    response = admin_client.post("/setting/api/tokens/", form)
     assert response.status_code == 201
     secret = response.context["secret"]
     assert secret.startswith("kmc_") and secret not in admin_client.get("/setting/api/tokens/").content.decode()
