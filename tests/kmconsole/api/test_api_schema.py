@@ -44,7 +44,7 @@ def something_to_find(db, token_setting):
 
 
 @schema.parametrize()
-@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 def test_the_api_matches_its_schema_and_never_fails(case, api_token, something_to_find):
     headers = {"Authorization": f"Bearer {api_token[1]}"}
     if case.path.startswith("/api/v1/agent/"):
