@@ -1,4 +1,4 @@
-"""Request glue: the session idle timeout, and htmx-aware login redirects and messages."""
+"""Request glue: the session idle timeout, htmx-aware login redirects and messages, no-store."""
 
 from __future__ import annotations
 
@@ -81,4 +81,25 @@ class HtmxMessagesMiddleware:
             return response
         html = render_to_string("partials/messages.html", {"messages": storage, "oob": True}, request=request)
         response.content += html.encode()
+        return response
+
+
+class NoStoreMiddleware:
+    """``Cache-Control: no-store, private`` on every response to a logged-in admin.
+
+    Pages, htmx fragments and CSV exports show device users, Apple Accounts and settings: no
+    browser or proxy cache may keep a copy (e.g. after logout on a shared machine). One rule for
+    all of them, so a new page is covered without remembering a decorator. A response that
+    already says ``no-store`` is left as it is. Static files never reach this (WhiteNoise answers
+    them first).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and "no-store" not in response.get("Cache-Control", ""):
+            response["Cache-Control"] = "no-store, private"
         return response

@@ -6,6 +6,7 @@ loudly, naming the variable, when a value is malformed.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -69,9 +70,11 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "csp",
+    "axes",
     "ninja",
     "kmconsole",
     "kmconsole.api",
+    "accounts",
     "users",
     "vpp",
 ]
@@ -91,6 +94,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "kmconsole.middleware.HtmxLoginRedirectMiddleware",
     "kmconsole.middleware.HtmxMessagesMiddleware",
+    "kmconsole.middleware.NoStoreMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into the lockout page
 ]
 
 ROOT_URLCONF = "kmconsole.urls"
@@ -156,6 +161,36 @@ SESSION_REFRESH_SECONDS = 60
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from <body hx-headers>, not the cookie
+
+# --- Login throttling (django-axes; kmconsole/login_throttle.py, docs/roles.md "Logins") ------
+# Per address and per account, each with its limit; the address limit is the lower one, so one
+# address is locked out before it could lock any admin out for everyone else.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out try before checking the password
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 10, minimum=1)
+LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 30, minimum=2)
+if LOGIN_FAILURES_PER_ACCOUNT <= LOGIN_FAILURES_PER_ADDRESS:
+    raise ImproperlyConfigured(
+        "LOGIN_FAILURES_PER_ACCOUNT must be above LOGIN_FAILURES_PER_ADDRESS (else one address can lock an admin out)"
+    )
+AXES_HANDLER = "kmconsole.login_throttle.ConsoleAxesHandler"
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # this order: ConsoleAxesHandler reads them so
+AXES_FAILURE_LIMIT = LOGIN_FAILURES_PER_ADDRESS
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # tries while locked out neither count nor extend it
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "kmconsole.login_throttle.lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # successful logins: User.last_login (Setting › Administrators) is enough
+# The client's address: REMOTE_ADDR, or behind the reverse proxy the right-most X-Forwarded-For
+# entry, the one the proxy appended (django-ipware); never a value the client could choose.
+# Without this, every login would come from the proxy's address and share one lockout.
+if env_bool("BEHIND_PROXY", False):
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+    AXES_IPWARE_PROXY_ORDER = "right-most"
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 
 # --- Security (production defaults; DEBUG relaxes the HTTPS ones) ------------------------
 _https = env_bool("HTTPS", not DEBUG)
@@ -319,5 +354,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # axes: lockouts and failed logins (WARNING), not every successful login.
+    "loggers": {"django.db.backends": {"level": "INFO"}, "axes": {"level": "WARNING"}},
 }

@@ -15,6 +15,7 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("users/", include("users.urls")),
     path("setting/", include("vpp.urls")),
+    path("setting/", include("accounts.urls")),
     path("vpp/", include("vpp.job_urls")),
     # Apple's notifications (bearer token, no session): outside the admin pages' URL space.
     path("vpp/notifications/", vpp_views.notification_receiver, name="vpp-notifications"),

@@ -50,14 +50,22 @@ def _database_check() -> dict:
 
 
 class LoginView(auth_views.LoginView):
+    """The login page. Failed logins are throttled by django-axes (kmconsole/login_throttle.py),
+    which answers a locked-out try with this page, status 429 and the next allowed time."""
+
     redirect_authenticated_user = True
 
     def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        context["session_idle"] = _duration(settings.SESSION_COOKIE_AGE)
+        return {**super().get_context_data(**kwargs), **login_context(self.request)}
+
+
+def login_context(request) -> dict:
+    """What the login page shows besides the form: the idle timeout and whether the session expired."""
+    return {
+        "session_idle": _duration(settings.SESSION_COOKIE_AGE),
         # Set by HtmxLoginRedirectMiddleware: the admin was working when the session ran out.
-        context["expired"] = self.request.GET.get("expired") == "1"
-        return context
+        "expired": request.GET.get("expired") == "1",
+    }
 
 
 def _duration(seconds: int) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from axes.helpers import get_client_ip_address
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
@@ -42,7 +43,8 @@ PREVIEW_NAMES = 8
 
 
 def _client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    # As the login throttle sees it: REMOTE_ADDR, or behind the proxy the address it appended (docs/roles.md).
+    return get_client_ip_address(request) or None
 
 
 def action_blocker(setting: VppServerSetting) -> str:

@@ -366,7 +366,7 @@ def vpp_user_get(request, user_id: int = Path(..., ge=1, le=MAX_ID)):
 @vpp_router.get("/setting/health", response=_responses({200: HealthOut}))
 def setting_health(request):
     """The content token's health and whether VPP user actions can run (read-only)."""
-    _need(request, "vpp.view_vppuser")
+    _need(request, "vpp.view_vppserversetting")
     setting = VppServerSetting.load()
     return {
         "token_health": setting.token_health,
@@ -514,13 +514,13 @@ def jobs_start(request, payload: JobStartIn, idempotency_key: str = IdempotencyK
 
 @jobs_router.get("/jobs", response=_responses({200: list[JobOut]}))
 def jobs_list(request, limit: int = Query(50, ge=1, le=200)):
-    _need(request, "vpp.view_vppuser")
+    _need(request, "vpp.view_job")
     return [_job_out(job) for job in selectors.recent_jobs(limit)]
 
 
 @jobs_router.get("/jobs/{job_id}", response=_responses({200: JobOut}))
 def jobs_get(request, job_id: int = Path(..., ge=1, le=MAX_ID)):
-    _need(request, "vpp.view_vppuser")
+    _need(request, "vpp.view_job")
     return _job_out(get_object_or_404(Job, pk=job_id))
 
 
@@ -532,7 +532,7 @@ def jobs_items(
     page: int = Query(1, ge=1, le=10**9),
 ):
     """The job's per-user results, 200 a page."""
-    _need(request, "vpp.view_vppuser")
+    _need(request, "vpp.view_job")
     job = get_object_or_404(Job, pk=job_id)
     if status and status not in ItemStatus.values:
         raise ApiProblem(422, "Unknown status.", errors=[{"field": "status", "message": f"one of {ItemStatus.values}"}])

@@ -19,13 +19,17 @@ from django.utils import timezone
 from kmconsole.api.models import ApiToken, EnrolmentSecret, IdempotencyKey
 from users.models import Device
 
-# What a token may be allowed to do: the Django permissions the console's views check
-# (vpp/bulk_views.py PERMISSIONS for the bulk actions). Reading needs a "view" permission.
+# What a token may be allowed to do: the Django permissions the console's roles hold and its
+# views check (accounts/roles.py, docs/roles.md; vpp/bulk_views.py PERMISSIONS for the bulk
+# actions). Creating and changing device users is in no role (they come from the MDM): only a
+# superuser can grant it.
 SCOPES: dict[str, str] = {
     "users.view_user": "Read device users and devices",
     "users.add_user": "Create device users and devices",
     "users.change_user": "Update and deactivate device users and devices",
-    "vpp.view_vppuser": "Read VPP users, jobs and the setting's health",
+    "vpp.view_vppuser": "Read VPP users and their history",
+    "vpp.view_job": "Read jobs and their per-user results",
+    "vpp.view_vppserversetting": "Read the VPP Server Setting's health",
     "vpp.invite_vppuser": "Start invitation jobs",
     "vpp.delete_vppuser": "Start delete-from-VPP jobs",
     "vpp.sync_vppuser": "Start sync jobs",

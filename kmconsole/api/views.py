@@ -14,12 +14,16 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from accounts.roles import MANAGE_PERM
 from kmconsole.api import services, webhooks
 from kmconsole.api.models import ApiToken, EnrolmentSecret, WebhookDelivery, WebhookEndpoint
 from users.forms import valid_pk
 from users.models import Device
 from vpp.audit import audit_record
 
+# Tokens, webhooks and enrolment secrets are credentials: the Administrators manage them
+# (the role that manages administrators, accounts/roles.py).
+CONSOLE_PERMISSION = MANAGE_PERM
 EXPIRY_CHOICES = {"30": 30, "90": 90, "365": 365, "": None}
 
 
@@ -28,7 +32,7 @@ def _ip(request):
 
 
 @login_required
-@permission_required("api.add_apitoken", raise_exception=True)
+@permission_required(CONSOLE_PERMISSION, raise_exception=True)
 def tokens(request):
     """List tokens; POST makes one (name, scopes the admin holds, expiry) and shows its secret once."""
     context = {
@@ -74,7 +78,7 @@ def tokens(request):
 
 @login_required
 @require_POST
-@permission_required("api.delete_apitoken", raise_exception=True)
+@permission_required(CONSOLE_PERMISSION, raise_exception=True)
 def token_revoke(request, pk: int):
     token = get_object_or_404(ApiToken, pk=pk)
     services.token_revoke(token)
@@ -84,7 +88,7 @@ def token_revoke(request, pk: int):
 
 
 @login_required
-@permission_required("api.add_webhookendpoint", raise_exception=True)
+@permission_required(CONSOLE_PERMISSION, raise_exception=True)
 def webhook_list(request):
     """Endpoints and their last deliveries; POST registers one and shows its signing secret once."""
     endpoints = list(WebhookEndpoint.objects.all())
@@ -115,7 +119,7 @@ def webhook_list(request):
 
 @login_required
 @require_POST
-@permission_required("api.add_webhookendpoint", raise_exception=True)
+@permission_required(CONSOLE_PERMISSION, raise_exception=True)
 def webhook_test(request, pk: int):
     endpoint = get_object_or_404(WebhookEndpoint, pk=pk)
     webhooks.event_emit("ping", {"message": "Test from kmconsole"}, endpoints=[endpoint])
@@ -125,7 +129,7 @@ def webhook_test(request, pk: int):
 
 @login_required
 @require_POST
-@permission_required("api.delete_webhookendpoint", raise_exception=True)
+@permission_required(CONSOLE_PERMISSION, raise_exception=True)
 def webhook_delete(request, pk: int):
     endpoint = get_object_or_404(WebhookEndpoint, pk=pk)
     audit_record(actor=request.user, action="api.webhook_delete", details={"url": endpoint.url}, ip=_ip(request))
@@ -135,7 +139,7 @@ def webhook_delete(request, pk: int):
 
 
 @login_required
-@permission_required("api.add_enrolmentsecret", raise_exception=True)
+@permission_required(CONSOLE_PERMISSION, raise_exception=True)
 def enrolment(request):
     """Agent enrolment secrets; POST issues one for a device (by id or serial number), shown once."""
     context = {
@@ -168,7 +172,7 @@ def enrolment(request):
 
 @login_required
 @require_POST
-@permission_required("api.delete_enrolmentsecret", raise_exception=True)
+@permission_required(CONSOLE_PERMISSION, raise_exception=True)
 def enrolment_revoke(request, pk: int):
     row = get_object_or_404(EnrolmentSecret, pk=pk)
     services.enrolment_secret_revoke(row)

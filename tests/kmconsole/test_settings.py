@@ -41,6 +41,10 @@ def load(tmp_path, expr: str = "s.DEBUG", **env: str) -> subprocess.CompletedPro
         ({"SECRET_KEY": ""}, "SECRET_KEY must be set when DEBUG is off"),
         ({"EMAIL_USE_TLS": "1", "EMAIL_USE_SSL": "1"}, "EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be on"),
         ({"CELERY_TASK_TIME_LIMIT": "4000"}, "CELERY_TASK_TIME_LIMIT must stay below CELERY_VISIBILITY_TIMEOUT"),
+        (
+            {"LOGIN_FAILURES_PER_ADDRESS": "30", "LOGIN_FAILURES_PER_ACCOUNT": "30"},
+            "LOGIN_FAILURES_PER_ACCOUNT must be above LOGIN_FAILURES_PER_ADDRESS",
+        ),
     ],
 )
 def test_it_stops_start_up_naming_the_bad_variable(tmp_path, env, message):

@@ -99,3 +99,12 @@ def test_a_retry_names_the_job_whose_failed_users_it_retries(admin_client):
     retry = Job.objects.get(retry_of=job)
     assert audit_of(retry).target_summary == f"Sync VPP for 4 users, the failed ones of job #{job.pk}"
     assert retry.selection == {"ids": sorted(u.pk for u in users[:4]), "retry_of": job.pk}
+
+
+def test_behind_the_proxy_the_audit_records_the_clients_address_not_the_proxys(admin_client, settings):
+    # BEHIND_PROXY=1 (kmconsole/settings.py): the right-most X-Forwarded-For entry, as for login throttling.
+    settings.AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+    settings.AXES_IPWARE_PROXY_ORDER = "right-most"
+    admin_client.defaults.update(REMOTE_ADDR="172.18.0.2", HTTP_X_FORWARDED_FOR="10.6.6.6, 203.0.113.77")
+    job = confirm_and_apply(admin_client, "invite", {"pk": [make_user().pk], "select_all": ""})
+    assert audit_of(job).ip == "203.0.113.77"

@@ -262,7 +262,7 @@ def test_the_users_page_shows_and_filters_by_vpp_status(admin_client):
 def test_the_toolbar_says_why_actions_are_off(client, token_setting):
     client.force_login(admin_with())
     html = client.get("/users/").content.decode()
-    assert "You do not have permission to send VPP invitations." in html
+    assert "Your role does not allow: Send VPP invitation, Delete from VPP, Sync VPP." in html
     VppServerSetting.objects.filter(pk=1).update(assignment_method=AssignmentMethod.DEVICE)
     html = client.get("/users/").content.decode()
     assert "device-based assignment" in html

@@ -188,3 +188,33 @@ def test_retry_failed_makes_one_job_over_the_failed_users(api, token_setting):
     assert first.status_code == 201, first.content
     assert first.json()["job"]["id"] == again.json()["job"]["id"]
     assert Job.objects.filter(retry_of_id=job_id).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("role", "grantable"),
+    [
+        ("Viewer", {"users.view_user", "vpp.view_vppuser", "vpp.view_job", "vpp.view_vppserversetting"}),
+        (
+            "Operator",
+            {"users.view_user", "vpp.view_vppuser", "vpp.view_job", "vpp.view_vppserversetting"}
+            | {"vpp.invite_vppuser", "vpp.sync_vppuser"},
+        ),
+    ],
+)
+def test_scopes_follow_the_console_roles(role, grantable):
+    from tests.support.roles import make_admin
+
+    admin = make_admin(f"a-{role}", role=role)
+    assert set(services.grantable_scopes(admin)) == grantable
+    with pytest.raises(services.ScopeRefused):
+        services.token_create(admin=admin, name="x", scopes=["vpp.delete_vppuser"])
+
+
+def test_only_administrators_manage_tokens(client):
+    from tests.support.roles import make_admin
+
+    client.force_login(make_admin("op", role="Operator"))
+    assert client.get("/setting/api/tokens/").status_code == 403
+    assert client.get("/setting/api/webhooks/").status_code == 403
+    client.force_login(make_admin("boss", role="Administrator"))
+    assert client.get("/setting/api/tokens/").status_code == 200
