@@ -465,7 +465,13 @@ def _start(request, payload: JobStartIn) -> tuple[int, dict]:
         return 200, {"job": None, "plan": plan_out}
     if not plan.eligible:
         raise ApiProblem(409, "None of the selected users can be acted on. Nothing was started.", plan=plan_out)
-    job = job_create(plan=plan, actor=request.auth.created_by, selection=selection, ip=_ip(request))
+    try:
+        with transaction.atomic():
+            job = job_create(plan=plan, actor=request.auth.created_by, selection=selection, ip=_ip(request))
+    except IntegrityError:  # another request started a job for some of these users at the same moment
+        raise ApiProblem(
+            409, "Another request is starting a job for some of these users right now. Nothing was started: retry."
+        ) from None
     return 201, {"job": _job_out(job), "plan": plan_out}
 
 

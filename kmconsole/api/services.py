@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from django.utils import timezone
 
 from kmconsole.api.models import ApiToken, EnrolmentSecret, IdempotencyKey
 from users.models import Device
+
+logger = logging.getLogger(__name__)
 
 # What a token may be allowed to do: the Django permissions the console's roles hold and its
 # views check (accounts/roles.py, docs/roles.md; vpp/bulk_views.py PERMISSIONS for the bulk
@@ -113,7 +116,7 @@ def token_allows(token: ApiToken, scope: str) -> bool:
 
 @cache
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
 
 
 @dataclass(frozen=True)
@@ -124,14 +127,19 @@ class RateVerdict:
 
 def rate_check(key: str, *, limit: int | None = None) -> RateVerdict:
     """One call against ``key``'s budget: ``limit`` calls per RATE_WINDOW seconds (a fixed window
-    in Redis, shared by every web process)."""
+    in Redis, shared by every web process). Redis unreachable or too slow: the call is allowed
+    (logged), never a 500 — the limit guards the console, it is not what authenticates."""
     limit = limit or getattr(settings, "API_RATE_LIMIT", DEFAULT_RATE_LIMIT)
     window = int(time.time() // RATE_WINDOW)
     name = f"kmconsole:api:rate:{key}:{window}"
-    pipe = _redis().pipeline()
-    pipe.incr(name)
-    pipe.expire(name, RATE_WINDOW * 2)
-    count = pipe.execute()[0]
+    try:
+        pipe = _redis().pipeline()
+        pipe.incr(name)
+        pipe.expire(name, RATE_WINDOW * 2)
+        count = pipe.execute()[0]
+    except redis.RedisError:
+        logger.warning("API rate limit not counted for %s: Redis unavailable", key, exc_info=True)
+        return RateVerdict(True, 0)
     if count <= limit:
         return RateVerdict(True, 0)
     return RateVerdict(False, max(1, RATE_WINDOW - int(time.time()) % RATE_WINDOW))

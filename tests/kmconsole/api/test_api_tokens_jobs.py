@@ -218,3 +218,14 @@ def test_only_administrators_manage_tokens(client):
     assert client.get("/setting/api/webhooks/").status_code == 403
     client.force_login(make_admin("boss", role="Administrator"))
     assert client.get("/setting/api/tokens/").status_code == 200
+
+
+def test_redis_down_lets_calls_through_instead_of_a_500(api, monkeypatch):
+    import redis
+
+    class Down:
+        def pipeline(self):
+            raise redis.ConnectionError("Redis is down")
+
+    monkeypatch.setattr(services, "_redis", lambda: Down())
+    assert api.get("/api/v1/users").status_code == 200
