@@ -17,5 +17,6 @@ vpp_event = Signal()
 
 
 def vpp_event_after_commit(event_type: str, data: dict) -> None:
-    """Send ``vpp_event`` once the current transaction commits (at once outside one)."""
-    transaction.on_commit(lambda: vpp_event.send(sender=None, event_type=event_type, data=data))
+    """Send ``vpp_event`` once the current transaction commits (at once outside one). A listener
+    that fails is logged and never fails the sender (robust: a job is never held up by a webhook)."""
+    transaction.on_commit(lambda: vpp_event.send_robust(sender=None, event_type=event_type, data=data), robust=True)

@@ -157,6 +157,8 @@ def _invalid(request, exc: NinjaValidationError):
 
 @api.exception_handler(AuthenticationError)
 def _unauthenticated(request, exc):
+    if request.path.startswith("/api/v1/agent/"):
+        return _error(request, 401, "A valid, unrevoked enrolment secret is required (X-Enrolment-Secret).")
     return _error(request, 401, "A valid, unrevoked and unexpired API token is required (Authorization: Bearer …).")
 
 

@@ -239,3 +239,14 @@ def test_tokens_page_creates_shows_once_and_revokes(admin_client):
     token = ApiToken.objects.get()
     admin_client.post(f"/setting/api/tokens/{token.pk}/revoke/")
     assert admin_client.get("/api/v1/users", HTTP_AUTHORIZATION=f"Bearer {secret}").status_code == 401
+
+
+def test_a_failing_listener_never_fails_the_event_source(django_capture_on_commit_callbacks, monkeypatch):
+    from vpp.signals import vpp_event_after_commit
+
+    def broken(event_type, data, **kwargs):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(webhooks, "event_emit", broken)
+    with django_capture_on_commit_callbacks(execute=True):
+        vpp_event_after_commit("job.finished", {"job_id": 1})  # raises nothing
