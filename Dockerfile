@@ -26,5 +26,5 @@ RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin kmcon
 USER kmconsole
 
 EXPOSE 8000
-CMD ["gunicorn", "kmconsole.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", \
-     "--access-logfile", "-", "--forwarded-allow-ips", "*"]
+# Bind, workers and the timeout (with the web requests' Apple budget): gunicorn.conf.py.
+CMD ["gunicorn", "kmconsole.wsgi:application", "--config", "gunicorn.conf.py"]

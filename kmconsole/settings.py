@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from kmconsole import private_redis
 from kmconsole.env import env_bool, env_int, env_list, env_str, env_url
+from kmconsole.timeouts import BROKER_CONNECT_TIMEOUT, INTERACTIVE_BUDGET, WEB_TIMEOUT
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("KMCONSOLE_VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -272,7 +273,8 @@ CELERY_BROKER_URL = private_redis.celery_broker_url(REDIS_URL)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
     "socket_timeout": 5,
-    "socket_connect_timeout": 5,
+    # A web request publishing a job must answer within its budget (kmconsole/timeouts.py).
+    "socket_connect_timeout": BROKER_CONNECT_TIMEOUT,
 }
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "kmconsole")
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -313,6 +315,9 @@ API_RATE_LIMIT = env_int("API_RATE_LIMIT", 600, minimum=1)  # calls per token pe
 WEBHOOK_ALLOW_HTTP_LOOPBACK = DEBUG
 
 # --- Apple VPP -----------------------------------------------------------------------------
+# gunicorn's timeout and the budget of a web request that calls Apple or Redis (kmconsole/timeouts.py).
+WEB_REQUEST_TIMEOUT = WEB_TIMEOUT
+VPP_INTERACTIVE_BUDGET = INTERACTIVE_BUDGET
 VPP_API_BASE_URL = env_url("VPP_API_BASE_URL", "https://vpp.itunes.apple.com/mdm/v2", schemes=("https", "http"))
 # Apple asks for >= 30 s between status polls of a PENDING event; the sandbox allows less.
 VPP_EVENT_POLL_INTERVAL = env_int("VPP_EVENT_POLL_INTERVAL", 30, minimum=1)
@@ -324,10 +329,14 @@ VPP_SANDBOX = env_bool("VPP_SANDBOX", True)
 VPP_SANDBOX_PORT = env_int("VPP_SANDBOX_PORT", 8089, minimum=0, maximum=65535)
 VPP_SANDBOX_APNS_PORT = env_int("VPP_SANDBOX_APNS_PORT", 8090, minimum=0, maximum=65535)
 # Bulk jobs: users per chunk task, attempts per user, and how long a silent job may stay
-# silent before the sweeper hands its work to another worker (keep above the poll interval).
+# silent before the sweeper hands its work to another worker. A running task heartbeats from a
+# thread every VPP_JOB_STALE_SECONDS / 6 s whatever it waits for, and every worker sweeps every
+# VPP_JOB_SWEEP_SECONDS (no beat needed): a dead worker's work is taken over within
+# stale + sweep seconds (docs/operations.md#recovery).
 VPP_JOB_CHUNK_SIZE = env_int("VPP_JOB_CHUNK_SIZE", 1000, minimum=1)
 VPP_JOB_MAX_ATTEMPTS = env_int("VPP_JOB_MAX_ATTEMPTS", 8, minimum=1)
-VPP_JOB_STALE_SECONDS = env_int("VPP_JOB_STALE_SECONDS", 300, minimum=1)
+VPP_JOB_STALE_SECONDS = env_int("VPP_JOB_STALE_SECONDS", 30, minimum=1)
+VPP_JOB_SWEEP_SECONDS = env_int("VPP_JOB_SWEEP_SECONDS", 10, minimum=1)
 # A create whose answer was lost (worker died) is sent again only if Apple still shows no such
 # user this long after it was sent (Apple: retry a request still PENDING after 10 minutes).
 VPP_CREATE_RECHECK_SECONDS = env_int("VPP_CREATE_RECHECK_SECONDS", 600, minimum=1)

@@ -17,10 +17,18 @@ class DeviceInline(admin.TabularInline):
 
 @admin.register(User)
 class UserAdmin(admin.ModelAdmin):
-    list_display = ("display_name", "login_id", "email", "department", "is_active", "last_seen_at")
+    list_display = (
+        "display_name",
+        "login_id",
+        "email",
+        "managed_apple_account",
+        "department",
+        "is_active",
+        "last_seen_at",
+    )
     # The summary columns filter without a join over devices (users.services).
     list_filter = ("is_active", "has_activated_apple_device", "has_ios", "has_ipados", "has_macos", "department")
-    search_fields = ("display_name", "login_id", "email")
+    search_fields = ("display_name", "login_id", "email", "managed_apple_account")
     ordering = ("display_name", "id")
     list_per_page = 50
     readonly_fields = (

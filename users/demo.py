@@ -295,6 +295,7 @@ def _build_batch(rng: random.Random, batch: int, now: datetime, taken: set[str])
                 "display_name": f"{first} {last}",
                 "login_id": login,
                 "email": email,
+                "managed_apple_account": "",  # set by the import (a CSV column) or in the admin
                 "department": rng.choice(DEPARTMENTS),
                 "is_active": rng.random() > 0.03,
                 "search_text": user_search_text(f"{first} {last}", login, email),

@@ -7,12 +7,13 @@ import re
 from django import forms
 from django.db.models import QuerySet
 
-from users.models import Platform, User
+from users.models import User
 from users.selectors import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_SORT,
     EXTRA_FILTERS,
     PAGE_SIZES,
+    PLATFORM_CHOICES,
     SORTS,
     UserFilters,
     UserSelection,
@@ -39,7 +40,7 @@ class UserFilterForm(forms.Form):
     """
 
     q = forms.CharField(required=False, max_length=200, strip=True)
-    platform = forms.ChoiceField(required=False, choices=[("", "All platforms"), *Platform.choices])
+    platform = forms.ChoiceField(required=False, choices=[("", "All platforms"), *PLATFORM_CHOICES])
     activated = forms.ChoiceField(required=False, choices=ACTIVATED_CHOICES)
     sort = forms.ChoiceField(required=False, choices=[(key, key) for key in SORTS])
     page = forms.IntegerField(required=False, min_value=1)

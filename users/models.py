@@ -6,8 +6,11 @@ Django's ``auth.User``); the verbose name says so everywhere it shows.
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 
 class Platform(models.TextChoices):
@@ -32,6 +35,16 @@ class User(models.Model):
     display_name = models.CharField(max_length=200)
     login_id = models.CharField("login ID", max_length=150, unique=True)
     email = models.EmailField(blank=True)
+    # The person's Managed Apple Account (an address of the organisation's Apple Business
+    # domain). With one, "Send VPP invitation" links the VPP user silently: Apple associates
+    # it at once, no invitation is sent (docs/apple-vpp.md#managed-apple-accounts).
+    # Stored lower-case; unique among active users (constraint below).
+    managed_apple_account = models.CharField(
+        "Managed Apple Account",
+        max_length=254,
+        blank=True,
+        help_text="The person's Managed Apple Account, e.g. jane@corp.example. Leave empty for none.",
+    )
     department = models.CharField(max_length=200, blank=True)
     is_active = models.BooleanField("active", default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -53,6 +66,15 @@ class User(models.Model):
         verbose_name = "device user"
         verbose_name_plural = "device users"
         ordering = ["display_name", "id"]
+        constraints = [
+            # One person per Managed Apple Account: Apple links an account to one VPP user only (9641).
+            models.UniqueConstraint(
+                Lower("managed_apple_account"),
+                condition=Q(is_active=True) & ~Q(managed_apple_account=""),
+                name="user_managed_apple_account_active_uniq",
+                violation_error_message="Another active user already has this Managed Apple Account.",
+            ),
+        ]
         indexes = [
             # search_text rides along so a search in name order never touches the table rows.
             models.Index(fields=["display_name", "id", "search_text"], name="user_name_idx"),
@@ -88,15 +110,51 @@ class User(models.Model):
         return f"{self.display_name} ({self.login_id})"
 
     def save(self, *args, **kwargs):
-        self.search_text = user_search_text(self.display_name, self.login_id, self.email)
+        self.managed_apple_account = (self.managed_apple_account or "").strip().lower()
+        self.search_text = user_search_text(self.display_name, self.login_id, self.email, self.managed_apple_account)
         update_fields = kwargs.get("update_fields")
-        if update_fields is not None and {"display_name", "login_id", "email"} & set(update_fields):
+        if update_fields is not None and SEARCHED_FIELDS & set(update_fields):
             kwargs["update_fields"] = {*update_fields, "search_text"}
         super().save(*args, **kwargs)
 
+    def clean(self) -> None:
+        """Validate the Managed Apple Account (an address; raises ValidationError on the field)."""
+        super().clean()
+        self.managed_apple_account = managed_apple_account_clean(self.managed_apple_account)
 
-def user_search_text(display_name: str, login_id: str, email: str) -> str:
-    return f"{display_name} {login_id} {email}".lower()[:700]
+
+# The fields user_search_text reads: a save of any of them rewrites search_text.
+SEARCHED_FIELDS = {"display_name", "login_id", "email", "managed_apple_account"}
+
+
+def user_search_text(display_name: str, login_id: str, email: str, managed_apple_account: str = "") -> str:
+    """The lower-cased text the Users page search matches (name, login id, email, Managed Apple Account).
+
+    The one definition for both databases: Postgres searches it with a trigram index, SQLite
+    with the FTS5 table kept by triggers (users/migrations/0004, 0005).
+    """
+    text = f"{display_name} {login_id} {email}"
+    if managed_apple_account and managed_apple_account.lower() != (email or "").lower():
+        text += f" {managed_apple_account}"
+    return text.lower()[:700]
+
+
+def managed_apple_account_clean(value: str | None) -> str:
+    """A Managed Apple Account as stored: stripped and lower-cased, "" for none.
+
+    Raises ValidationError when the value is not an account address (name@domain); Apple's
+    ``managedAppleId`` is such an address (https://developer.apple.com/documentation/devicemanagement/requestuser).
+    """
+    value = (value or "").strip().lower()
+    if not value:
+        return ""
+    try:
+        validate_email(value)
+    except ValidationError:
+        raise ValidationError(
+            {"managed_apple_account": f"“{value}” is not a Managed Apple Account (expected name@domain)."}
+        ) from None
+    return value
 
 
 # User flag per platform (User.has_<platform>), for filters and the summary refresh.

@@ -94,7 +94,7 @@ class UserFilters:
     """
 
     q: str = ""
-    platform: str = ""  # a Platform value
+    platform: str = ""  # a Platform value, or APPLE_ANY (any of APPLE_PLATFORMS)
     activated: bool | None = None  # has an activated iOS/iPadOS/macOS device
     extra: tuple[tuple[str, str], ...] = ()
 
@@ -137,7 +137,17 @@ class UserFilters:
         return ", ".join(parts)
 
 
-_PLATFORM_LABELS = dict(Platform.choices)
+# The platform filter's "iOS/macOS": any Apple platform VPP licences can go to (APPLE_PLATFORMS).
+APPLE_ANY = "apple"
+PLATFORM_CHOICES = [(APPLE_ANY, "iOS/macOS"), *Platform.choices]
+_PLATFORM_LABELS = dict(PLATFORM_CHOICES)
+
+
+def _apple_any_q() -> Q:
+    query = Q()
+    for platform in APPLE_PLATFORMS:
+        query |= Q(**{PLATFORM_FLAGS[platform]: True})
+    return query
 
 
 @dataclass(frozen=True)
@@ -205,7 +215,9 @@ def user_list(*, filters: UserFilters) -> QuerySet[User]:
     queryset = User.objects.all()
     if filters.q:
         queryset = queryset.filter(_search_q(filters.q))
-    if filters.platform in PLATFORM_FLAGS:
+    if filters.platform == APPLE_ANY:
+        queryset = queryset.filter(_apple_any_q())
+    elif filters.platform in PLATFORM_FLAGS:
         queryset = queryset.filter(**{PLATFORM_FLAGS[filters.platform]: True})
     if filters.activated is not None:
         queryset = queryset.filter(has_activated_apple_device=filters.activated)
@@ -354,7 +366,7 @@ class UserPage:
 
 
 _DEVICE_COLUMNS = ("id", "user_id", "platform", "activation_state")
-_ROW_COLUMNS = ("id", "display_name", "login_id", "email", "department", "last_seen_at")
+_ROW_COLUMNS = ("id", "display_name", "login_id", "email", "managed_apple_account", "department", "last_seen_at")
 
 
 def user_page(

@@ -45,7 +45,7 @@ def _row(row: dict, now: datetime, vpp_cell: Callable[[dict], str]) -> str:
         f' aria-label="Select {name}"></td>'
         f'<td class="col-name"><span class="cell-main">{name}</span>{_department(row["department"])}</td>'
         f'<td><span class="mono">{escape(row["login_id"])}</span></td>'
-        f'<td class="col-email">{_email(row["email"])}</td>'
+        f'<td class="col-email">{_email(row["email"])}{_managed_account(row.get("managed_apple_account", ""))}</td>'
         f'<td class="col-devices">{_devices(row["device_badges"])}</td>'
         f'<td class="col-vpp">{vpp_cell(row)}</td>'
         f'<td class="col-seen">{_last_seen(row["last_seen_at"], now)}</td>'
@@ -62,6 +62,13 @@ def _email(email: str) -> str:
         return '<span class="cell-muted">No email</span>'
     email = escape(email)
     return f'<span title="{email}">{email}</span>'
+
+
+def _managed_account(account: str) -> str:
+    if not account:
+        return ""
+    account = escape(account)
+    return f'<span class="cell-sub managed-account" title="Managed Apple Account">Managed: {account}</span>'
 
 
 def _devices(badges: list[dict]) -> str:

@@ -24,22 +24,34 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from kmconsole.csv_export import SafeCsvWriter
 from users.forms import UserSelectionForm, valid_pk
 from users.models import User
-from users.selectors import EXTRA_FILTERS
+from users.selectors import DEFAULT_SORT, EXTRA_FILTERS, SORTS
 from vpp import selectors
+from vpp.forms import JobFilterForm
 from vpp.jobs.engine import job_create, job_retry_failed
-from vpp.jobs.plan import vpp_plan_build
+from vpp.jobs.items import job_wait_state
+from vpp.jobs.plan import SKIP_REASONS, vpp_plan_build
+from vpp.jobs.progress import job_progress
 from vpp.models import InvitationChannel, ItemStatus, Job, JobAction, VppServerSetting
 from vpp.services.orphans import OrphansRefused, orphan_plan_build, orphans_act
 
-ACTION_SLUGS = {"invite": JobAction.INVITE, "delete": JobAction.DELETE, "sync": JobAction.SYNC}
+ACTION_SLUGS = {
+    "invite": JobAction.INVITE,
+    "delete": JobAction.DELETE,
+    "sync": JobAction.SYNC,
+    "convert": JobAction.CONVERT,
+}
 PERMISSIONS = {
     JobAction.INVITE: "vpp.invite_vppuser",
     JobAction.DELETE: "vpp.delete_vppuser",
     JobAction.SYNC: "vpp.sync_vppuser",
+    JobAction.CONVERT: "vpp.invite_vppuser",  # linking replaces the invitation
 }
 # Ticked rows are at most a page (200); anything far above that is not the Users page.
 MAX_TICKED_IDS = 5000
 PREVIEW_NAMES = 8
+# Skipped users listed by name in the confirmation before "Show all".
+SKIPPED_SHOWN = 50
+JOBS_PER_PAGE = 50
 
 
 def _client_ip(request) -> str | None:
@@ -80,7 +92,7 @@ def _plan_for(request, action: str, form, setting: VppServerSetting):
 
 def _hidden_selection(request) -> list[tuple[str, str]]:
     """The posted selection, carried unchanged from the confirm modal to apply."""
-    keep = ("pk", "select_all", "q", "platform", "activated", *EXTRA_FILTERS)
+    keep = ("pk", "select_all", "q", "platform", "activated", "sort", *EXTRA_FILTERS)
     return [(key, value) for key in keep for value in request.POST.getlist(key)]
 
 
@@ -146,6 +158,9 @@ def _confirm_context(request, action: str, setting: VppServerSetting) -> dict:
         selection=[*_hidden_selection(request), (PLAN_FIELD, token)],
         select_all=form.selects_all,
         channel_label=InvitationChannel(setting.invitation_channel).label,
+        **_skipped_list(plan, form, show_all=request.POST.get("skipped") == "all"),
+        silent_count=plan.silent_count,
+        invited_count=len(plan.eligible) - plan.silent_count,
     )
     if action == JobAction.INVITE:
         eligible = {row.user_id for row in plan.eligible}
@@ -162,6 +177,21 @@ def bulk_confirm(request, action: str):
     context = _confirm_context(request, action, VppServerSetting.load())
     # A refused selection is a 422 with its reason (static/js/vpp.js shows it in the modal).
     return render(request, "vpp/bulk/confirm.html", context, status=422 if context["problem"] else 200)
+
+
+def _skipped_list(plan, form, *, show_all: bool) -> dict:
+    """The skipped users by name with their reason, in the Users table's order (its sort, posted
+    with the selection): the first SKIPPED_SHOWN, or all of them with ``show_all``."""
+    skipped = {row.user_id: row for row in plan.skipped}
+    rows = []
+    if skipped:
+        ordered = form.selected_users().order_by(*SORTS.get(form.sort_key, SORTS[DEFAULT_SORT]))
+        for pk in ordered.values_list("pk", flat=True).iterator(chunk_size=2000):
+            if pk in skipped:
+                rows.append((skipped[pk].label, SKIP_REASONS[skipped[pk].skip_reason]))
+                if len(rows) == SKIPPED_SHOWN and not show_all:
+                    break
+    return {"skipped_rows": rows, "skipped_all": show_all, "skipped_more": len(skipped) - len(rows)}
 
 
 @login_required
@@ -200,6 +230,7 @@ def bulk_apply(request, action: str):
     if not plan.eligible:
         return _refused(request, action, "None of the selected users can be acted on. Nothing was started.")
     job = job_create(plan=plan, actor=request.user, selection=selection, ip=_client_ip(request))
+    job.refresh_from_db()  # the enqueue ran on commit: a broker that refused it shows at once
     return render(request, "vpp/bulk/started.html", _panel_context(job))
 
 
@@ -216,15 +247,14 @@ def _not_found():
 
 
 def _panel_context(job: Job) -> dict:
-    counts = selectors.job_item_counts(job)
-    done = counts[ItemStatus.SUCCEEDED] + counts[ItemStatus.FAILED] + counts[ItemStatus.SKIPPED]
+    progress = job_progress(job)
     waiting = job.delivery_retry_until is not None and job.delivery_retry_until > timezone.now()
     return {
         "job": job,
-        "counts": counts,
-        "processed": done,
+        "progress": progress,
+        "counts": progress.counts,
         "delivery_waiting": waiting,
-        "percent": 100 if not job.total else min(100, round(100 * done / job.total)),
+        "waiting": job_wait_state(job),
     }
 
 
@@ -260,7 +290,11 @@ def job_detail(request, pk: int):
 @login_required
 @require_GET
 def job_list(request):
-    return render(request, "vpp/jobs/list.html", {"jobs": selectors.recent_jobs(100)})
+    form = JobFilterForm(request.GET, starters=selectors.job_starters())
+    jobs = Paginator(selectors.jobs_filtered(**form.filters()), JOBS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "vpp/jobs/list.html", {"jobs": jobs, "form": form, "query": query.urlencode()})
 
 
 @login_required

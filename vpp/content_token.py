@@ -19,7 +19,16 @@ from django.utils import timezone
 
 from vpp import secrets as vault
 from vpp.apple.client import VppClient
-from vpp.apple.errors import OtherManagerError, TokenExpiredError, TokenInvalidError, TokenRevokedError, VppError
+from vpp.apple.errors import (
+    RETRIED_LATER,
+    OtherManagerError,
+    RateLimiterUnavailableError,
+    TokenExpiredError,
+    TokenInvalidError,
+    TokenRevokedError,
+    TransientVppError,
+    VppError,
+)
 from vpp.apple.types import ClientConfig, MdmInfo
 from vpp.models import TokenHealth, VppServerSetting
 from vpp.signals import vpp_event_after_commit
@@ -37,13 +46,21 @@ class NoContentToken(RuntimeError):
 
 
 def vpp_client(
-    setting: VppServerSetting | None = None, *, raw_token: str | None = None, watch_manager: bool = True, **kwargs
+    setting: VppServerSetting | None = None,
+    *,
+    raw_token: str | None = None,
+    watch_manager: bool = True,
+    interactive: bool = False,
+    **kwargs,
 ) -> VppClient:
     """A ``VppClient`` for the stored content token (or ``raw_token``, a token being uploaded).
 
     The base URL is the setting's override (the sandbox), else ``settings.VPP_API_BASE_URL``.
-    ``kwargs`` go to ``VppClient`` (a rate limiter in tests). Raises ``NoContentToken`` when
-    no token is stored, and ``vpp.secrets.SecretUnreadable`` when it cannot be decrypted.
+    ``interactive=True`` (a web request) gives the client ``settings.VPP_INTERACTIVE_BUDGET``
+    seconds for everything it does, with no sleeping through Retry-After (kmconsole/timeouts.py);
+    the background jobs keep the client's long budget. ``kwargs`` go to ``VppClient`` (a rate
+    limiter in tests). Raises ``NoContentToken`` when no token is stored, and
+    ``vpp.secrets.SecretUnreadable`` when it cannot be decrypted.
 
     For the stored token the client watches Apple's ``mdmInfo`` (``watch_manager``): an
     answer naming another manager stops it before its next request (``OtherManagerError``),
@@ -60,17 +77,44 @@ def vpp_client(
             kwargs.setdefault("manager_id", str(setting.mdm_id))
             if setting.token_health == TokenHealth.OTHER_MDM:
                 kwargs.setdefault("other_manager", MdmInfo(id="", name=setting.other_mdm_name or "another MDM"))
+    if interactive:
+        kwargs.setdefault("budget", settings.VPP_INTERACTIVE_BUDGET)
     return VppClient(raw_token, base_url=setting.api_base_url or settings.VPP_API_BASE_URL, **kwargs)
+
+
+def not_now_text(exc: TransientVppError, *, now: dt.datetime | None = None) -> str:
+    """Why a web request could not get an answer from Apple now, and when to try again, for the admin.
+
+    "Apple is busy (HTTP 503); try again after 14:05 UTC." when Apple sent Retry-After (or our
+    limiter holds requests back for it), "Redis (…) is unreachable …" when our own
+    infrastructure failed, else Apple's failure and a few minutes. Nothing was changed in
+    each case (the callers check this before storing anything).
+    """
+    now = now or timezone.now()
+    # The catalogue's "will be retried later" is the jobs' promise; a page retries nothing.
+    happened = exc.message.replace(RETRIED_LATER, "").strip()
+    if isinstance(exc, RateLimiterUnavailableError):
+        return f"{happened} Nothing was changed; try again once Redis is back."
+    if exc.retry_after:
+        # Round up to the next minute: "after 14:05" must not be too early.
+        at = now + dt.timedelta(seconds=exc.retry_after + 59)
+        status = f" (HTTP {exc.http_status})" if exc.http_status else ""
+        return f"Apple is busy{status}; try again after {at:%H:%M} UTC. Nothing was changed."
+    return f"{happened} Nothing was changed; try again in a few minutes."
 
 
 @dataclass(frozen=True)
 class TokenCheck:
-    """A token health and the sentence shown with it (empty when all is well)."""
+    """A token health and the sentence shown with it (empty when all is well).
+
+    ``not_checked``: why Apple could not be asked this time (empty when it was); ``health`` and
+    ``detail`` are then the last recorded ones, unchanged."""
 
     health: str
     detail: str
     config: ClientConfig | None = None
     other_mdm_name: str = ""  # with health "other_mdm": the manager Apple named
+    not_checked: str = ""
 
 
 def health_from_error(exc: VppError) -> TokenCheck | None:

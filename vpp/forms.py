@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import partial
 from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from vpp.invitations.email import sender_check
 from vpp.invitations.message import TemplateError, body_check, template_check
-from vpp.models import ScheduleMode, VppServerSetting
+from vpp.models import JobAction, ScheduleMode, VppServerSetting
+from vpp.selectors import JOB_STATUS_FILTER_CHOICES, SCHEDULE_STARTER
 from vpp.services.schedule import timezone_choices
 from vpp.services.setting import MAX_TOKEN_BYTES
 
@@ -113,16 +116,79 @@ class InvitationForm(forms.ModelForm):
             raise ValidationError(str(exc)) from None
 
 
+class LifecycleForm(forms.ModelForm):
+    """Managed Apple Accounts after the scheduled sync, and invitation reminders (VPP Server Setting)."""
+
+    reminder_after_days = forms.IntegerField(label="Remind after (days without acceptance)", min_value=1, max_value=90)
+    reminder_max = forms.IntegerField(label="At most (reminders per user)", min_value=1, max_value=10)
+
+    class Meta:
+        model = VppServerSetting
+        fields = [
+            "convert_during_sync",
+            "reminders_enabled",
+            "reminder_after_days",
+            "reminder_max",
+            "reminder_escalate",
+        ]
+        labels = {
+            "convert_during_sync": "After each scheduled sync, link invited users who have a Managed Apple Account",
+            "reminders_enabled": "Send reminders to users who have not accepted their invitation",
+            "reminder_after_days": "Remind after (days without acceptance)",
+            "reminder_max": "At most (reminders per user)",
+            "reminder_escalate": "Escalate: the first reminder by push notification, later ones by email",
+        }
+
+
 class ScheduleForm(forms.Form):
+    """The schedule card. Only the chosen mode's field is editable (console.js disables the other,
+    ``data-enabled-when``) and required; a missing value of the other mode keeps the stored one
+    (``initial``: the view passes the stored schedule)."""
+
     enabled = forms.BooleanField(label="Sync automatically", required=False)
     mode = forms.ChoiceField(choices=ScheduleMode.choices, widget=forms.RadioSelect, label="When")
-    interval_hours = forms.IntegerField(label="Every (hours)", min_value=1, max_value=168)
-    time_of_day = forms.TimeField(label="Daily at", widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))
+    interval_hours = forms.IntegerField(
+        label="Every (hours)",
+        min_value=1,
+        max_value=168,
+        required=False,
+        widget=forms.NumberInput(attrs={"data-enabled-when": "mode=interval"}),
+    )
+    time_of_day = forms.TimeField(
+        label="Daily at (24-hour)",
+        required=False,
+        # Text, not type="time": the browser would show a 12-hour clock in an en-US locale, and every
+        # other time in the console is 24-hour.
+        widget=forms.TimeInput(
+            attrs={
+                "data-enabled-when": "mode=daily",
+                "placeholder": "HH:MM",
+                "pattern": "([01][0-9]|2[0-3]):[0-5][0-9]",
+                "inputmode": "numeric",
+                "maxlength": "5",
+                "title": "24-hour time, e.g. 03:00",
+            },
+            format="%H:%M",
+        ),
+    )
     timezone = forms.ChoiceField(label="Time zone")
+
+    MODE_FIELDS = {ScheduleMode.INTERVAL: "interval_hours", ScheduleMode.DAILY: "time_of_day"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["timezone"].choices = [(name, name) for name in timezone_choices()]
+
+    def clean(self):
+        data = super().clean()
+        for mode, name in self.MODE_FIELDS.items():
+            if data.get(name) is not None or name in self.errors:
+                continue
+            if data.get("mode") == mode:
+                self.add_error(name, "This field is required.")
+            else:
+                data[name] = self.initial.get(name)
+        return data
 
 
 class NotificationsForm(forms.Form):
@@ -140,3 +206,92 @@ class NotificationsForm(forms.Form):
         if not value.startswith("https://") and host not in ("127.0.0.1", "localhost", "::1"):
             raise ValidationError("Apple only delivers notifications to HTTPS addresses.")
         return value
+
+
+class DateRangeFilterForm(forms.Form):
+    """A list page's "from"/"to" days (inclusive), read in the console's time zone. Bad values are
+    ignored (a hand-edited URL still shows a page); ``bounds()`` is (since, until) as instants."""
+
+    date_from = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, data=None, **kwargs):
+        super().__init__(data if data is not None else {}, **kwargs)
+        self.is_valid()
+
+    def value(self, name: str):
+        return None if name in self.errors else self.cleaned_data.get(name) or None
+
+    def bounds(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        start, end = self.value("date_from"), self.value("date_to")
+        zone = timezone.get_current_timezone()
+        since = dt.datetime.combine(start, dt.time(), zone) if start else None
+        until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), zone) if end else None
+        return since, until
+
+    @property
+    def active(self) -> bool:
+        return any(self.value(name) for name in self.fields)
+
+
+class JobFilterForm(DateRangeFilterForm):
+    """The jobs list's filters (query string)."""
+
+    field_order = ["action", "status", "started_by", "date_from", "date_to"]
+
+    action = forms.ChoiceField(label="Action", required=False, choices=[("", "All actions"), *JobAction.choices])
+    status = forms.ChoiceField(label="Status", required=False, choices=[("", "Any status"), *JOB_STATUS_FILTER_CHOICES])
+    started_by = forms.ChoiceField(label="Started by", required=False)
+
+    def __init__(self, data=None, *, starters: list[str], **kwargs):
+        forms.Form.__init__(self, data if data is not None else {}, **kwargs)
+        self.fields["started_by"].choices = [
+            ("", "Anyone"),
+            (SCHEDULE_STARTER, "The schedule"),
+            *[(name, name) for name in starters],
+        ]
+        self.is_valid()
+
+    def filters(self) -> dict:
+        since, until = self.bounds()
+        return {
+            "action": self.value("action") or "",
+            "status": self.value("status") or "",
+            "started_by": self.value("started_by") or "",
+            "since": since,
+            "until": until,
+        }
+
+
+class AuditFilterForm(DateRangeFilterForm):
+    """Setting › Audit log's filters (query string)."""
+
+    field_order = ["actor", "action", "date_from", "date_to"]
+
+    actor = forms.ChoiceField(label="Who", required=False)
+    action = forms.ChoiceField(label="What", required=False)
+
+    def __init__(self, data=None, *, actors: list[str], actions: list[tuple[str, str]], **kwargs):
+        forms.Form.__init__(self, data if data is not None else {}, **kwargs)
+        self.fields["actor"].choices = [("", "Anyone"), *[(name, name) for name in actors]]
+        self.fields["action"].choices = [("", "Any action"), *actions]
+        self.is_valid()
+
+    def filters(self) -> dict:
+        since, until = self.bounds()
+        return {
+            "actor": self.value("actor") or "",
+            "action": self.value("action") or "",
+            "since": since,
+            "until": until,
+        }
+
+
+class AlertsForm(forms.Form):
+    enabled = forms.BooleanField(label="Email the admins before things break", required=False)
+    recipients = forms.CharField(
+        label="Recipients",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "it-team@example.com"}),
+        help_text="One address per line. Blank: every admin with the settings permission who has an email address.",
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from django.db.models import Count, Exists, F, OuterRef, QuerySet
@@ -13,9 +14,11 @@ from vpp.models import (
     FINISHED_JOB_STATUSES,
     OPEN_ITEM_STATUSES,
     AssignmentMethod,
+    AuditEvent,
     ItemStatus,
     Job,
     JobItem,
+    JobStatus,
     SyncOrphan,
     TokenHealth,
     VppServerSetting,
@@ -53,6 +56,7 @@ def users_with_vpp_facts(queryset: QuerySet) -> QuerySet:
         "display_name",
         "login_id",
         "email",
+        "managed_apple_account",
         "is_active",
         "has_apple_device",
         "has_push_token",
@@ -78,8 +82,44 @@ def job_items(job: Job, *, status: str | None = None) -> QuerySet:
     return items
 
 
-def recent_jobs(limit: int = 50) -> QuerySet:
-    return Job.objects.select_related("started_by").order_by("-created_at", "-id")[:limit]
+# The jobs list's status filter: the job statuses, plus finished jobs where some user failed.
+JOB_STATUS_FILTER_CHOICES = [*JobStatus.choices, ("with_failures", "Finished with failures")]
+SCHEDULE_STARTER = "schedule"
+
+
+def jobs_filtered(
+    *,
+    action: str = "",
+    status: str = "",
+    started_by: str = "",
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> QuerySet:
+    """Jobs newest first, filtered: ``action`` a JobAction value, ``status`` a value of
+    JOB_STATUS_FILTER_CHOICES, ``started_by`` an admin's username or SCHEDULE_STARTER (no admin),
+    ``since``/``until`` instants (created_at in [since, until)). Empty values do not filter."""
+    jobs = Job.objects.select_related("started_by").order_by("-created_at", "-id")
+    if action:
+        jobs = jobs.filter(action=action)
+    if status == "with_failures":
+        jobs = jobs.filter(status__in=FINISHED_JOB_STATUSES, failed__gt=0)
+    elif status:
+        jobs = jobs.filter(status=status)
+    if started_by == SCHEDULE_STARTER:
+        jobs = jobs.filter(started_by__isnull=True)
+    elif started_by:
+        jobs = jobs.filter(started_by__username=started_by)
+    if since:
+        jobs = jobs.filter(created_at__gte=since)
+    if until:
+        jobs = jobs.filter(created_at__lt=until)
+    return jobs
+
+
+def job_starters() -> list[str]:
+    """Usernames of the admins who started a job (for the jobs list's filter), sorted."""
+    names = Job.objects.filter(started_by__isnull=False).values_list("started_by__username", flat=True)
+    return sorted(set(names))
 
 
 # --- VPP server setting (token health, assignment method) ---------------------------------
@@ -229,3 +269,27 @@ def shared_mailboxes(users: QuerySet, user_ids: set[int]) -> list[tuple[str, lis
         if pk in user_ids:
             by_email.setdefault(email.strip().lower(), []).append(f"{name} ({login})")
     return [(email, names) for email, names in sorted(by_email.items()) if len(names) > 1]
+
+
+def audit_events(
+    *, actor: str = "", action: str = "", since: dt.datetime | None = None, until: dt.datetime | None = None
+) -> QuerySet:
+    """Audit events newest first: ``actor`` an actor_name ("system"/"schedule" for no admin),
+    ``action`` an action code, created_at in [since, until). Empty values do not filter."""
+    events = AuditEvent.objects.order_by("-created_at", "-id")
+    if actor:
+        events = events.filter(actor_name=actor)
+    if action:
+        events = events.filter(action=action)
+    if since:
+        events = events.filter(created_at__gte=since)
+    if until:
+        events = events.filter(created_at__lt=until)
+    return events
+
+
+def audit_filter_values() -> tuple[list[str], list[str]]:
+    """(actor names, action codes) that occur in the audit log, sorted: the filter's choices."""
+    actors = AuditEvent.objects.order_by().values_list("actor_name", flat=True).distinct()
+    actions = AuditEvent.objects.order_by().values_list("action", flat=True).distinct()
+    return sorted(set(actors)), sorted(set(actions))

@@ -16,9 +16,11 @@ from vpp import forms as f
 from vpp import secrets as vault
 from vpp.content_token import NoContentToken
 from vpp.invitations import message as invitation_message
+from vpp.jobs.engine import job_start_message
 from vpp.jobs.phases import phase_label
-from vpp.models import JobStatus, SyncSchedule, TokenHealth, VppServerSetting
+from vpp.models import AlertSetting, JobStatus, SyncSchedule, TokenHealth, VppServerSetting
 from vpp.selectors import sync_orphans, token_problem, vpp_actions_disabled_reason
+from vpp.services import alerts as alerts_service
 from vpp.services import invitation_settings, notifications
 from vpp.services import setting as setting_service
 from vpp.services.schedule import ScheduleInput, schedule_update
@@ -40,6 +42,11 @@ def _schedule_initial(schedule: SyncSchedule) -> dict:
     }
 
 
+def _alerts_initial() -> dict:
+    alerts = AlertSetting.load()
+    return {"enabled": alerts.enabled, "recipients": alerts.recipients}
+
+
 def _context(request, setting, schedule, **bound) -> dict:
     can_change = request.user.has_perm(CHANGE_PERM)
     forms = {
@@ -48,7 +55,9 @@ def _context(request, setting, schedule, **bound) -> dict:
         "unit_change_form": bound.get("unit_change_form") or f.UnitChangeForm(),
         "assignment_form": bound.get("assignment_form") or f.AssignmentForm(instance=setting),
         "invitation_form": bound.get("invitation_form") or f.InvitationForm(instance=setting),
+        "lifecycle_form": bound.get("lifecycle_form") or f.LifecycleForm(instance=setting),
         "schedule_form": bound.get("schedule_form") or f.ScheduleForm(initial=_schedule_initial(schedule)),
+        "alerts_form": bound.get("alerts_form") or f.AlertsForm(initial=_alerts_initial(), prefix="alerts"),
         "notifications_form": bound.get("notifications_form")
         or f.NotificationsForm(initial={"public_url": setting.notification_url.removesuffix("/vpp/notifications/")}),
     }
@@ -157,9 +166,16 @@ def _token_remove(request, setting, schedule):
 
 
 def _token_check(request, setting, schedule):
-    check = setting_service.token_check_health()
+    check = setting_service.token_check_health(interactive=True)
     label = TokenHealth(check.health).label
-    messages.info(request, f"Token checked with Apple: {label}.")
+    if check.not_checked:
+        messages.warning(
+            request,
+            f"The token could not be checked with Apple: {check.not_checked} "
+            "The state shown is still the last known one.",
+        )
+    else:
+        messages.info(request, f"Token checked with Apple: {label}.")
     return None
 
 
@@ -203,11 +219,20 @@ def _invitations(request, setting, schedule):
 
 
 def _schedule(request, setting, schedule):
-    form = f.ScheduleForm(request.POST)
+    form = f.ScheduleForm(request.POST, initial=_schedule_initial(schedule))
     if not form.is_valid():
         return {"schedule_form": form, "open_section": "schedule"}
     schedule_update(data=ScheduleInput(**form.cleaned_data), actor=request.user)
     messages.success(request, "Automatic sync saved; it applies within a minute.")
+    return None
+
+
+def _lifecycle(request, setting, schedule):
+    form = f.LifecycleForm(request.POST, instance=VppServerSetting.load())
+    if not form.is_valid():
+        return {"lifecycle_form": form, "open_section": "lifecycle"}
+    invitation_settings.lifecycle_update(data=form.cleaned_data, actor=request.user)
+    messages.success(request, "Managed Apple Account linking and reminders saved; they apply within a minute.")
     return None
 
 
@@ -218,7 +243,8 @@ def _sync_now(request, setting, schedule):
         messages.error(request, f"Sync not started: {exc.reason}")
         return None
     if started.started:
-        messages.success(request, f"Full sync started (job #{started.job.pk}).")
+        ok, text = job_start_message(started.job)
+        (messages.success if ok else messages.error)(request, text)
     else:
         messages.info(request, f"A sync is already running (job #{started.job.pk}); showing it.")
     return None
@@ -237,6 +263,21 @@ def _notifications(request, setting, schedule):
     return None
 
 
+def _alerts(request, setting, schedule):
+    form = f.AlertsForm(request.POST, prefix="alerts")
+    if not form.is_valid():
+        return {"alerts_form": form, "open_section": "alerts"}
+    try:
+        alerts_service.alerts_update(
+            enabled=form.cleaned_data["enabled"], recipients=form.cleaned_data["recipients"], actor=request.user
+        )
+    except alerts_service.RecipientsInvalid as exc:
+        form.add_error("recipients", str(exc))
+        return {"alerts_form": form, "open_section": "alerts"}
+    messages.success(request, "Alert settings saved.")
+    return None
+
+
 def _send_test(request, setting, schedule):
     try:
         sent = invitation_settings.invitation_test_send(actor=request.user)
@@ -248,6 +289,7 @@ def _send_test(request, setting, schedule):
 
 
 SECTION_HANDLERS = {
+    "lifecycle": _lifecycle,
     "token": _token_upload,
     "token_remove": _token_remove,
     "token_check": _token_check,
@@ -259,6 +301,7 @@ SECTION_HANDLERS = {
     "sync_now": _sync_now,
     "notifications": _notifications,
     "send_test": _send_test,
+    "alerts": _alerts,
 }
 
 

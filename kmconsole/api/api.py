@@ -5,6 +5,7 @@ Every error is JSON (``schemas.ErrorOut``: ``detail``, field ``errors``); docs/a
 
 from __future__ import annotations
 
+from axes.helpers import get_client_ip_address
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, QueryDict
 from django.shortcuts import get_object_or_404
@@ -67,7 +68,8 @@ class ApiProblem(Exception):
 
 
 def _ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    """The client's address as the login throttle and the bulk views see it (docs/roles.md)."""
+    return get_client_ip_address(request) or None
 
 
 # --------------------------------------------------------------------------- authentication
@@ -357,6 +359,7 @@ def vpp_user_get(request, user_id: int = Path(..., ge=1, le=MAX_ID)):
         "status": vpp_user.status if vpp_user else "none",
         "client_user_id": vpp_user.client_user_id if vpp_user else None,
         "apple_email": vpp_user.apple_email if vpp_user else "",
+        "managed_apple_account": vpp_user.managed_apple_account if vpp_user else "",
         "invited_at": vpp_user.invited_at if vpp_user else None,
         "invitation_count": vpp_user.invitation_count if vpp_user else 0,
         "last_synced_at": vpp_user.last_synced_at if vpp_user else None,
@@ -566,7 +569,7 @@ def jobs_items(
 def _retry(request, job_id: int) -> tuple[int, dict]:
     job = get_object_or_404(Job, pk=job_id)
     if job.action not in PERMISSIONS:
-        raise ApiProblem(409, "Only invite, delete and sync jobs can be retried.")
+        raise ApiProblem(409, "Only the bulk actions' jobs (invite, delete, sync, convert) can be retried.")
     _need(request, PERMISSIONS[job.action])
     if job.status not in FINISHED_JOB_STATUSES:
         raise ApiProblem(409, f"Job #{job.pk} is still running; retry it when it has finished.")

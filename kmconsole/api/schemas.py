@@ -154,6 +154,7 @@ class VppUserOut(Schema):
     status: str  # "none" when the user was never sent to Apple
     client_user_id: UUID | None
     apple_email: str
+    managed_apple_account: str  # the linked Managed Apple Account ("" when none)
     invited_at: datetime | None
     invitation_count: int
     last_synced_at: datetime | None
@@ -172,9 +173,12 @@ class UserFilterIn(Schema):
 
 
 class JobStartIn(Schema):
-    """Exactly one of ``user_ids`` (at most 5,000) or ``filter`` ("all users matching")."""
+    """Exactly one of ``user_ids`` (at most 5,000) or ``filter`` ("all users matching").
 
-    action: Literal["invite", "delete", "sync"]
+    ``action``: the Users page's bulk actions (vpp/bulk_views.py ACTION_SLUGS); "convert" links
+    Managed Apple Accounts silently (docs/apple-vpp.md#managed-apple-accounts)."""
+
+    action: Literal["invite", "delete", "sync", "convert"]
     user_ids: list[Id] | None = Field(None, max_length=5000)
     filter: UserFilterIn | None = None
     dry_run: bool = False

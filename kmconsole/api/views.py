@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from axes.helpers import get_client_ip_address
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.shortcuts import get_object_or_404, redirect, render
@@ -28,7 +29,7 @@ EXPIRY_CHOICES = {"30": 30, "90": 90, "365": 365, "": None}
 
 
 def _ip(request):
-    return request.META.get("REMOTE_ADDR") or None
+    return get_client_ip_address(request) or None
 
 
 @login_required

@@ -10,8 +10,17 @@
 //                  [data-selection-count] shows the count, [data-select-all-matching] button
 //                  sets the hidden input[name=select_all] to 1; [data-needs-selection] buttons are
 //                  disabled while nothing is selected.
+//                  Ticks survive a reload of the table (a job ending, a filter change): the
+//                  rows still shown stay ticked, "all matching" stays on while the filter is
+//                  the same.
+//   Safeguard      [data-requires-check] submit buttons stay disabled until every
+//                  [data-enables-submit] checkbox of their form is ticked.
+//   Dependent      [data-enabled-when="name=value"] fields are enabled only while the form's
+//                  field "name" has that value (the schedule's "Every N hours" / "Daily at").
 //   Auto-submit    form[data-autosubmit]: select/checkbox changes submit it (htmx handles it
 //                  if the form has hx-get); <noscript>-free: a visible submit button stays.
+//   URL filters    form[data-url-filters]: its fields are set from the address bar when the page
+//                  is shown again (Back/Forward, htmx history restore), so they match the table.
 (function () {
   "use strict";
 
@@ -143,6 +152,97 @@
     }
   });
 
+  // Ticks across a reload of the table: remembered before htmx swaps it, put back after.
+  var keptTicks = {};
+
+  function filterSignature(form) {
+    var parts = [];
+    form.querySelectorAll("input[type=hidden]").forEach(function (input) {
+      if (["select_all", "csrfmiddlewaretoken", "sort"].indexOf(input.name) === -1) { parts.push(input.name + "=" + input.value); }
+    });
+    return parts.join("&");
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (!target || !target.querySelectorAll) { return; }
+    bulkForms(target).forEach(function (form) {
+      if (!form.id) { return; }
+      var ids = [];
+      form.querySelectorAll("input.row-check:checked").forEach(function (box) { ids.push(box.value); });
+      var selectAll = form.querySelector("input[name=select_all]");
+      keptTicks[form.id] = { ids: ids, all: selectAll && selectAll.value === "1", filter: filterSignature(form) };
+    });
+  });
+
+  function restoreTicks(form) {
+    var kept = form.id && keptTicks[form.id];
+    if (!kept) { return; }
+    delete keptTicks[form.id];
+    form.querySelectorAll("input.row-check").forEach(function (box) {
+      if (kept.ids.indexOf(box.value) !== -1) { box.checked = true; }
+    });
+    var selectAll = form.querySelector("input[name=select_all]");
+    if (selectAll && kept.all && kept.filter === filterSignature(form)) { selectAll.value = "1"; }
+  }
+
+  // ------------------------------------------------------------------ safeguard
+  function refreshSafeguards(root) {
+    var forms = [];
+    if (root.matches && root.matches("form")) { forms.push(root); }
+    if (root.querySelectorAll) { root.querySelectorAll("form").forEach(function (f) { forms.push(f); }); }
+    if (root.closest && root.closest("form")) { forms.push(root.closest("form")); }
+    forms.forEach(function (form) {
+      var guards = form.querySelectorAll("[data-requires-check]");
+      if (!guards.length) { return; }
+      var boxes = form.querySelectorAll("input[data-enables-submit]");
+      var ready = Array.prototype.every.call(boxes, function (box) { return box.checked; });
+      guards.forEach(function (button) { button.disabled = !ready; });
+    });
+  }
+
+  document.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches("input[data-enables-submit]")) { refreshSafeguards(event.target); }
+  });
+
+  // ------------------------------------------------------------------ fields of a chosen option
+  // [data-enabled-when="mode=daily"]: enabled only while the form's field "mode" is "daily".
+  function refreshDependentFields(root) {
+    var scope = root.querySelectorAll ? root : document;
+    var fields = Array.prototype.slice.call(scope.querySelectorAll("[data-enabled-when]"));
+    if (root.matches && root.matches("[data-enabled-when]")) { fields.push(root); }
+    fields.forEach(function (field) {
+      var form = field.form;
+      // A field the server rendered disabled (no permission to change) stays so.
+      if (!field.hasAttribute("data-managed")) {
+        field.setAttribute("data-managed", field.disabled ? "locked" : "1");
+      }
+      if (!form || field.getAttribute("data-managed") === "locked") { return; }
+      var rule = field.getAttribute("data-enabled-when").split("=");
+      var chosen = form.querySelector("[name='" + rule[0] + "']:checked") || form.querySelector("select[name='" + rule[0] + "']");
+      field.disabled = !chosen || chosen.value !== rule[1];
+    });
+  }
+
+  document.addEventListener("change", function (event) {
+    var form = event.target.form;
+    if (form && form.querySelector("[data-enabled-when]")) { refreshDependentFields(form); }
+  });
+
+  // ------------------------------------------------------------------ filters follow the URL
+  function syncFiltersFromUrl() {
+    var params = new URLSearchParams(window.location.search);
+    document.querySelectorAll("form[data-url-filters]").forEach(function (form) {
+      form.querySelectorAll("input[name]:not([type=hidden]), select[name]").forEach(function (field) {
+        field.value = params.get(field.name) || "";
+        if (field.tagName === "SELECT" && field.selectedIndex === -1) { field.selectedIndex = 0; }
+      });
+    });
+  }
+
+  window.addEventListener("pageshow", syncFiltersFromUrl);
+  document.addEventListener("htmx:historyRestore", syncFiltersFromUrl);
+
   document.addEventListener("click", function (event) {
     var all = event.target.closest("[data-select-all-matching]");
     var clear = event.target.closest("[data-clear-selection]");
@@ -173,7 +273,9 @@
   // ------------------------------------------------------------------ wiring
   function init(root) {
     armMessages(root);
-    bulkForms(root).forEach(refreshSelection);
+    bulkForms(root).forEach(function (form) { restoreTicks(form); refreshSelection(form); });
+    refreshSafeguards(root);
+    refreshDependentFields(root);
   }
 
   document.addEventListener("DOMContentLoaded", function () { init(document); });

@@ -60,7 +60,8 @@ def test_it_adds_an_admin_with_a_role_and_audits_it(client, ada):
     newbie = User.objects.get(username="newbie")
     assert role_of(newbie) == OPERATOR and newbie.is_active and not newbie.is_staff
     assert newbie.check_password("a-fine-long-password-7")
-    assert audit() == [("ada", "accounts.admin_added", "admin=newbie; role=Operator", ADDRESS)]
+    added = "Added the administrator newbie with the role Operator."
+    assert audit() == [("ada", "accounts.admin_added", added, ADDRESS)]
 
 
 @pytest.mark.parametrize(
@@ -84,7 +85,7 @@ def test_it_assigns_one_role_and_audits_the_change(client, ada):
     response = change(client, vera, "role", OPERATOR)
     assert "vera is now Operator." in response.content.decode()
     assert [g.name for g in vera.groups.all()] == [OPERATOR]
-    assert audit() == [("ada", "accounts.role_changed", "admin=vera; from=Viewer; to=Operator", ADDRESS)]
+    assert audit() == [("ada", "accounts.role_changed", "Changed the role of vera from Viewer to Operator.", ADDRESS)]
     assert "Nothing to change for vera." in change(client, vera, "role", OPERATOR).content.decode()
     assert len(audit()) == 1
 

@@ -3,7 +3,9 @@
     browser          a headless Debian Chromium (/usr/bin/chromium), one per test (a
                      Playwright sync session must not outlive the test: another test's
                      own sync_playwright() would refuse to start inside its event loop)
-    page             a fresh browser context + tab per test (1280x900), 15 s default timeout
+    page             a fresh browser context + tab per test (1280x900), 15 s default timeout;
+                     the test FAILS at teardown on any console error, page error or CSP violation
+                     (except those it lists in ``page.allowed_console_errors``, substrings)
     logged_in_page   ``page`` logged in through the real login form as a superuser
                      (BROWSER_ADMIN / BROWSER_PASSWORD), left on the Users page
     console_url      live_server.url
@@ -45,10 +47,38 @@ def page(browser, console_url):
     tab = context.new_page()
     tab.set_default_timeout(15_000)
     errors: list[str] = []
+    # Answers with a 4xx status on purpose (a form re-rendered with 422, the 404 page, a modal's
+    # 403/409/422 with its reason): the browser logs "Failed to load resource" for them, but the
+    # page shows what is wrong. A 5xx, or a 4xx for a script, style or image, still fails the test.
+    error_pages: set[str] = set()
+    tab.on(
+        "response",
+        lambda response: (
+            error_pages.add(response.url)
+            if response.request.resource_type in ("document", "xhr", "fetch") and 400 <= response.status < 500
+            else None
+        ),
+    )
+
+    def on_console(message) -> None:
+        if message.type != "error":
+            return
+        if message.text.startswith("Failed to load resource") and message.location.get("url") in error_pages:
+            return
+        errors.append(message.text)
+
     # A CSP violation or a JS error is a bug: collect them so tests can assert none happened.
-    tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    tab.on("console", on_console)
     tab.on("pageerror", lambda error: errors.append(str(error)))
+    # A CSP violation also fires "securitypolicyviolation" in the page (caught by console.js's
+    # absence of handlers, so listen here too): collected with the console errors.
+    context.add_init_script(
+        "document.addEventListener('securitypolicyviolation', function (e) {"
+        " console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI); });"
+    )
     tab.console_errors = errors
+    # A test that provokes an error on purpose (a 404 page) names it here: substrings of messages.
+    tab.allowed_console_errors = []
     yield tab
     context.close()
     # Playwright's sync API runs the test inside its own greenlet, whose context variables hold
@@ -57,6 +87,9 @@ def page(browser, console_url):
     from django.db import connections
 
     connections.close_all()
+    # Every browser test fails on a console error or a CSP violation, whatever it asserted.
+    unexpected = [e for e in errors if not any(allowed in e for allowed in tab.allowed_console_errors)]
+    assert not unexpected, f"console errors or CSP violations: {unexpected}"
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from vpp.models import VppServerSetting
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SHOTS = Path(django_settings.VAR_DIR) / "screenshots"
-ACTIONS = ("Send VPP invitation", "Sync VPP", "Delete from VPP")
+ACTIONS = ("Send VPP invitation", "Link Managed Apple Accounts", "Sync VPP", "Delete from VPP")
 
 
 @pytest.fixture
@@ -59,7 +59,8 @@ def test_a_viewer_reads_why_the_actions_are_off_and_cannot_tab_to_them(page, con
 
     reason = page.locator("#vpp-actions-reason")
     assert reason.is_visible()
-    assert "Your role does not allow: Send VPP invitation, Delete from VPP, Sync VPP." in reason.inner_text()
+    denied = "Send VPP invitation, Delete from VPP, Sync VPP, Link Managed Apple Accounts"
+    assert f"Your role does not allow: {denied}." in reason.inner_text()
     for label in ACTIONS:
         assert action(page, label).is_disabled()
         assert action(page, label).get_attribute("aria-describedby") == "vpp-actions-reason"

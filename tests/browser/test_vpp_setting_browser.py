@@ -62,7 +62,7 @@ def test_it_uploads_a_token_changes_the_schedule_and_syncs(
     page.select_option("select[name=timezone]", "Europe/Berlin")
     page.click("#schedule-save")
     page.wait_for_selector("text=Automatic sync saved")
-    assert "(Europe/Berlin)" in page.inner_text("#next-run")
+    assert "02:30 CET, Europe/Berlin)" in page.inner_text("#next-run")  # and in UTC, the console's zone
     assert SyncSchedule.load().enabled
 
     # A user at Apple who accepted the invitation; the sync must find out.
@@ -89,6 +89,7 @@ def test_it_uploads_a_token_changes_the_schedule_and_syncs(
     page.click("#sync-now")
     page.wait_for_selector("#sync-running")
     assert "is queued" in page.inner_text("#sync-running")
+    assert "Queued" in page.inner_text("#last-run") and "Running" not in page.inner_text("#last-run")
     release.set()
     page.wait_for_selector("#last-run .result-succeeded")  # htmx polls until the job is done
     assert page.query_selector("#sync-running") is None

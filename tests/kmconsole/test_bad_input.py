@@ -25,13 +25,13 @@ import time_machine
 from django.contrib.auth.models import User as Admin
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from tests.support.redis_db import rate_limiter
 from tests.support.users import make_user
 from tests.support.vpp_api import make_stoken
 from users.models import Device, User
 from vpp import secrets as vault
 from vpp.apple.client import VppClient, clear_service_config_cache
 from vpp.apple.errors import ServiceUnavailableError
-from vpp.apple.ratelimit import InProcessRateLimiter
 from vpp.models import (
     AppleNotification,
     AuditEvent,
@@ -543,7 +543,7 @@ def test_an_answer_from_apple_nested_absurdly_is_unreadable_not_a_crash():
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.get(f"{base}/service/config", body=NESTED, content_type="application/json")
         client = VppClient(
-            make_stoken(), base_url=base, rate_limiter=InProcessRateLimiter(), backoff_base=0.001, backoff_max=0.002
+            make_stoken(), base_url=base, rate_limiter=rate_limiter(), backoff_base=0.001, backoff_max=0.002
         )
         with pytest.raises(ServiceUnavailableError, match="unreadable answer"):
             client.service_config()

@@ -166,3 +166,18 @@ def test_it_stops_everything_and_fails_when_a_child_dies(console):
     assert console.process.wait(timeout=60) != 0
     assert "beat exited" in console.text
     assert not [name for name, pid in children.items() if _alive(pid)]
+
+
+def test_the_banner_points_at_sent_messages_when_email_goes_to_the_outbox(settings):
+    import io
+
+    from kmconsole.management.commands.run_console import Command
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    out = io.StringIO()
+    Command(stdout=out)._banner("127.0.0.1", 8000, "pw")
+    assert "Sent email   http://127.0.0.1:8000/setting/sent-messages/" in out.getvalue()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    out = io.StringIO()
+    Command(stdout=out)._banner("127.0.0.1", 8000, "pw")
+    assert "sent-messages" not in out.getvalue()

@@ -41,3 +41,14 @@ def test_it_stamps_in_the_console_time_zone(settings):
 )
 def test_it_words_the_idle_timeout(seconds, text):
     assert _duration(seconds) == text
+
+
+def test_every_time_is_shown_in_the_consoles_zone_with_its_name(settings):
+    from kmconsole.templatetags.console import clock, since, when
+
+    settings.TIME_ZONE = "Europe/Berlin"
+    assert stamp(NOW) == "2026-11-28 13:00 CET"
+    assert clock(NOW) == "13:00:00 CET"
+    assert stamp(NOW, "America/New_York") == "2026-11-28 07:00 EST"
+    assert when(NOW) == '<time datetime="2026-11-28T12:00:00+00:00">2026-11-28 13:00 CET</time>'
+    assert 'title="2026-11-28 13:00 CET"' in since(NOW)

@@ -157,7 +157,9 @@ def test_it_sorts_by_whitelisted_columns(admin_client, people):
 
 def test_it_marks_the_sorted_column_and_links_the_reverse_order(admin_client, people):
     html = admin_client.get("/users/", {"sort": "-name"}).content.decode()
-    assert 'href="?sort=name" hx-get="?sort=name" hx-target="#user-table" aria-sort="descending">Name<' in html
+    assert (
+        'href="?sort=name" hx-get="?sort=name" hx-target="#user-table" hx-swap="outerHTML" aria-sort="descending">Name<'
+    ) in html
     assert 'href="?sort=login"' in html
 
 

@@ -6,6 +6,7 @@ from django.contrib.auth.models import Permission
 from tests.support.apns import ApnsKey, FakeApns, new_pem
 from tests.support.fake_apple import FakeApple
 from tests.support.redis_db import delete_prefix, redis_client
+from tests.support.sandbox import store_sandbox_token
 from tests.support.users import make_user
 from vpp import secrets
 from vpp.models import VppServerSetting
@@ -29,6 +30,14 @@ def token_setting(db):
     setting.token_org_name = "Example Org"
     setting.save()
     return setting
+
+
+@pytest.fixture
+def sandbox_setting(vpp_sandbox, settings):
+    """The console pointed at the sandbox (token stored), events polled every second, mail in memory."""
+    settings.VPP_EVENT_POLL_INTERVAL = 1
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    return store_sandbox_token(vpp_sandbox)
 
 
 @pytest.fixture

@@ -199,7 +199,10 @@ def test_a_broker_outage_keeps_the_job_and_says_so(admin_client, monkeypatch, dj
     job = Job.objects.get()
     assert job.enqueue_error
     panel = admin_client.get(f"/vpp/jobs/{job.pk}/panel/", HTTP_HX_REQUEST="true").content.decode()
-    assert "Background work is unavailable right now" in panel
+    # The broker is named, with since when and what happens next (not "started", not Apple).
+    assert "The message broker (" in panel and "is unreachable (OperationalError)" in panel
+    assert "continues by itself once the broker is back" in panel
+    assert "Apple" not in panel
     assert response.status_code == 200
 
 
@@ -220,7 +223,7 @@ def test_the_panel_shows_apples_wait(admin_client):
     until = timezone.now() + timedelta(minutes=2)
     job = Job.objects.create(action=JobAction.INVITE, status=JobStatus.RUNNING, total=2, retry_after_until=until)
     html = admin_client.get(f"/vpp/jobs/{job.pk}/panel/").content.decode()
-    assert f"Apple asked us to wait until {until:%H:%M:%S} UTC" in html
+    assert f"Apple asked us to wait. Next try at {until:%H:%M:%S} UTC. The job continues by itself." in html
 
 
 def test_the_job_page_lists_results_exports_csv_and_retries_failed_only(admin_client, no_enqueue):
@@ -262,7 +265,8 @@ def test_the_users_page_shows_and_filters_by_vpp_status(admin_client):
 def test_the_toolbar_says_why_actions_are_off(client, token_setting):
     client.force_login(admin_with())
     html = client.get("/users/").content.decode()
-    assert "Your role does not allow: Send VPP invitation, Delete from VPP, Sync VPP." in html
+    denied = "Send VPP invitation, Delete from VPP, Sync VPP, Link Managed Apple Accounts"
+    assert f"Your role does not allow: {denied}." in html
     VppServerSetting.objects.filter(pk=1).update(assignment_method=AssignmentMethod.DEVICE)
     html = client.get("/users/").content.decode()
     assert "device-based assignment" in html

@@ -11,12 +11,12 @@ from __future__ import annotations
 import pytest
 
 from tests.support.job_loop import run_job
+from tests.support.redis_db import rate_limiter
 from tests.support.sandbox import store_sandbox_token
 from users.models import User
 from users.selectors import UserSelection
 from vpp.apple.client import VppClient
 from vpp.apple.errors import InvalidRequestError, ServiceUnavailableError, TokenInvalidError
-from vpp.apple.ratelimit import InProcessRateLimiter
 from vpp.apple.types import RequestUser
 from vpp.content_token import vpp_client
 from vpp.jobs.engine import job_create
@@ -28,9 +28,7 @@ pytestmark = pytest.mark.sandbox
 
 @pytest.fixture
 def client(vpp_sandbox) -> VppClient:
-    return VppClient(
-        vpp_sandbox.token, base_url=vpp_sandbox.base_url, rate_limiter=InProcessRateLimiter(), max_retries=0
-    )
+    return VppClient(vpp_sandbox.token, base_url=vpp_sandbox.base_url, rate_limiter=rate_limiter(), max_retries=0)
 
 
 def created(client, *cuids: str) -> None:

@@ -6,7 +6,6 @@ import pytest
 from django.core import mail
 
 from tests.support.job_loop import run_job
-from tests.support.sandbox import store_sandbox_token
 from users.models import User
 from users.selectors import UserSelection
 from vpp.content_token import vpp_client
@@ -18,13 +17,6 @@ from vpp.jobs.plan import vpp_plan_build
 from vpp.models import ItemStatus, Job, JobAction, JobItem, JobStatus, VppUser, VppUserStatus
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sandbox]
-
-
-@pytest.fixture
-def sandbox_setting(vpp_sandbox, settings):
-    settings.VPP_EVENT_POLL_INTERVAL = 1
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    return store_sandbox_token(vpp_sandbox)
 
 
 def start(action, users, channel="email"):

@@ -71,7 +71,8 @@ def test_it_saves_the_schedule_and_applies_it_at_once(client, admin):
     schedule = SyncSchedule.load()
     assert (schedule.enabled, schedule.mode, schedule.timezone) == (True, "daily", "Europe/Berlin")
     assert schedule.next_run_at == dt.datetime(2026, 10, 25, 0, 30, tzinfo=dt.UTC)
-    assert 'Sun 25 Oct 2026, 02:30 <span class="muted">(Europe/Berlin)' in html
+    # The console's zone (UTC here) like every time on the page, and the schedule's own zone.
+    assert '2026-10-25 00:30 UTC</time> <span class="muted">(2026-10-25 02:30 CEST, Europe/Berlin)' in html
     assert AuditEvent.objects.filter(action="vpp.schedule_changed").exists()
 
 
@@ -209,3 +210,16 @@ def test_a_running_sync_says_what_it_is_doing_in_words(client, admin, phase, say
     html = client.get(reverse("vpp:sync-status")).content.decode()
     assert f"job #{job.pk}</a> is running: {says}" in html.replace("&#x27;", "'")
     assert f"({phase})" not in html
+
+
+def test_the_schedule_keeps_the_stored_value_of_the_mode_not_chosen(client, admin):
+    """The field of the other mode is disabled in the browser, so it is not posted: not an error."""
+    response = client.post(
+        URL, {"section": "schedule", "enabled": "on", "mode": "interval", "interval_hours": "6", "timezone": "UTC"}
+    )
+    assert response.status_code == 302
+    schedule = SyncSchedule.load()
+    assert (schedule.mode, schedule.interval_hours, schedule.time_of_day) == ("interval", 6, dt.time(3, 0))
+    response = client.post(URL, {"section": "schedule", "mode": "daily", "interval_hours": "6", "timezone": "UTC"})
+    assert response.status_code == 422
+    assert "This field is required" in response.content.decode()

@@ -34,7 +34,11 @@ def test_assignment_update_saves_and_audits_the_change_once(admin):
     setting = assignment_update(method=AssignmentMethod.DEVICE, actor=admin)
     assert setting.assignment_method == VppServerSetting.load().assignment_method == AssignmentMethod.DEVICE
     [event] = events("vpp.assignment_changed")
-    assert (event.actor, event.actor_name, event.target_summary) == (admin, "admin", "from=user; to=device")
+    assert (event.actor, event.actor_name, event.target_summary) == (
+        admin,
+        "admin",
+        "Changed the assignment method from user to device.",
+    )
     assignment_update(method=AssignmentMethod.DEVICE, actor=admin)  # no change: nothing to audit
     assert len(events("vpp.assignment_changed")) == 1
 
@@ -65,9 +69,9 @@ def test_invitation_settings_update_stores_the_templates_and_names_the_changed_f
     inv.invitation_settings_update(**{**TEMPLATES, "subject": "New {organisation}"}, actor=admin)
     first, second = events("vpp.invitation_changed")
     assert first.target_summary == (
-        "fields=invitation_channel,invitation_sender,invitation_subject,invitation_body_text,invitation_body_html"
+        "Changed the invitation settings: channel, sender, subject, plain-text body, HTML body."
     )
-    assert second.target_summary == "fields=invitation_subject"
+    assert second.target_summary == "Changed the invitation settings: subject."
     assert second.actor == admin
     # The text of a template is never written to the audit trail.
     assert all("{organisation}" not in event.target_summary for event in (first, second))
@@ -116,9 +120,9 @@ def test_schedule_update_audits_old_and_new_values_with_the_actor(admin):
         sched.schedule_update(data=DAILY, actor=admin)  # the same values: nothing to audit
     [event] = events("vpp.schedule_changed")
     assert event.actor == admin
-    assert "enabled=False → True" in event.target_summary
-    assert "time_of_day=03:00:00 → 02:30:00" in event.target_summary
-    assert "timezone=UTC → Europe/Berlin" in event.target_summary
+    assert event.target_summary.startswith("Changed the automatic sync: sync automatically False → True")
+    assert "daily at 03:00:00 → 02:30:00" in event.target_summary
+    assert "time zone UTC → Europe/Berlin" in event.target_summary
 
 
 def test_schedule_update_refuses_an_unknown_time_zone(admin):

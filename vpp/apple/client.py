@@ -16,12 +16,13 @@ never put in an exception message, and the limiter keys on a hash of it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from importlib import metadata
@@ -38,6 +39,7 @@ from vpp.apple.errors import (
     InvalidRequestError,
     OtherManagerError,
     RateLimitedError,
+    RateLimiterUnavailableError,
     ServiceUnavailableError,
     TokenInvalidError,
     TransientVppError,
@@ -234,7 +236,15 @@ class VppClient:
         parallel_requests: int = 5,
         manager_id: str | None = None,
         other_manager: MdmInfo | None = None,
+        budget: float | None = None,
+        on_wait: Callable[[TransientVppError, float], None] | None = None,
     ):
+        """``budget`` (seconds, for web requests): every call made through this client, with its
+        retries and waits, ends within ``budget`` seconds of the client's creation; a Retry-After
+        or rate-limit pause longer than what is left raises at once (``retry_after`` set) instead
+        of sleeping through it. Without it, each call may take ``retry_budget`` seconds (the
+        background jobs). ``on_wait(error, seconds)`` is called before the client waits to retry
+        (a job records what it is waiting for). See docs/operations.md#timeouts."""
         if not s_token or not s_token.strip():
             raise TokenInvalidError("No content token has been uploaded.")
         self._s_token = "".join(s_token.split())
@@ -250,6 +260,12 @@ class VppClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.retry_budget = retry_budget
+        self.deadline: float | None = None
+        if budget is not None:
+            self.retry_budget = min(retry_budget, budget)
+            self.deadline = time.monotonic() + budget
+            self.max_retries = min(max_retries, 1)  # a page tries twice at most, then says why
+        self.on_wait = on_wait
         # Batches in flight at once (Apple: at most five parallel page requests, docs/apple-vpp.md#paging; we use
         # the same cap for batched POSTs).
         self.parallel_requests = parallel_requests
@@ -509,7 +525,7 @@ class VppClient:
             if time.monotonic() + poll_interval > deadline:
                 raise EventTimeoutError(
                     f"Apple has not finished the request yet (event still {status.status or 'pending'}"
-                    f" after {timeout:.0f} s); it will be checked again later.",
+                    f" after {timeout:.0f} s).",
                     event_id=event_id,
                     last_status=status,
                 )
@@ -541,21 +557,41 @@ class VppClient:
         started = time.monotonic()
         attempt = 0
         while True:
+            began = time.monotonic()
             try:
+                self._check_deadline()
                 return self._attempt(method, path, params=params, json_body=json_body, auth=auth, idempotent=idempotent)
             except TransientVppError as exc:
                 if exc.retry_after:
                     # Retry-After throttles the whole token, not this request: pause every caller.
-                    self.rate_limiter.pause(self.limiter_key, exc.retry_after)
+                    # A limiter that is down is reported by the next slot.
+                    with contextlib.suppress(RedisError, OSError):
+                        self.rate_limiter.pause(self.limiter_key, exc.retry_after)
                 if exc.outcome_unknown or attempt >= self.max_retries:
                     raise
                 delay = self._retry_delay(exc, attempt)
-                if time.monotonic() - started + delay > self.retry_budget:
+                now = time.monotonic()
+                if now - started + delay > self.retry_budget:
                     raise
+                if self.deadline is not None and now + delay + (now - began) > self.deadline:
+                    raise  # another try would not end within the caller's budget
                 attempt += 1
                 logger.info("VPP %s %s: %s; retry %d in %.1f s", method, path, type(exc).__name__, attempt, delay)
+                if self.on_wait is not None:
+                    self.on_wait(exc, delay)
                 if not exc.retry_after:
                     time.sleep(delay)  # the limiter's pause does the waiting when Apple said how long
+
+    def _left(self) -> float | None:
+        """Seconds left of the caller's budget (None without one)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def _check_deadline(self) -> None:
+        left = self._left()
+        if left is not None and left <= 0:
+            raise ServiceUnavailableError(
+                "Apple's service did not answer within the time a page may wait; nothing more was sent."
+            )
 
     def _retry_delay(self, exc: TransientVppError, attempt: int) -> float:
         if exc.retry_after:
@@ -581,29 +617,34 @@ class VppClient:
                 params=params,
                 json=json_body,
                 headers=headers,
-                timeout=self.timeout,
+                timeout=self._timeout(),
                 # Never follow redirects: requests would resend the body elsewhere, and a
                 # redirect from Apple's API is not a documented answer.
                 allow_redirects=False,
             )
         except requests.exceptions.ConnectTimeout:
-            raise ServiceUnavailableError(
-                "Apple's service could not be reached in time. The action will be retried later."
-            ) from None
+            raise ServiceUnavailableError("Apple's service could not be reached in time.") from None
         except requests.exceptions.Timeout:
             raise ServiceUnavailableError(
-                "Apple's service did not answer in time. The action will be retried later.",
+                "Apple's service did not answer in time.",
                 outcome_unknown=not idempotent,
             ) from None
         except requests.exceptions.ConnectionError as exc:
             raise ServiceUnavailableError(
-                "Could not connect to Apple's service. The action will be retried later.",
+                "Could not connect to Apple's service.",
                 outcome_unknown=not idempotent and not _never_connected(exc),
             ) from None
         except requests.exceptions.RequestException as exc:
             raise InvalidRequestError(f"The request to Apple could not be sent ({type(exc).__name__}).") from None
         logger.debug("VPP %s %s -> %s in %.3f s", method, path, response.status_code, time.monotonic() - began)
         return self._parse(response, idempotent=idempotent)
+
+    def _timeout(self) -> tuple[float, float]:
+        left = self._left()
+        if left is None:
+            return self.timeout
+        left = max(0.1, left)
+        return (min(self.timeout[0], left), min(self.timeout[1], left))
 
     def _acquire_slot(self, *, auth: bool) -> None:
         """Wait for the token's rate limiter (and any Retry-After pause) before a request.
@@ -615,23 +656,26 @@ class VppClient:
         try:
             if auth:
                 rate = self.service_config().max_request_per_second
-                self.rate_limiter.acquire(self.limiter_key, rate=rate, max_wait=self.retry_budget)
+                left = self._left()
+                max_wait = self.retry_budget if left is None else max(0.0, min(self.retry_budget, left))
+                self.rate_limiter.acquire(self.limiter_key, rate=rate, max_wait=max_wait)
             else:
                 self._wait_out_pause()
         except ratelimit.RateLimitPaused as exc:
             raise RateLimitedError(
-                "Requests for this content token are paused (Apple asked to wait) or queued behind"
-                " Apple's rate limit; the action will be retried later.",
+                "Apple asked us to wait (Retry-After), or requests for this content token are queued"
+                " behind Apple's rate limit.",
                 retry_after=exc.wait,
             ) from None
         except (RedisError, OSError) as exc:  # the shared limiter is infrastructure: retry later
-            raise ServiceUnavailableError(
-                f"The shared rate limiter is unavailable ({type(exc).__name__}); the action will be retried later."
+            raise RateLimiterUnavailableError(
+                f"Redis (the shared rate limiter and message broker) is unreachable ({type(exc).__name__})."
             ) from None
 
     def _wait_out_pause(self) -> None:
         pause = self.rate_limiter.paused_for(self.limiter_key)
-        if pause > self.retry_budget:
+        left = self._left()
+        if pause > self.retry_budget or (left is not None and pause > left):
             raise ratelimit.RateLimitPaused(pause)
         if pause > 0:
             time.sleep(pause)

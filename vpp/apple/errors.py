@@ -168,6 +168,10 @@ class ServiceUnavailableError(TransientVppError):
     """5xx, 9603, 9644, 9729, timeouts, connection errors, unreadable answers."""
 
 
+class RateLimiterUnavailableError(ServiceUnavailableError):
+    """Our own infrastructure, not Apple: Redis (the shared rate limiter) is unreachable."""
+
+
 class EventTimeoutError(TransientVppError):
     """An event was still PENDING at the deadline of wait_for_event."""
 

@@ -148,15 +148,20 @@ def email_error_transient(exc: Exception) -> bool:
     return isinstance(exc, OSError)  # connection refused, reset or timed out; server disconnected
 
 
-def invitation_send_test(*, setting: VppServerSetting, to_email: str, user_name: str) -> EmailMultiAlternatives:
+def invitation_send_test(
+    *, setting: VppServerSetting, to_email: str, user_name: str, connection=None
+) -> EmailMultiAlternatives:
     """Mail the admin the invitation a device user of that name would get, with a sample link.
 
     Built by ``EmailChannel.build`` as every real invitation is (same subject, text and HTML
     parts, link made clickable the same way), addressed to ``to_email`` and marked with the
-    header TEST_HEADER. Raises what the mail backend raises (smtplib.SMTPException, OSError).
+    header TEST_HEADER. ``connection``: a mail connection (e.g. with a web request's timeout),
+    else the default one. Raises what the mail backend raises (smtplib.SMTPException, OSError).
     """
     invitation = sample_invitation(setting, user_name=user_name, email=to_email)
     message = EmailChannel().build(invitation, setting=setting)
     message.extra_headers[TEST_HEADER] = "1"
+    if connection is not None:
+        message.connection = connection
     message.send()
     return message

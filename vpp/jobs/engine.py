@@ -26,15 +26,33 @@ import uuid
 from datetime import timedelta
 
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from users.selectors import UserSelection
 from vpp.apple.client import VppClient
-from vpp.apple.errors import NotPermittedError, PermanentVppError, TransientVppError, VppError
+from vpp.apple.errors import (
+    RETRIED_LATER,
+    NotPermittedError,
+    PermanentVppError,
+    RateLimiterUnavailableError,
+    TransientVppError,
+    VppError,
+)
 from vpp.content_token import NoContentToken, health_from_error, token_health_record_error, vpp_client
-from vpp.jobs.items import JobDeferred, backoff_seconds, job_heartbeat, job_limits, job_release
+from vpp.jobs.apple_io import EventsStillPending, poll_interval
+from vpp.jobs.items import (
+    JobDeferred,
+    backoff_seconds,
+    heartbeat_while,
+    job_heartbeat,
+    job_limits,
+    job_release,
+    job_wait_clear,
+    job_wait_set,
+)
 from vpp.jobs.phases import PHASES, JobKind, Phase, kind_for
 from vpp.jobs.plan import SKIP_REASONS, STEP_CREATE, Plan, vpp_plan_build
 from vpp.jobs.rows import rows_insert, rows_update
@@ -120,6 +138,8 @@ def job_create(
                 )
             )
         rows_insert(items)
+        if retry_of is not None and plan.action == JobAction.INVITE:
+            _carry_sent_creates(job, retry_of)
         AuditEvent.objects.create(
             actor=job.started_by,
             actor_name=getattr(actor, "username", "") or "schedule",
@@ -146,6 +166,8 @@ _AUDIT_SENTENCES = {
     JobAction.INVITE: "Send VPP invitation to {who}",
     JobAction.DELETE: "Delete {who} from VPP",
     JobAction.SYNC: "Sync VPP for {who}",
+    JobAction.CONVERT: "Link Managed Apple Accounts of {who}",
+    JobAction.REMINDERS: "Send invitation reminders to {who}",
 }
 
 
@@ -163,11 +185,41 @@ def job_enqueue(*, job_id: int) -> bool:
     try:
         current_app.send_task(DISPATCH_TASK, args=[job_id])
     except Exception as exc:  # noqa: BLE001 - kombu OperationalError and friends
-        logger.warning("could not enqueue job %s: %s", job_id, exc)
-        Job.objects.filter(pk=job_id).update(enqueue_error="Background work is unavailable right now")
+        job_broker_unreachable(job_id=job_id, exc=exc)
         return False
-    Job.objects.filter(pk=job_id).exclude(enqueue_error="").update(enqueue_error="")
+    if Job.objects.filter(pk=job_id).exclude(enqueue_error="").update(enqueue_error=""):
+        job_wait_clear(job=job_id)
     return True
+
+
+def broker_name() -> str:
+    """The message broker, as the admin knows it: "Redis" or the local queue folder (``make run``)."""
+    return "Redis" if getattr(settings, "REDIS_URL", "") else "the local queue folder"
+
+
+def job_broker_unreachable(*, job_id: int, exc: Exception) -> None:
+    """A message for ``job_id`` could not be published: record it for the panel and the sweeper
+    (which publishes the job again once the broker is back)."""
+    logger.warning("could not enqueue job %s: %s", job_id, exc)
+    text = f"The message broker ({broker_name()}) is unreachable ({type(exc).__name__})."
+    Job.objects.filter(pk=job_id).update(enqueue_error=text[:300])
+    job_wait_set(job=job_id, reason=text)
+
+
+def job_start_message(job: Job) -> tuple[bool, str]:
+    """What "started" means right after a job was created and enqueued: (True, "… started (job #N).")
+    when the broker took it, else (False, the truth: saved, not started, why, and what happens next)."""
+    job.refresh_from_db()
+    label = JobAction(job.action).label
+    if job.finished and job.status != JobStatus.DONE:
+        return False, f"{label} (job #{job.pk}) failed: {job.error or job.get_status_display()}"
+    if job.enqueue_error:
+        return False, (
+            f"{label} (job #{job.pk}) is saved but not started: {job.enqueue_error} "
+            "It starts by itself once the broker is back (every running worker checks every "
+            f"{job_limits().sweep_seconds:.0f} s)."
+        )
+    return True, f"{label} started (job #{job.pk})."
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -202,8 +254,10 @@ def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[
     started = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.RUNNING, started_at=now, heartbeat_at=now
     )
-    if started and not _manager_unchanged(job, client):
-        return []
+    if started:
+        with heartbeat_while(job_id=job.pk):
+            if not _manager_unchanged(job, client):
+                return []
     kind = kind_for(job.action)
     phase = _current_phase(job, kind)
     if phase is None:
@@ -211,8 +265,10 @@ def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[
         return []
     Job.objects.filter(pk=job.pk).update(phase=phase.name, heartbeat_at=now)
     job.phase = phase.name
-    if phase.prepare is not None and not _prepare(job, phase, client):
-        return []
+    if phase.prepare is not None:
+        with heartbeat_while(job_id=job.pk):
+            if not _prepare(job, phase, client):
+                return []
     if phase.single_task or phase.job_level:
         return [(phase.name, ALL_CHUNKS)]
     chunks = _open_items(job).filter(step__in=phase.steps).values_list("chunk", flat=True).distinct()
@@ -225,7 +281,7 @@ def _manager_unchanged(job: Job, client: VppClient | None) -> bool:
     ``OtherManagerError`` on the answer; docs/apple-vpp.md#mdminfo). A transient failure here
     does not hold the job up: every later answer is watched the same way."""
     try:
-        (client or vpp_client()).client_config()
+        _job_client(job, client).client_config()  # a busy Apple shows on the panel meanwhile
     except (NoContentToken, PermanentVppError) as exc:
         _stop(job, exc)
         return False
@@ -236,7 +292,7 @@ def _manager_unchanged(job: Job, client: VppClient | None) -> bool:
 
 def _prepare(job: Job, phase: Phase, client: VppClient | None) -> bool:
     try:
-        phase.prepare(job=job, client=client or vpp_client())
+        phase.prepare(job=job, client=_job_client(job, client))
     except (NoContentToken, PermanentVppError) as exc:
         _stop(job, exc)
         return False
@@ -441,8 +497,11 @@ def job_process_chunk(*, job_id: int, phase: str, chunk: int, client: VppClient 
         items: list[JobItem] = []
     else:
         token, items = _claim(job, current, chunk)
-    if (items or current.job_level) and not _run(job, current, chunk, items, token, client):
-        return False
+    if items or current.job_level:
+        with heartbeat_while(job_id=job.pk, token=token):
+            if not _run(job, current, chunk, items, token, client):
+                return False
+        job_wait_clear(job=job)
     Job.objects.filter(pk=job.pk, retry_after_until__lte=timezone.now()).update(retry_after_until=None)
     job_heartbeat(job=job)
     return job_advance(job=job, phase=phase)
@@ -451,7 +510,7 @@ def job_process_chunk(*, job_id: int, phase: str, chunk: int, client: VppClient 
 def _run(job: Job, phase: Phase, chunk: int, items: list[JobItem], token: str, client: VppClient | None) -> bool:
     """Run the phase on the claimed work and map failures. False when the job stopped."""
     try:
-        phase.run(job=job, items=items, client=client or vpp_client(), token=token)
+        phase.run(job=job, items=items, client=_job_client(job, client), token=token)
     except (NoContentToken, PermanentVppError) as exc:
         if phase.job_level or _stops_job(exc):
             _stop(job, exc)
@@ -461,9 +520,17 @@ def _run(job: Job, phase: Phase, chunk: int, items: list[JobItem], token: str, c
         _release(job, phase, token)
         wait = float(exc.retry_after) if exc.retry_after else backoff_seconds(items) if items else _job_backoff(job)
         Job.objects.filter(pk=job.pk).update(retry_after_until=timezone.now() + timedelta(seconds=wait))
+        job_wait_set(job=job, reason=wait_reason(exc), seconds=wait)
         raise JobDeferred(wait) from exc
     except JobDeferred as deferred:
         _release(job, phase, token, refund_attempt=not deferred.counts_as_attempt)
+        reason = deferred.reason or (
+            f"Apple is still processing the requests sent; they are checked every {poll_interval():.0f} s."
+            if isinstance(deferred, EventsStillPending)
+            else ""
+        )
+        if reason:
+            job_wait_set(job=job, reason=reason, seconds=deferred.countdown)
         raise
     except Exception:
         logger.exception("job %s phase %s chunk %s failed", job.pk, phase.name, chunk)
@@ -474,6 +541,25 @@ def _run(job: Job, phase: Phase, chunk: int, items: list[JobItem], token: str, c
     if not phase.job_level:  # (a job-level phase keeps its claim until the job moves on: job_advance)
         job_release(token=token)  # safety net: nothing stays in flight after its task (attempts are capped)
     return True
+
+
+def _job_client(job: Job, client: VppClient | None) -> VppClient:
+    """The job's client: its own retries (a slow or busy Apple, a limiter pause, Redis down) show
+    on the panel while they happen."""
+    client = client or vpp_client()
+    client.on_wait = lambda exc, seconds: job_wait_set(job=job, reason=wait_reason(exc), seconds=seconds)
+    return client
+
+
+def wait_reason(exc: TransientVppError) -> str:
+    """The panel's sentence for a transient failure: who is at fault (Apple, or our own Redis) and what it said."""
+    happened = exc.message.replace(RETRIED_LATER, "").strip()  # the panel says when, next to it
+    if isinstance(exc, RateLimiterUnavailableError):
+        return happened
+    status = f"HTTP {exc.http_status}, " if exc.http_status else ""
+    if exc.retry_after:
+        return f"Apple asked us to wait ({status}Retry-After {exc.retry_after:.0f} s): {happened}"
+    return f"Apple's service failed ({happened}); trying again after a pause."
 
 
 def _release(job: Job, phase: Phase, token: str, *, refund_attempt: bool = False) -> None:
@@ -516,7 +602,12 @@ def _fail_claimed(token: str, message: str, error_number: int | None) -> None:
 
 def job_retry_failed(*, job: Job, actor, ip: str | None = None) -> Job | None:
     """A new job over the failed items of ``job`` (eligibility re-checked); None, and no job, when
-    none of its failed users exists any more."""
+    none of its failed users exists any more.
+
+    Never a second create: an invite item whose create may have reached Apple
+    (``request_sent_at`` set) hands that mark and its event id to the new job's item, so the
+    new job asks Apple about the user before sending anything (docs/vpp-jobs.md#guarantees).
+    """
     failed = JobItem.objects.filter(job=job, status=ItemStatus.FAILED, user__isnull=False)
     user_ids = sorted(set(failed.values_list("user_id", flat=True)))
     if not user_ids:
@@ -528,17 +619,62 @@ def job_retry_failed(*, job: Job, actor, ip: str | None = None) -> Job | None:
     return job_create(plan=plan, actor=actor, selection=selection, ip=ip, retry_of=job)
 
 
+def _carry_sent_creates(job: Job, retry_of: Job) -> None:
+    """Inside ``job_create``'s transaction: the retry's create items inherit ``request_sent_at`` and
+    the event id from the failed job, so a create that may have reached Apple is checked first.
+
+    Not carried: a user whose event Apple finished with a refusal for that user (Apple decided,
+    nothing was created): the item has an event id and its own reason, not the job's stop."""
+    stopped = Q(apple_event_id="") | (Q(reason=retry_of.error[:500]) if retry_of.error else Q(pk__in=[]))
+    sent = JobItem.objects.filter(stopped, job=retry_of, request_sent_at__isnull=False, user__isnull=False)
+    marks = {
+        user_id: (sent_at, event)
+        for user_id, sent_at, event in sent.values_list("user_id", "request_sent_at", "apple_event_id")
+    }
+    if not marks:
+        return
+    items = list(JobItem.objects.filter(job=job, step=STEP_CREATE, status=ItemStatus.PENDING, user_id__in=marks))
+    for item in items:
+        item.request_sent_at, item.apple_event_id = marks[item.user_id]
+    rows_update(items, ["request_sent_at", "apple_event_id"])
+
+
 def jobs_sweep() -> list[int]:
-    """Re-dispatch jobs that went silent (worker died) or never reached the broker. Returns their ids."""
+    """Re-dispatch the jobs whose work no live task holds. Returns their ids.
+
+    A job is re-dispatched when (docs/operations.md#recovery): its enqueue failed (broker down);
+    an item is in flight without a heartbeat for ``stale_seconds`` (its worker died: running
+    tasks beat every ``heartbeat_seconds`` from a thread); its job-level phase is held by a task
+    gone silent; or the whole job is silent that long past any wait it recorded (a message lost
+    with a worker). Every worker runs this every ``sweep_seconds`` (vpp/tasks.py), beat every
+    minute; two sweepers cannot both re-dispatch one job (conditional UPDATE on the heartbeat).
+    """
     limits = job_limits()
-    stale = timezone.now() - timedelta(seconds=limits.stale_seconds)
+    now = timezone.now()
+    stale = now - timedelta(seconds=limits.stale_seconds)
+    dead_items = JobItem.objects.filter(job=OuterRef("pk"), status=ItemStatus.IN_FLIGHT).filter(
+        Q(claimed_at__lt=stale) | Q(claimed_at__isnull=True)
+    )
+    quiet = Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, created_at__lt=stale)
+    no_wait = Q()
+    for field in ("wait_until", "retry_after_until", "delivery_retry_until"):
+        no_wait &= Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lt": stale})
     jobs = Job.objects.exclude(status__in=FINISHED_JOB_STATUSES).filter(
-        Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, created_at__lt=stale) | ~Q(enqueue_error="")
+        ~Q(enqueue_error="") | Exists(dead_items) | (quiet & ~Q(phase_token="")) | (quiet & no_wait)
     )
     redispatched = []
     for job in jobs:
+        silent = job.heartbeat_at is None or job.heartbeat_at < stale
         # Silent for stale_seconds: whoever held its job-level phase is gone too.
-        Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now(), phase_token="")
+        update = {"heartbeat_at": now, **({"phase_token": ""} if silent else {})}
+        same = Q(heartbeat_at__isnull=True) if job.heartbeat_at is None else Q(heartbeat_at=job.heartbeat_at)
+        if not Job.objects.filter(same, pk=job.pk).update(**update):
+            continue  # another sweeper (or the job itself) got there first
+        # A dead task's items go back to the queue: claimable at once, and not swept again.
+        JobItem.objects.filter(
+            Q(claimed_at__lt=stale) | Q(claimed_at__isnull=True), job=job, status=ItemStatus.IN_FLIGHT
+        ).update(status=ItemStatus.PENDING, claimed_at=None)
+        logger.info("job %s: re-dispatched by the sweeper", job.pk)
         if job_enqueue(job_id=job.pk):
             redispatched.append(job.pk)
     return redispatched

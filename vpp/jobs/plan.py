@@ -30,6 +30,9 @@ SKIP_REASONS = {
     "not_vpp": "Not a VPP user",
     "retired": "Already retired from VPP",
     "user_deleted": "The device user no longer exists",
+    "no_managed_account": "No Managed Apple Account",
+    "not_invited": "Not invited yet (use Send VPP invitation)",
+    "reminders_done": "All reminders already sent",
     "apple_email": "Email address Apple refuses (no dot in its domain, e.g. someone@localhost)",
 }
 
@@ -38,6 +41,8 @@ STEP_CREATE = "create"  # create at Apple, read the invite code back, deliver
 STEP_DELIVER = "deliver"  # re-invite: Apple already has the user and its invite code
 STEP_DELETE = "delete"
 STEP_UPDATE = "update"
+STEP_LINK = "link"  # convert: users/update with the Managed Apple Account, then read back
+STEP_REMIND = "remind"  # reminders: the invitation again, on the round's channel
 
 
 @dataclass
@@ -48,6 +53,8 @@ class PlanRow:
     vpp_status: str = ""
     step: str = ""  # empty when skipped
     skip_reason: str = ""
+    # Invite: registered with the user's Managed Apple Account (associated at once, no message).
+    silent: bool = False
 
 
 @dataclass
@@ -84,12 +91,19 @@ class Plan:
     def step_counts(self) -> dict[str, int]:
         return dict(Counter(row.step for row in self.eligible))
 
+    @property
+    def silent_count(self) -> int:
+        """Eligible users an invite links silently with their Managed Apple Account."""
+        return sum(1 for row in self.eligible if row.silent)
+
     def digest(self) -> str:
         """A SHA-256 hex digest of what this plan would do: the action, the invitation channel, and
-        every user's (id, step, skip reason). Two plans with the same digest act on the same users
-        in the same way; the bulk views carry it, signed, from the confirmation to the apply.
+        every user's (id, step, skip reason, linked silently or not). Two plans with the same digest
+        act on the same users in the same way; the bulk views carry it, signed, from the
+        confirmation to the apply.
         """
-        parts = [self.action, self.channel, *(f"{row.user_id}:{row.step}:{row.skip_reason}" for row in self.rows)]
+        rows = (f"{row.user_id}:{row.step}:{row.skip_reason}{':silent' if row.silent else ''}" for row in self.rows)
+        parts = [self.action, self.channel, *rows]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -107,6 +121,26 @@ def _invite_skip(facts: dict, channel: str) -> str:
         return "associated"
     if facts["in_open_job"]:
         return "pending" if status == VppUserStatus.PENDING else "busy"
+    if _links_silently(facts):
+        return ""  # Apple associates them at once: no channel needed
+    return _channel_skip(facts, channel)
+
+
+def _links_silently(facts: dict) -> bool:
+    """An invite registers this user with its Managed Apple Account (docs/apple-vpp.md#managed-apple-accounts).
+
+    Only a user Apple does not hold yet (a create); a user already invited keeps its invitation
+    and is linked by Convert (users/update) instead.
+    """
+    return bool(facts["managed_apple_account"]) and not _reinvite(facts)
+
+
+def _reinvite(facts: dict) -> bool:
+    return facts["vpp_user__status"] == VppUserStatus.INVITED and bool(facts["vpp_user__invite_code"])
+
+
+def _channel_skip(facts: dict, channel: str) -> str:
+    """Why no channel of ``channel`` reaches this user ("" when one does)."""
     names = [usable.name for usable in channels_for(channel)]
     if not names:
         return "no_channel"
@@ -131,6 +165,35 @@ def _delete_skip(facts: dict) -> str:
     return ""
 
 
+def _convert_skip(facts: dict) -> str:
+    # Apple holds the user (not retired, not busy: as for a delete), invited, and it has an account.
+    skip = _delete_skip(facts)
+    if skip:
+        return skip
+    if facts["vpp_user__status"] == VppUserStatus.ASSOCIATED:
+        return "associated"
+    if not facts["is_active"]:
+        return "inactive"
+    if not facts["managed_apple_account"]:
+        return "no_managed_account"
+    if facts["vpp_user__status"] != VppUserStatus.INVITED:
+        return "not_invited"
+    return ""
+
+
+def _remind_skip(facts: dict, channel: str) -> str:
+    status = facts["vpp_user__status"]
+    if status == VppUserStatus.ASSOCIATED:
+        return "associated"
+    if not facts["is_active"]:
+        return "inactive"
+    if facts["in_open_job"]:
+        return "busy"
+    if not _reinvite(facts):
+        return "not_invited"
+    return _channel_skip(facts, channel)
+
+
 def _sync_skip(facts: dict) -> str:
     if facts["vpp_user__status"] is None:
         return "not_vpp"
@@ -143,12 +206,17 @@ def vpp_plan_build(*, action: str, users: QuerySet, channel: str = "") -> Plan:
     """Eligibility of every user in ``users`` for ``action`` (one query)."""
     plan = Plan(action=action, channel=channel)
     for facts in users_with_vpp_facts(users.order_by("pk")).iterator(chunk_size=2000):
+        silent = False
         if action == JobAction.INVITE:
             skip = _invite_skip(facts, channel)
-            reinvite = facts["vpp_user__status"] == VppUserStatus.INVITED and facts["vpp_user__invite_code"]
-            step = STEP_DELIVER if reinvite else STEP_CREATE
+            step = STEP_DELIVER if _reinvite(facts) else STEP_CREATE
+            silent = _links_silently(facts)
         elif action == JobAction.DELETE:
             skip, step = _delete_skip(facts), STEP_DELETE
+        elif action == JobAction.CONVERT:
+            skip, step = _convert_skip(facts), STEP_LINK
+        elif action == JobAction.REMINDERS:
+            skip, step = _remind_skip(facts, channel), STEP_REMIND
         else:
             skip, step = _sync_skip(facts), STEP_UPDATE
         plan.rows.append(
@@ -159,6 +227,7 @@ def vpp_plan_build(*, action: str, users: QuerySet, channel: str = "") -> Plan:
                 vpp_status=facts["vpp_user__status"] or "",
                 step="" if skip else step,
                 skip_reason=skip,
+                silent=silent and not skip,
             )
         )
     return plan

@@ -1,3 +1,4 @@
+from vpp.models.alerts import AlertSetting
 from vpp.models.audit import AuditEvent
 from vpp.models.job import (
     FINISHED_JOB_STATUSES,
@@ -18,6 +19,7 @@ __all__ = [
     "ACTIVE_VPP_STATUSES",
     "FINISHED_JOB_STATUSES",
     "OPEN_ITEM_STATUSES",
+    "AlertSetting",
     "AppleNotification",
     "AssignmentMethod",
     "AuditEvent",

@@ -19,6 +19,11 @@ class JobAction(models.TextChoices):
     # retired at Apple (licences revoked first) or adopted as a device user's VPP user
     # (vpp/jobs/phases/orphans.py, started by vpp/services/orphans.py).
     ORPHANS = "orphans", "Act on orphan Apple users"
+    # Invited users who gained a Managed Apple Account: linked by users/update, no second create
+    # (vpp/jobs/phases/convert.py; a bulk action, and after a scheduled sync when enabled).
+    CONVERT = "convert", "Link Managed Apple Accounts"
+    # A round of invitation reminders, started by the beat tick (vpp/services/reminders.py).
+    REMINDERS = "reminders", "Send invitation reminders"
 
 
 class JobStatus(models.TextChoices):
@@ -72,6 +77,13 @@ class Job(models.Model):
     # (capped like an item's attempts). See vpp/jobs/engine.py.
     phase_token = models.CharField(max_length=32, blank=True)
     phase_attempts = models.PositiveSmallIntegerField(default=0)
+    # What the job is waiting for right now, in a sentence for the panel ("Apple asked us to wait
+    # (HTTP 503, Retry-After)", "Redis (the message broker) is unreachable", ...), since when and
+    # until when (UTC). Written by vpp/jobs/items.py (job_wait_set / job_wait_clear); empty while
+    # the job simply works.
+    wait_reason = models.CharField(max_length=300, blank=True)
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    wait_until = models.DateTimeField(null=True, blank=True)
     # Set when the broker refused the message; the sweeper retries the dispatch.
     enqueue_error = OutsideCharField(max_length=300, blank=True)
     error = OutsideCharField(max_length=500, blank=True)
@@ -91,14 +103,6 @@ class Job(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_JOB_STATUSES
-
-    @property
-    def processed(self) -> int:
-        return self.succeeded + self.failed + self.skipped
-
-    @property
-    def percent(self) -> int:
-        return 100 if not self.total else min(100, round(100 * self.processed / self.total))
 
 
 class ItemStatus(models.TextChoices):

@@ -51,6 +51,8 @@ class SyncSchedule(SingletonRow, models.Model):
     last_counts = models.JSONField(default=dict, blank=True)
     last_detail = OutsideCharField(max_length=500, blank=True)
     last_job_id = models.BigIntegerField(null=True, blank=True)
+    # The scheduled sync job after which Managed Apple Accounts were last linked (vpp/services/convert.py).
+    converted_after_job_id = models.BigIntegerField(null=True, blank=True)
     # The one full sync allowed at a time for the (single) token: claimed with a conditional
     # UPDATE (running_job_id IS NULL → job id) in the transaction that creates the job.
     running_job_id = models.BigIntegerField(null=True, blank=True)

@@ -77,6 +77,19 @@ class VppServerSetting(SingletonRow, models.Model):
     notification_auth_token_encrypted = models.TextField(blank=True, editable=False)
     notification_configured_at = models.DateTimeField(null=True, blank=True)
 
+    # Link invited users who gained a Managed Apple Account (users/update) after each scheduled
+    # sync (vpp/services/convert.py).
+    convert_during_sync = models.BooleanField("link Managed Apple Accounts during the scheduled sync", default=False)
+    # Invitation reminders (vpp/services/reminders.py): after ``reminder_after_days`` days without
+    # acceptance, the invitation again, at most ``reminder_max`` times; with escalation the first
+    # reminder goes by push notification and later ones by email.
+    reminders_enabled = models.BooleanField("send reminders", default=False)
+    reminder_after_days = models.PositiveSmallIntegerField("days without acceptance before a reminder", default=7)
+    reminder_max = models.PositiveSmallIntegerField("reminders at most", default=2)
+    reminder_escalate = models.BooleanField("escalate: push notification first, then email", default=False)
+    # When the beat tick last started a reminders round (compare-and-set: one round per tick).
+    reminders_last_round_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     # First-page versionId of the last full/delta sync, for the next delta (sinceVersionId).
     users_version_id = OutsideCharField(max_length=100, blank=True)
 

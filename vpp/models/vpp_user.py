@@ -56,8 +56,13 @@ class VppUser(models.Model):
     former_user = models.ForeignKey(
         "users.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="former_vpp_users"
     )
+    # The Managed Apple Account Apple linked this user with (Apple never echoes it back:
+    # docs/apple-vpp.md#managed-apple-accounts); names the holder when Apple answers 9641.
+    managed_apple_account = models.CharField("linked Managed Apple Account", max_length=254, blank=True)
     invited_at = models.DateTimeField(null=True, blank=True)
     invitation_count = models.PositiveIntegerField(default=0)
+    # Reminders sent since the last invitation an admin sent (vpp/services/reminders.py).
+    reminders_sent = models.PositiveSmallIntegerField(default=0)
     last_invitation_channel = models.CharField(max_length=16, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     last_error_number = models.IntegerField(null=True, blank=True)

@@ -29,6 +29,11 @@ DEFAULT_LIMITS: dict[str, int] = {
 }
 
 
+# Managed Apple Accounts: the domains each organisation (the token's orgName) owns in Apple
+# Business. An account outside its token's organisation is refused with 9635 (docs/apple-vpp.md#managed-apple-accounts).
+DEFAULT_ORG_DOMAINS: dict[str, list[str]] = {"Sandbox Organisation": ["corp.example", "corp.appleid.com"]}
+
+
 @dataclass
 class Options:
     # --- behaviour -------------------------------------------------------------------
@@ -37,6 +42,9 @@ class Options:
     pending_seconds: float = 2.0  # how long async events stay PENDING
     invite_base_url: str = ""  # public base of the invitation page; default: the request's Host
     auto_associate_adam_id: str = "361309726"  # app assigned on accepting an invitation ("" = none)
+    org_domains: dict[str, list[str]] = field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_ORG_DOMAINS.items()}
+    )
     allow_http_notifications: bool = False  # http:// is always allowed for loopback hosts
     notification_attempts: int = 3
     notification_retry_seconds: float = 1.0  # Apple: 3 attempts over 1-5 minutes
@@ -111,6 +119,12 @@ def _coerce(key: str, value: Any, current: Any) -> Any:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ValueError("reported_expiry must be a map of location to ISO-8601 date")
         return value
+    if key == "org_domains":
+        if not isinstance(value, dict) or not all(
+            isinstance(v, list) and all(isinstance(d, str) for d in v) for v in value.values()
+        ):
+            raise ValueError("org_domains must be a map of organisation name to a list of domains")
+        return {org: [d.lower() for d in domains] for org, domains in value.items()}
     if key in ("revoked_tokens", "expired_tokens", "invalid_tokens", "refuse_emails"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"{key} must be a list of tokens")

@@ -104,6 +104,8 @@ class Sandbox:
         )
         self.random = random.Random()
         self._rate: dict[str, deque[float]] = {}
+        # While a user event runs: {idHash: clientUserIds holding it} (see _holders).
+        self._event_holders: dict[str, set[str]] | None = None
         # Heap of (dueAt, location, eventId) for events still PENDING, so advance() is cheap.
         self._pending: list[tuple[float, str, str]] = [
             (e["dueAt"], name, e["eventId"])
@@ -468,15 +470,21 @@ class Sandbox:
     def _run_user_event(self, loc, kind, users) -> tuple[list[dict], dict[int, list[str]]]:
         successes: list[dict] = []
         failures: dict[int, list[str]] = {}
-        for user in users:
-            cuid = user["clientUserId"]
-            number = 9603 if self._random_failure() else None
-            if number is None:
-                record, number = getattr(self, f"_{kind.lower()}_user")(loc, user)
-            if number is not None:
-                failures.setdefault(number, []).append(cuid)
-            else:
-                successes.append(record)
+        self._event_holders = self._holders(loc)
+        try:
+            for user in users:
+                cuid = user["clientUserId"]
+                number = 9603 if self._random_failure() else None
+                if number is None:
+                    record, number = getattr(self, f"_{kind.lower()}_user")(loc, user)
+                if number is not None:
+                    failures.setdefault(number, []).append(cuid)
+                else:
+                    successes.append(record)
+                    if record["status"] == "Associated" and record["idHash"]:
+                        self._event_holders.setdefault(record["idHash"], set()).add(cuid)
+        finally:
+            self._event_holders = None
         return successes, failures
 
     def _active(self, loc, cuid: str) -> dict[str, Any] | None:
@@ -486,10 +494,35 @@ class Sandbox:
         return None
 
     def _account_taken(self, loc, account_hash: str, cuid: str) -> bool:
-        return any(
-            r["idHash"] == account_hash and r["status"] == "Associated" and r["clientUserId"] != cuid
-            for r in loc["users"]
-        )
+        holders = self._event_holders
+        if holders is None:  # outside an event (an invitation accepted): one scan
+            return any(
+                r["idHash"] == account_hash and r["status"] == "Associated" and r["clientUserId"] != cuid
+                for r in loc["users"]
+            )
+        return bool(holders.get(account_hash, set()) - {cuid})
+
+    def _holders(self, loc) -> dict[str, set[str]]:
+        """{idHash: clientUserIds of Associated records}: one scan per user event, not one per user."""
+        holders: dict[str, set[str]] = {}
+        for r in loc["users"]:
+            if r["status"] == "Associated" and r["idHash"]:
+                holders.setdefault(r["idHash"], set()).add(r["clientUserId"])
+        return holders
+
+    def _link_refusal(self, loc, account: str, cuid: str) -> int | None:
+        """Why Apple would not link Managed Apple Account ``account`` to ``cuid`` (None: it links).
+
+        9635: the account is not of the token's organisation (its domain is not one of the
+        organisation's, option ``org_domains``); 9641: another active user holds it
+        (docs/apple-vpp.md#managed-apple-accounts).
+        """
+        domain = account.rpartition("@")[2].lower()
+        if domain not in self.options.org_domains.get(loc["orgName"], []):
+            return 9635
+        if self._account_taken(loc, id_hash(account), cuid):
+            return 9641
+        return None
 
     def _create_user(self, loc, user) -> tuple[dict | None, int | None]:
         cuid = user["clientUserId"]
@@ -506,11 +539,14 @@ class Sandbox:
             "createdAt": time.time(),
         }
         if user.get("managedAppleId"):
-            account_hash = id_hash(user["managedAppleId"])
-            if self._account_taken(loc, account_hash, cuid):
-                return None, 9641
+            number = self._link_refusal(loc, user["managedAppleId"], cuid)
+            if number:
+                return None, number  # no record is left behind (UNCONFIRMED at Apple)
             # A Managed Apple Account associates at once, no invitation (docs/apple-vpp.md#users).
-            record.update(status="Associated", idHash=account_hash, managedAppleId=user["managedAppleId"])
+            record.update(
+                status="Associated", idHash=id_hash(user["managedAppleId"]), managedAppleId=user["managedAppleId"]
+            )
+            record["inviteCode"] = None
         # A retired clientUserId gets a NEW record; the retired history rows stay (docs/apple-vpp.md#users).
         loc["nextRecord"] += 1
         record["versionId"] = self.store.bump(loc)
@@ -541,10 +577,12 @@ class Sandbox:
         if "email" in user:
             record["email"] = user["email"]
         if user.get("managedAppleId"):
-            account_hash = id_hash(user["managedAppleId"])
-            if self._account_taken(loc, account_hash, record["clientUserId"]):
-                return None, 9641
-            record.update(status="Associated", idHash=account_hash, managedAppleId=user["managedAppleId"])
+            number = self._link_refusal(loc, user["managedAppleId"], record["clientUserId"])
+            if number:
+                return None, number  # the user stays as it was (Registered, its invitation still valid)
+            record.update(
+                status="Associated", idHash=id_hash(user["managedAppleId"]), managedAppleId=user["managedAppleId"]
+            )
         record["versionId"] = self.store.bump(loc)
         self._supersede(loc, record)
         return record, None

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import smtplib
 
-from django.core.mail import EmailMultiAlternatives
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
 
 from vpp.audit import audit_record
@@ -64,6 +65,39 @@ def invitation_settings_update(
     return setting
 
 
+LIFECYCLE_FIELDS = (
+    "convert_during_sync",
+    "reminders_enabled",
+    "reminder_after_days",
+    "reminder_max",
+    "reminder_escalate",
+)
+
+
+def lifecycle_update(*, data: dict, actor) -> VppServerSetting:
+    """Store linking-after-sync and the reminder rule; audit ``vpp.lifecycle_changed`` with ``field="old → new"``.
+
+    ``data`` holds the ``LIFECYCLE_FIELDS``: ``reminder_after_days`` in days (1–90),
+    ``reminder_max`` reminders per user (1–10), the others booleans (vpp/services/reminders.py,
+    vpp/services/convert.py). Raises ValueError for a value out of range; nothing is stored then.
+    Saving the same values records nothing.
+    """
+    if not 1 <= int(data["reminder_after_days"]) <= 90 or not 1 <= int(data["reminder_max"]) <= 10:
+        raise ValueError("reminders: 1–90 days and 1–10 reminders")
+    with transaction.atomic():
+        setting = VppServerSetting.load_for_update()
+        changes = {}
+        for field in LIFECYCLE_FIELDS:
+            old, new = getattr(setting, field), data[field]
+            if old != new:
+                changes[field] = f"{old} → {new}"
+                setattr(setting, field, new)
+        if changes:
+            setting.save(update_fields=[*LIFECYCLE_FIELDS, "updated_at"])
+            audit_record(actor=actor, action="vpp.lifecycle_changed", details=changes)
+    return setting
+
+
 def invitation_test_send(*, actor) -> EmailMultiAlternatives:
     """Mail ``actor`` (the admin who pressed "Send test to me") the invitation of the saved templates.
 
@@ -80,6 +114,8 @@ def invitation_test_send(*, actor) -> EmailMultiAlternatives:
             setting=VppServerSetting.load(),
             to_email=actor.email,
             user_name=actor.get_full_name() or actor.get_username(),
+            # A page: the mail server gets the web request's budget, not EMAIL_TIMEOUT (kmconsole/timeouts.py).
+            connection=get_connection(timeout=settings.VPP_INTERACTIVE_BUDGET),
         )
     except (smtplib.SMTPException, OSError) as exc:  # refused, unreachable, timed out
         logger.warning("test invitation to admin %s not sent: %s", actor.pk, exc)

@@ -24,7 +24,7 @@ from vpp.apple.errors import TransientVppError, VppError
 from vpp.apple.token_file import MAX_TOKEN_FILE_BYTES, TokenFileError, parse_content_token
 from vpp.apple.types import ClientConfig, MdmInfo, managed_by_other_mdm
 from vpp.audit import audit_record
-from vpp.content_token import TokenCheck, health_from_error, token_health_store, vpp_client
+from vpp.content_token import TokenCheck, health_from_error, not_now_text, token_health_store, vpp_client
 from vpp.jobs.engine import job_fail
 from vpp.models import FINISHED_JOB_STATUSES, AssignmentMethod, Job, TokenHealth, VppServerSetting, VppUser
 from vpp.services import Refused
@@ -165,9 +165,11 @@ def token_upload(
     held by another MDM is stored but not claimed (health "other_mdm"); taking it over is a
     separate, confirmed step (``token_takeover``). Audited as ``vpp.token_uploaded`` or
     ``vpp.token_replaced`` (organisation, location, expiry, health; never the token). Raises
-    ``TokenRejected`` for a file that cannot be a token or a token Apple refuses; nothing is
-    stored then. An Apple error while claiming the location (after the check passed)
-    propagates as ``VppError``, also with nothing stored.
+    ``TokenRejected`` for a file that cannot be a token, a token Apple refuses, or an Apple
+    that cannot answer within the page's budget (``vpp_client(interactive=True)``: "Apple is
+    busy; try again after 14:05 UTC"); nothing is stored then. A permanent Apple error while
+    claiming the location (after the check passed) propagates as ``VppError``, also with
+    nothing stored.
 
     A token of another organizational unit (Apple's ``uId``) or organisation than the stored
     one is not a renewal: without ``confirm_unit_change`` it raises ``UnitChangeUnconfirmed``
@@ -181,9 +183,11 @@ def token_upload(
     except TokenFileError as exc:
         raise TokenRejected(exc.reason) from None
     setting = VppServerSetting.load()
-    client = vpp_client(setting, raw_token=parsed.raw)
+    client = vpp_client(setting, raw_token=parsed.raw, interactive=True)
     try:
         config = client.client_config()
+    except TransientVppError as exc:
+        raise TokenRejected(f"The token could not be checked with Apple: {not_now_text(exc)}") from None
     except VppError as exc:
         check = health_from_error(exc)
         raise TokenRejected(check.detail if check else f"Apple could not check the token: {exc.message}") from None
@@ -200,7 +204,12 @@ def token_upload(
         setting.token_expires_at = setting.token_file_expires_at = parsed.expires_at
         setting.token_uploaded_at = now
         setting.users_version_id = ""  # a (possibly different) unit: the next sync is a full one
-        _claim_unless_held(client, setting, config, now)
+        try:
+            _claim_unless_held(client, setting, config, now)
+        except TransientVppError as exc:
+            raise TokenRejected(
+                f"Apple checked the token, but the location could not be claimed: {not_now_text(exc)}"
+            ) from None
     audit_record(
         actor=actor,
         action="vpp.token_replaced" if replaced else "vpp.token_uploaded",
@@ -311,10 +320,12 @@ def token_takeover(*, actor, now: dt.datetime | None = None) -> VppServerSetting
     """
     now = now or timezone.now()
     setting = VppServerSetting.load()
-    client = vpp_client(setting, watch_manager=False)
+    client = vpp_client(setting, watch_manager=False, interactive=True)
     previous = setting.other_mdm_name
     try:
         config = _claim(client, setting, now)
+    except TransientVppError as exc:
+        raise TakeoverRefused(f"The takeover could not be sent to Apple: {not_now_text(exc)}") from None
     except VppError as exc:
         raise TakeoverRefused(f"Apple refused the takeover: {exc.message}") from None
     _apply_config(setting, config)
@@ -356,11 +367,13 @@ def token_remove(*, actor) -> VppServerSetting:
     return setting
 
 
-def token_check_health(*, now: dt.datetime | None = None) -> TokenCheck:
+def token_check_health(*, now: dt.datetime | None = None, interactive: bool = False) -> TokenCheck:
     """Ask Apple about the stored token and record the health (the daily check, and on demand).
 
     Returns the ``TokenCheck`` recorded. Apple's errors are recorded, not raised; transient
-    failures (Apple down, rate limited) leave the recorded health as it was and return it.
+    failures (Apple down, rate limited, Redis down) leave the recorded health as it was and
+    return it with ``not_checked`` saying why nothing was checked. ``interactive=True`` for
+    "Check with Apple now" (the page's budget, kmconsole/timeouts.py).
     """
     now = now or timezone.now()
     setting = VppServerSetting.load()
@@ -369,10 +382,10 @@ def token_check_health(*, now: dt.datetime | None = None) -> TokenCheck:
         token_health_store(check=check, now=now, setting=setting)
         return check
     try:
-        config = vpp_client(setting, watch_manager=False).client_config()
+        config = vpp_client(setting, watch_manager=False, interactive=interactive).client_config()
     except TransientVppError as exc:
         logger.warning("token health check postponed: %s", exc.message)
-        return TokenCheck(setting.token_health, setting.token_health_detail)
+        return TokenCheck(setting.token_health, setting.token_health_detail, not_checked=not_now_text(exc))
     except VppError as exc:
         check = health_from_error(exc) or TokenCheck(TokenHealth.INVALID, exc.message)
     except vault.SecretUnreadable:
@@ -420,7 +433,7 @@ def notifications_configure(*, public_url: str, actor) -> VppServerSetting:
     bearer token is restored).
     """
     setting = VppServerSetting.load()
-    client = vpp_client(setting)
+    client = vpp_client(setting, interactive=True)
     url = notification_url_for(public_url)
     bearer = secrets.token_urlsafe(32)
     old_encrypted, old_url = setting.notification_auth_token_encrypted, setting.notification_url
@@ -434,6 +447,10 @@ def notifications_configure(*, public_url: str, actor) -> VppServerSetting:
     except VppError as exc:
         setting.notification_auth_token_encrypted = old_encrypted
         setting.save(update_fields=["notification_auth_token_encrypted", "updated_at"])
+        if isinstance(exc, TransientVppError):
+            raise NotificationSetupError(
+                f"The notification address could not be sent to Apple: {not_now_text(exc)}"
+            ) from None
         raise NotificationSetupError(f"Apple did not accept the notification address: {exc.message}") from None
     setting.notification_url = url
     setting.notification_configured_at = timezone.now()

@@ -25,10 +25,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
 
 from kmconsole.private_redis import PrivateRedis, PrivateRedisError
 from users.demo import demo_users_create
 from users.models import User
+from vpp.invitations.outbox import outbox_active
 from vpp.sandbox.demo import DemoSandbox, demo_claim, demo_connect, demo_sandbox_plan
 
 ADMIN_USERNAME = "admin"
@@ -148,6 +150,11 @@ class Command(BaseCommand):
             lines += [
                 f"   VPP sandbox  {sandbox.api_base_url}   (controls: {root}/_sandbox/)",
                 f"   fake APNs    {sandbox.apns_url}/_apns/   (pushes, with their invitation links)",
+                "",
+            ]
+        if outbox_active():
+            lines += [
+                f"   Sent email   http://{host}:{port}{reverse('vpp:sent-messages')}   (no SMTP: the outbox)",
                 "",
             ]
         lines += [

@@ -229,3 +229,19 @@ def test_redis_down_lets_calls_through_instead_of_a_500(api, monkeypatch):
 
     monkeypatch.setattr(services, "_redis", lambda: Down())
     assert api.get("/api/v1/users").status_code == 200
+
+
+def test_the_link_job_kind_and_the_managed_apple_account(api, token_setting):
+    user = make_user(
+        "Lin", vpp_status=VppUserStatus.ASSOCIATED, vpp_fields={"managed_apple_account": "lin@corp.example"}
+    )
+    body = api.get(f"/api/v1/users/{user.pk}/vpp").json()
+    assert body["managed_apple_account"] == "lin@corp.example"
+    response = api.post(
+        "/api/v1/jobs",
+        {"action": "convert", "user_ids": [user.pk], "dry_run": True},
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY="link",
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["plan"]["action"] == "convert" and response.json()["plan"]["selected"] == 1

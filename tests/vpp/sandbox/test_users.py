@@ -88,6 +88,31 @@ def test_it_updates_email_and_managed_apple_id(api):
     assert users_of(api)[0]["status"] == "Associated"
 
 
+def test_it_refuses_an_account_outside_the_tokens_organisation_with_9635_and_keeps_no_record(api):
+    status = api.finished(api.create({"clientUserId": "o1", "managedAppleId": "o1@elsewhere.example"}))
+    assert status["failures"][0]["errorNumber"] == 9635
+    assert users_of(api) == []
+
+
+def test_an_update_refused_with_9635_leaves_the_invited_user_as_it_was(api):
+    api.finished(api.create({"clientUserId": "u1", "email": "u1@example.com"}))
+    before = users_of(api)[0]
+    status = api.finished(
+        api.create({"clientUserId": "u1", "managedAppleId": "u1@elsewhere.example"}, path="/users/update")
+    )
+    assert status["failures"][0]["errorNumber"] == 9635
+    after = users_of(api)[0]
+    assert (after["status"], after["inviteCode"]) == ("Registered", before["inviteCode"])
+
+
+def test_the_organisations_domains_are_an_option(api):
+    api.sandbox.control(org_domains={"Sandbox Organisation": ["elsewhere.example"]})
+    status = api.finished(api.create({"clientUserId": "o1", "managedAppleId": "o1@elsewhere.example"}))
+    assert status["numCompleted"] == 1
+    record = users_of(api)[0]
+    assert record["status"] == "Associated" and "inviteCode" not in record
+
+
 def test_it_fails_a_managed_apple_id_already_used_by_another_user_with_9641(api):
     api.finished(api.create({"clientUserId": "u1", "managedAppleId": "same@corp.example"}))
     status = api.finished(api.create({"clientUserId": "u2", "managedAppleId": "same@corp.example"}))

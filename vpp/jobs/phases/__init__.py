@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vpp.jobs.phases import delete, full_sync, invite, orphans, sync
+from vpp.jobs.phases import convert, delete, full_sync, invite, orphans, reminders, sync
 from vpp.models import Job, JobAction
 
 
@@ -56,7 +56,11 @@ class JobKind:
 # An invite chunk carries its users through create → read back → deliver in one task, so
 # email for early chunks overlaps Apple's rate-limited calls for later ones.
 INVITE = Phase(
-    "invite", invite.invite_phase, "inviting", steps=("create", "readback", "deliver"), prepare=invite.invite_prepare
+    "invite",
+    invite.invite_phase,
+    "inviting",
+    steps=(*invite.CREATE_STEPS, "readback", "deliver"),
+    prepare=invite.invite_prepare,
 )
 DELETE = Phase("delete", delete.delete_phase, "revoking licences and retiring", steps=("delete",))
 SYNC_UPDATE = Phase("update", sync.sync_update_phase, "sending changed emails to Apple", steps=("update",))
@@ -71,11 +75,22 @@ FULL_READ = Phase("read_all", full_sync.full_sync_read_phase, "reading Apple's u
 ORPHAN_RETIRE = Phase("orphan_retire", delete.delete_phase, "revoking licences and retiring", steps=("orphan_retire",))
 ORPHAN_ADOPT = Phase("adopt", orphans.adopt_phase, "adopting", steps=("adopt",))
 
+# Convert: invited users who gained a Managed Apple Account, linked by users/update (no second
+# create), then read back (linked only when Apple shows them Associated).
+CONVERT_LINK = Phase("link", convert.convert_link_phase, "linking Managed Apple Accounts", steps=("link",))
+CONVERT_READ = Phase(
+    "link_read", convert.convert_read_phase, "reading the linked users back", steps=("link_read",), single_task=True
+)
+# A reminders round: the invitation again, on the round's channel for each user.
+REMIND = Phase("remind", reminders.remind_phase, "sending reminders", steps=("remind",))
+
 KINDS: dict[str, JobKind] = {
     JobAction.INVITE: JobKind(JobAction.INVITE, (INVITE,)),
     JobAction.DELETE: JobKind(JobAction.DELETE, (DELETE,)),
     JobAction.SYNC: JobKind(JobAction.SYNC, (SYNC_UPDATE, SYNC_READ)),
     JobAction.ORPHANS: JobKind(JobAction.ORPHANS, (ORPHAN_RETIRE, ORPHAN_ADOPT)),
+    JobAction.CONVERT: JobKind(JobAction.CONVERT, (CONVERT_LINK, CONVERT_READ)),
+    JobAction.REMINDERS: JobKind(JobAction.REMINDERS, (REMIND,)),
     JobAction.SYNC_ALL: JobKind(
         JobAction.SYNC_ALL, (FULL_PUSH, FULL_RETIRE, FULL_READ), on_finish=full_sync.full_sync_finished
     ),

@@ -1,5 +1,11 @@
 """Send VPP invitation: create at Apple → read invite codes back → deliver the link.
 
+A user with a Managed Apple Account is created with it (``managedAppleId``): Apple associates
+it at once and no invitation is sent. Apple's 9635 (the account is not of this organisation)
+sends the user back to step ``create_invite`` (created again without the account, then
+invited) when a channel reaches them; 9641 fails the user with the other holder named
+(vpp/jobs/linking.py).
+
 Never twice: an item whose create may already have reached Apple (``request_sent_at`` set)
 is checked at Apple first (its event, or the user itself) before any new create; Apple's
 9716 "already exists" counts as created. Deliveries are unique per (user, channel, job).
@@ -17,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from vpp.apple.client import VppClient
-from vpp.apple.errors import InvalidRequestError, TransientVppError
+from vpp.apple.errors import InvalidRequestError, PermanentVppError, TransientVppError
 from vpp.apple.types import RequestUser
 from vpp.invitations.channels import Invitation, channels_for, invitation_organisation
 from vpp.jobs import readback
@@ -34,12 +40,33 @@ from vpp.jobs.apple_io import (
 )
 from vpp.jobs.items import JobDeferred, backoff_seconds, item_fail, item_set_step, item_succeed
 from vpp.jobs.leases import CREATE_TURN, lease_held
-from vpp.models import InvitationDelivery, ItemStatus, Job, JobItem, VppServerSetting, VppUser, VppUserStatus
+from vpp.jobs.linking import (
+    ACCOUNT_NOT_IN_ORGANISATION,
+    LINK_REFUSALS,
+    item_account,
+    linked_remember,
+    reachable,
+    refusal_reason,
+)
+from vpp.models import (
+    InvitationDelivery,
+    ItemStatus,
+    Job,
+    JobAction,
+    JobItem,
+    VppServerSetting,
+    VppUser,
+    VppUserStatus,
+)
 from vpp.signals import vpp_event_after_commit
 
 logger = logging.getLogger(__name__)
 
 
+# "create": with the user's Managed Apple Account, if any; "create_invite": without it (9635 fallback).
+CREATE_STEPS = ("create", "create_invite")
+# One sentence for all (the account is on the user's record): 5,000 linked users are one UPDATE.
+LINKED_SILENTLY = "Linked silently with the user's Managed Apple Account; no invitation sent."
 # What an admin reads on a user whose create Apple refused or failed: Apple holds nothing for it.
 NOT_ADDED = "Not added to VPP (not a VPP user):"
 
@@ -73,20 +100,36 @@ def invite_prepare(*, job: Job, client: VppClient) -> None:
 
 def invite_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
     """One chunk: create at Apple → read the invite codes back → deliver, each step recorded on the item."""
-    creating = [item for item in items if item.step == "create"]
+    creating = [item for item in items if item.step in CREATE_STEPS]
+    undecided: list[JobItem] = []
     if creating:
         # Normally captured at dispatch; without it every read-back would be one request per user.
         job_capture_version(job=job, client=client)
-        _create(job=job, items=creating, client=client, token=token)
+        undecided = _create(job=job, items=creating, client=client, token=token)
     reading = [item for item in items if item.step == "readback" and item.status == ItemStatus.IN_FLIGHT]
     if reading:
         _read_back(job=job, items=reading, client=client, token=token)
     delivering = [item for item in items if item.step == "deliver" and item.status == ItemStatus.IN_FLIGHT]
     if delivering:
-        _deliver(job=job, items=delivering, client=client)
+        deliver_invitations(job=job, items=delivering, client=client)
+    if undecided:
+        # Only the users whose create answer was lost wait for Apple's rule; the rest went on above.
+        raise JobDeferred(poll_interval(), reason=_undecided_reason(undecided))
 
 
-def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+def _undecided_reason(undecided: list[JobItem]) -> str:
+    """The panel's sentence for creates whose answer was lost (Apple's 10-minute rule)."""
+    resend_at = min(item.request_sent_at for item in undecided) + _recheck_after()
+    return (
+        f"Apple's 10-minute rule: the answer to the create of {len(undecided)} user(s) was lost (a worker "
+        f"stopped). Apple is asked about them every {poll_interval():.0f} s; a user Apple still does not "
+        f"show is sent again from {resend_at:%H:%M:%S} UTC, never earlier."
+    )
+
+
+def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> list[JobItem]:
+    """Create the items at Apple (or confirm earlier creates); returns the undecided ones: a create
+    whose answer was lost that Apple does not show yet, younger than Apple's 10-minute rule."""
     config = client.service_config()
     waiting: dict[str, list[JobItem]] = {}
     to_create: list[JobItem] = []
@@ -119,13 +162,14 @@ def _create(*, job: Job, items: list[JobItem], client: VppClient, token: str) ->
     try:
         finished, unknown = events_wait(job=job, token=token, client=client, event_ids=waiting)
     except EventsStillPending as pending:
-        _record_create_events(waiting, pending.finished, pending.unknown)
+        _record_create_events(job, waiting, pending.finished, pending.unknown)
         still = {event_id: group for event_id, group in waiting.items() if event_id not in pending.finished}
         _settle_overdue_events(client, {e: g for e, g in still.items() if e not in pending.unknown})
         raise
-    _record_create_events(waiting, finished, unknown)
-    if undecided:
-        raise JobDeferred(poll_interval())
+    fallback = _record_create_events(job, waiting, finished, unknown)
+    if fallback:  # 9635: created again without the account, then invited (at most once per item)
+        undecided += _create(job=job, items=fallback, client=client, token=token)
+    return undecided
 
 
 def _settle_overdue_events(client: VppClient, pending: dict[str, list[JobItem]]) -> None:
@@ -183,7 +227,11 @@ def _send_create(client: VppClient, batch: list[JobItem]) -> dict[str, list[JobI
     JobItem.objects.filter(pk__in=ids).update(request_sent_at=timezone.now())
     by_cuid = {_cuid(item): item for item in batch}
     users = {
-        cuid: RequestUser(client_user_id=cuid, email=(item.user.email if item.user else None) or None)
+        cuid: RequestUser(
+            client_user_id=cuid,
+            email=(item.user.email if item.user else None) or None,
+            managed_apple_id=_linking_account(item) or None,
+        )
         for cuid, item in by_cuid.items()
     }
 
@@ -206,6 +254,10 @@ def _send_create(client: VppClient, batch: list[JobItem]) -> dict[str, list[JobI
         JobItem.objects.filter(pk__in=ids).update(request_sent_at=None)
         item_fail(batch, f"{NOT_ADDED} {exc.message} {NOT_RETRIED}", exc.error_number)
         return {}
+    except PermanentVppError:
+        # Apple refused the request as a whole (e.g. the token was revoked): nothing was created.
+        JobItem.objects.filter(pk__in=ids).update(request_sent_at=None)
+        raise
     if not event_ids:
         return {}
     batch = [by_cuid[cuid] for cuid in sent]
@@ -238,8 +290,15 @@ def _event_groups(client: VppClient, batch: list[JobItem], event_ids: list[str])
     return groups
 
 
-def _record_create_events(waiting: dict[str, list[JobItem]], finished: dict, unknown: set) -> None:
+def _linking_account(item: JobItem) -> str:
+    """The Managed Apple Account this item's create carries ("" after a 9635 fallback)."""
+    return item_account(item) if item.step == "create" else ""
+
+
+def _record_create_events(job: Job, waiting: dict[str, list[JobItem]], finished: dict, unknown: set) -> list[JobItem]:
+    """Store Apple's answers: created items go on to the read-back; returns the 9635 fallbacks to create again."""
     created: list[JobItem] = []
+    fallback: list[JobItem] = []
     failed: list[JobItem] = []
     for event_id in unknown:
         # Apple no longer knows the event: forget it; the next attempt asks about each user.
@@ -250,6 +309,13 @@ def _record_create_events(waiting: dict[str, list[JobItem]], finished: dict, unk
             failure = per_user.get(_cuid(item).lower()) or general
             if failure is None or failure[0] == USER_EXISTS:
                 created.append(item)
+            elif _linking_account(item) and failure[0] in LINK_REFUSALS:
+                refusal = _link_refused(job, item, failure)
+                if refusal:
+                    failed.append(item)
+                    item_fail([item], f"{NOT_ADDED} {refusal}", failure[0])
+                else:
+                    fallback.append(item)
             else:
                 failed.append(item)
                 item_fail([item], f"{NOT_ADDED} {failure[1]}", failure[0])
@@ -257,6 +323,26 @@ def _record_create_events(waiting: dict[str, list[JobItem]], finished: dict, unk
     # "sent" any more and the job's end settles them as not VPP users (engine._settle_failed_vpp_users).
     JobItem.objects.filter(pk__in=[item.pk for item in failed]).update(request_sent_at=None)
     item_set_step(created, "readback")
+    return fallback
+
+
+def _link_refused(job: Job, item: JobItem, failure: tuple[int | None, str]) -> str:
+    """Apple would not link the item's account. 9635 with a channel that reaches the user: back
+    to step ``create_invite`` (created again without the account, then invited), returns "".
+    Otherwise returns the reason the item fails with."""
+    account = item_account(item)
+    reason = refusal_reason(failure[0], account, vpp_user_id=item.vpp_user_id, apple_message=failure[1])
+    if failure[0] != ACCOUNT_NOT_IN_ORGANISATION:
+        return reason
+    if not reachable(item, job.channel):
+        return f"{reason} No invitation channel reaches this user, so nothing was sent."
+    reason += " Invited instead."
+    JobItem.objects.filter(pk=item.pk, status=ItemStatus.IN_FLIGHT).update(
+        step="create_invite", apple_event_id="", request_sent_at=None, reason=reason[:500], error_number=failure[0]
+    )
+    item.step, item.apple_event_id, item.request_sent_at = "create_invite", "", None
+    item.reason, item.error_number = reason, failure[0]
+    return ""
 
 
 # --------------------------------------------------------------------------- read back
@@ -277,7 +363,12 @@ def _read_back(*, job: Job, items: list[JobItem], client: VppClient, token: str)
     associated = [item for item in items if item.vpp_user.status == VppUserStatus.ASSOCIATED]
     ready = [item for item in items if item.vpp_user.status != VppUserStatus.ASSOCIATED and item.vpp_user.invite_code]
     missing = [item for item in items if not readback.has_code(item)]
-    item_succeed(associated, "Already associated at Apple; no invitation needed.")
+    linked = [item for item in associated if item_account(item) and item.error_number != ACCOUNT_NOT_IN_ORGANISATION]
+    linked_remember(linked)
+    item_succeed(linked, LINKED_SILENTLY)
+    item_succeed(
+        [item for item in associated if item not in linked], "Already associated at Apple; no invitation needed."
+    )
     for item in associated:
         item.status = ItemStatus.SUCCEEDED
     gone = [item for item in missing if item.pk in absent]
@@ -292,22 +383,29 @@ def _read_back(*, job: Job, items: list[JobItem], client: VppClient, token: str)
 # --------------------------------------------------------------------------- deliver
 
 
-def _deliver(*, job: Job, items: list[JobItem], client: VppClient) -> None:
+def deliver_invitations(*, job: Job, items: list[JobItem], client: VppClient, channel: str = "") -> None:
+    """Send the items' invitation links on ``channel`` (an InvitationChannel value; default the job's).
+
+    At most once per user, channel and job (an ``InvitationDelivery`` row is committed first).
+    Delivered users become invited with ``invited_at`` now; a reminders job counts the reminder
+    (``reminders_sent`` + 1), any other job starts the count again. A mail server or APNs that
+    may come back leaves the items at their step and raises JobDeferred (backoff).
+    """
     config = client.service_config()
     setting = VppServerSetting.load()
     organisation = invitation_organisation(setting)
     sent: dict[int, list[str]] = {item.pk: [] for item in items}
     errors: dict[int, list[str]] = {item.pk: [] for item in items}
     retry: set[int] = set()  # items a channel failed for a reason that may pass
-    for channel in channels_for(job.channel):
-        reachable = [item for item in items if item.user and item.vpp_user and channel.can_reach(item.user)]
-        links = {item.pk: config.invitation_url(item.vpp_user.invite_code) for item in reachable}
-        fresh, already = _reserve_deliveries(job, channel.name, reachable, links)
+    for usable in channels_for(channel or job.channel):
+        can_reach = [item for item in items if item.user and item.vpp_user and usable.can_reach(item.user)]
+        links = {item.pk: config.invitation_url(item.vpp_user.invite_code) for item in can_reach}
+        fresh, already = _reserve_deliveries(job, usable.name, can_reach, links)
         for item in already:
-            sent[item.pk].append(channel.name)
+            sent[item.pk].append(usable.name)
         invitations = [Invitation(item.vpp_user_id, item.user, links[item.pk], organisation) for item in fresh]
-        results = channel.send(invitations, setting=setting) if invitations else []
-        _record_deliveries(job, channel.name, fresh, results, sent, errors, retry)
+        results = usable.send(invitations, setting=setting) if invitations else []
+        _record_deliveries(job, usable.name, fresh, results, sent, errors, retry)
 
     now = timezone.now()
     delivered = [item for item in items if sent[item.pk]]
@@ -318,8 +416,10 @@ def _deliver(*, job: Job, items: list[JobItem], client: VppClient) -> None:
             invited_at=now,
             invitation_count=F("invitation_count") + 1,
             last_invitation_channel=channel_name,
+            reminders_sent=F("reminders_sent") + 1 if job.action == JobAction.REMINDERS else 0,
         )
-    item_succeed(delivered, "")
+    for reason in {item.reason for item in delivered}:  # a 9635 fallback keeps saying why it was invited
+        item_succeed([item for item in delivered if item.reason == reason], reason)
     later = [item for item in items if not sent[item.pk] and item.pk in retry]
     for item in items:
         if not sent[item.pk] and item.pk not in retry:

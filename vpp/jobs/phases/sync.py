@@ -67,6 +67,24 @@ def sync_update_phase(*, job: Job, items: list[JobItem], client: VppClient, toke
 
 
 def sync_read_phase(*, job: Job, items: list[JobItem], client: VppClient, token: str) -> None:
+    """Read each item's user at Apple and bring its VppUser in step; every item succeeds with what changed."""
+    wanted, notes = read_apple_states(items, client)
+    by_note: dict[str, list[JobItem]] = {}
+    for item in wanted.values():
+        note = f"{EMAIL_SENT} {notes[item.pk]}" if item.reason == EMAIL_SENT else notes[item.pk]
+        by_note.setdefault(note, []).append(item)
+    for note, group in by_note.items():
+        item_succeed(group, note)
+    flag_blocked_invitations()  # an invitation an associated user with the same email blocks gets a reason
+
+
+def read_apple_states(items: list[JobItem], client: VppClient) -> tuple[dict[str, JobItem], dict[int, str]]:
+    """Read the items' users at Apple (one listing per user up to PER_USER_READ_LIMIT, else the
+    full listing) and store status, email, idHash and invite code on their VppUsers.
+
+    Returns ({clientUserId lower-case: item} of the items with a VppUser, {item pk: what changed}).
+    A user Apple has no record of is marked retired.
+    """
     wanted = {str(item.vpp_user.client_user_id).lower(): item for item in items if item.vpp_user}
     if len(wanted) <= PER_USER_READ_LIMIT:
         found: dict[str, VppApiUser] = {}
@@ -99,10 +117,4 @@ def sync_read_phase(*, job: Job, items: list[JobItem], client: VppClient, token:
         vpp_user.last_synced_at = now
         vpp_users.append(vpp_user)
     rows_update(vpp_users, ["status", "apple_email", "id_hash", "invite_code", "last_synced_at"])
-    by_note: dict[str, list[JobItem]] = {}
-    for item in wanted.values():
-        note = f"{EMAIL_SENT} {notes[item.pk]}" if item.reason == EMAIL_SENT else notes[item.pk]
-        by_note.setdefault(note, []).append(item)
-    for note, group in by_note.items():
-        item_succeed(group, note)
-    flag_blocked_invitations()  # an invitation an associated user with the same email blocks gets a reason
+    return wanted, notes
