@@ -524,9 +524,23 @@ def jobs_start(request, payload: JobStartIn, idempotency_key: str = IdempotencyK
 
 
 @jobs_router.get("/jobs", response=_responses({200: list[JobOut]}))
-def jobs_list(request, limit: int = Query(50, ge=1, le=200)):
+def jobs_list(
+    request,
+    limit: int = Query(50, ge=1, le=200),
+    action: str = Query("", description="A job kind (invite, delete, sync, convert, sync_all, …), or empty for all"),
+    status: str = Query("", description="queued, running, done, failed, cancelled, with_failures, or empty for all"),
+):
+    """Jobs newest first, filtered as on the console's Jobs page (vpp.selectors.jobs_filtered)."""
     _need(request, "vpp.view_job")
-    return [_job_out(job) for job in selectors.recent_jobs(limit)]
+    statuses = {value for value, _ in selectors.JOB_STATUS_FILTER_CHOICES}
+    errors = []
+    if action and action not in JobAction.values:
+        errors.append({"field": "action", "message": f"one of {', '.join(JobAction.values)}"})
+    if status and status not in statuses:
+        errors.append({"field": "status", "message": f"one of {', '.join(sorted(statuses))}"})
+    if errors:
+        raise ApiProblem(422, "The request was not understood.", errors=errors)
+    return [_job_out(job) for job in selectors.jobs_filtered(action=action, status=status)[:limit]]
 
 
 @jobs_router.get("/jobs/{job_id}", response=_responses({200: JobOut}))

@@ -245,3 +245,17 @@ def test_the_link_job_kind_and_the_managed_apple_account(api, token_setting):
     )
     assert response.status_code == 200, response.content
     assert response.json()["plan"]["action"] == "convert" and response.json()["plan"]["selected"] == 1
+
+
+def test_jobs_list_filters_like_the_jobs_page(api, token_setting):
+    users = make_users(2)
+    api.post(
+        "/api/v1/jobs",
+        {"action": "invite", "user_ids": [u.pk for u in users]},
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY="j",
+    )
+    assert [j["action"] for j in api.get("/api/v1/jobs").json()] == ["invite"]
+    assert api.get("/api/v1/jobs", {"action": "sync"}).json() == []
+    assert api.get("/api/v1/jobs", {"status": "queued"}).json()[0]["status"] == "queued"
+    assert api.get("/api/v1/jobs", {"status": "nope"}).status_code == 422
