@@ -328,6 +328,15 @@ VPP_RATE_LIMIT_WINDOW_MS = env_int("VPP_RATE_LIMIT_WINDOW_MS", 1050, minimum=100
 VPP_SANDBOX = env_bool("VPP_SANDBOX", True)
 VPP_SANDBOX_PORT = env_int("VPP_SANDBOX_PORT", 8089, minimum=0, maximum=65535)
 VPP_SANDBOX_APNS_PORT = env_int("VPP_SANDBOX_APNS_PORT", 8090, minimum=0, maximum=65535)
+# --- Apple Business API (people and devices; vpp/apple/business.py) ----------------------------
+APPLE_BUSINESS_API_URL = env_url("APPLE_BUSINESS_API_URL", "https://api-business.apple.com", schemes=("https", "http"))
+APPLE_BUSINESS_TOKEN_URL = env_url(
+    "APPLE_BUSINESS_TOKEN_URL", "https://account.apple.com/auth/oauth2/token", schemes=("https", "http")
+)
+# Apple publishes no limit; ~20 GET/minute was measured by an implementer (docs/apple-business.md#rate-limit).
+APPLE_BUSINESS_REQUESTS_PER_MINUTE = env_int("APPLE_BUSINESS_REQUESTS_PER_MINUTE", 20, minimum=1)
+# `make run` starts the Apple Business sandbox (vpp/business_sandbox/) on this port; 0 leaves it out.
+APPLE_BUSINESS_SANDBOX_PORT = env_int("APPLE_BUSINESS_SANDBOX_PORT", 8091, minimum=0, maximum=65535)
 # Bulk jobs: users per chunk task, attempts per user, and how long a silent job may stay
 # silent before the sweeper hands its work to another worker. A running task heartbeats from a
 # thread every VPP_JOB_STALE_SECONDS / 6 s whatever it waits for, and every worker sweeps every

@@ -79,3 +79,26 @@ def vpp_sandbox_factory():
     yield start
     for handle in started:
         handle.stop()
+
+
+# --------------------------------------------------------------------------- the Apple Business sandbox
+# ``business_sandbox``: a handle (vpp.business_sandbox.testing.BusinessSandboxHandle) on a session-wide
+# Apple Business sandbox running as a child process (``python -m vpp.business_sandbox``), reset to a
+# 60-person demo organisation before each test, its API account registered (``.account``).
+# Controls: .reset(people=, devices=), .fault(status=, retry_after=, times=, path=), .expire_tokens(),
+# .options(requests_per_minute=, token_lifetime=), .people(upsert=, delete=, groups=), .users(), .counters().
+
+
+@pytest.fixture(scope="session")
+def _business_sandbox_session():
+    from vpp.business_sandbox.testing import start_process_business_sandbox
+
+    handle = start_process_business_sandbox()
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def business_sandbox(_business_sandbox_session):
+    _business_sandbox_session.reset()
+    return _business_sandbox_session

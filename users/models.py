@@ -46,6 +46,10 @@ class User(models.Model):
         help_text="The person's Managed Apple Account, e.g. jane@corp.example. Leave empty for none.",
     )
     department = models.CharField(max_length=200, blank=True)
+    employee_number = models.CharField(max_length=64, blank=True, db_default="")
+    # The person's id in Apple Business (``GET /v1/users`` ``id``), set by the directory sync: the
+    # key it matches people by. Empty for users that did not come from Apple Business.
+    apple_business_id = models.CharField("Apple Business person id", max_length=64, blank=True, db_default="")
     is_active = models.BooleanField("active", default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -67,6 +71,9 @@ class User(models.Model):
         verbose_name_plural = "device users"
         ordering = ["display_name", "id"]
         constraints = [
+            models.UniqueConstraint(
+                fields=["apple_business_id"], condition=~Q(apple_business_id=""), name="user_apple_business_id_uniq"
+            ),
             # One person per Managed Apple Account: Apple links an account to one VPP user only (9641).
             models.UniqueConstraint(
                 Lower("managed_apple_account"),
@@ -84,6 +91,8 @@ class User(models.Model):
             # Postgres gets a NULLS-FIRST twin in migration 0002 (SQLite has no such syntax).
             models.Index(fields=["last_seen_at", "id"], name="user_last_seen_idx"),
             models.Index(fields=["department"], name="user_department_idx"),
+            # The directory sync matches by Apple Business id, and looks for users without one.
+            models.Index(fields=["apple_business_id"], name="user_apple_business_idx"),
             # Partial indexes: a filtered page walks, and its COUNT reads, only the matching
             # rows; the extra columns make a combined filter/search index-only.
             models.Index(
@@ -178,6 +187,9 @@ class Device(models.Model):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     # APNs device token of our agent app; cleared when APNs answers 410 Unregistered.
     push_token = models.CharField(max_length=200, blank=True)
+    # Apple Business's status of the device: ASSIGNED / UNASSIGNED to a device management service
+    # (set by the directory sync; empty for devices Apple Business does not list).
+    org_status = models.CharField("Apple Business status", max_length=16, blank=True, db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -14,7 +14,8 @@ from celery.exceptions import Retry
 from celery.signals import worker_process_init, worker_ready
 
 from vpp.jobs import engine, items
-from vpp.services import alerts, convert, reminders, schedule, setting
+from vpp.jobs.phases import directory
+from vpp.services import alerts, business, convert, reminders, schedule, setting
 
 logger = logging.getLogger(__name__)
 
@@ -122,3 +123,10 @@ def token_health_check() -> str:
     health = setting.token_check_health().health
     alerts.alerts_check()
     return health
+
+
+@shared_task(name=directory.FOLLOW_UP_TASK, ignore_result=True, acks_late=True)
+def directory_follow_up(job_id: int) -> int | None:
+    """After a directory sync: the VPP full sync that retires the people it deactivated."""
+    job = business.directory_follow_up(job_id=job_id)
+    return job.pk if job else None

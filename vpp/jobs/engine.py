@@ -41,6 +41,7 @@ from vpp.apple.errors import (
     TransientVppError,
     VppError,
 )
+from vpp.business_account import BusinessNotConfigured
 from vpp.content_token import NoContentToken, health_from_error, token_health_record_error, vpp_client
 from vpp.jobs.apple_io import EventsStillPending, poll_interval
 from vpp.jobs.items import (
@@ -254,11 +255,11 @@ def job_dispatch(*, job_id: int, client: VppClient | None = None) -> list[tuple[
     started = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.RUNNING, started_at=now, heartbeat_at=now
     )
-    if started:
+    kind = kind_for(job.action)
+    if started and kind.client is None:  # (a kind with its own client does not use the content token)
         with heartbeat_while(job_id=job.pk):
             if not _manager_unchanged(job, client):
                 return []
-    kind = kind_for(job.action)
     phase = _current_phase(job, kind)
     if phase is None:
         _finish(job)
@@ -511,7 +512,7 @@ def _run(job: Job, phase: Phase, chunk: int, items: list[JobItem], token: str, c
     """Run the phase on the claimed work and map failures. False when the job stopped."""
     try:
         phase.run(job=job, items=items, client=_job_client(job, client), token=token)
-    except (NoContentToken, PermanentVppError) as exc:
+    except (NoContentToken, BusinessNotConfigured, PermanentVppError) as exc:
         if phase.job_level or _stops_job(exc):
             _stop(job, exc)
             return False
@@ -544,9 +545,10 @@ def _run(job: Job, phase: Phase, chunk: int, items: list[JobItem], token: str, c
 
 
 def _job_client(job: Job, client: VppClient | None) -> VppClient:
-    """The job's client: its own retries (a slow or busy Apple, a limiter pause, Redis down) show
-    on the panel while they happen."""
-    client = client or vpp_client()
+    """The job's client (the kind's own, e.g. Apple Business, else the VPP client): its own retries
+    (a slow or busy Apple, a limiter pause, Redis down) show on the panel while they happen."""
+    factory = kind_for(job.action).client
+    client = client or (factory() if factory is not None else vpp_client())
     client.on_wait = lambda exc, seconds: job_wait_set(job=job, reason=wait_reason(exc), seconds=seconds)
     return client
 
@@ -577,7 +579,7 @@ def _job_backoff(job: Job) -> float:
 def _stops_job(exc: Exception) -> bool:
     """No token, a token Apple refuses (expired, revoked, not accepted), or an account that may
     not do this: every other user of the job would fail the same way."""
-    return isinstance(exc, NoContentToken | NotPermittedError) or (
+    return isinstance(exc, NoContentToken | BusinessNotConfigured | NotPermittedError) or (
         isinstance(exc, VppError) and health_from_error(exc) is not None
     )
 

@@ -1,5 +1,6 @@
 from vpp.models.alerts import AlertSetting
 from vpp.models.audit import AuditEvent
+from vpp.models.business import AppleBusinessSetting
 from vpp.models.job import (
     FINISHED_JOB_STATUSES,
     OPEN_ITEM_STATUSES,
@@ -20,6 +21,7 @@ __all__ = [
     "FINISHED_JOB_STATUSES",
     "OPEN_ITEM_STATUSES",
     "AlertSetting",
+    "AppleBusinessSetting",
     "AppleNotification",
     "AssignmentMethod",
     "AuditEvent",

@@ -24,6 +24,9 @@ class JobAction(models.TextChoices):
     CONVERT = "convert", "Link Managed Apple Accounts"
     # A round of invitation reminders, started by the beat tick (vpp/services/reminders.py).
     REMINDERS = "reminders", "Send invitation reminders"
+    # People and devices from Apple Business (vpp/jobs/phases/directory.py, started by
+    # vpp/services/business.py); ``selection``: {"dry_run": bool, "groups": [...], "trigger": ...}.
+    DIRECTORY = "directory", "Sync people and devices from Apple Business"
 
 
 class JobStatus(models.TextChoices):

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from vpp.audit import audit_record
 from vpp.models import ScheduleMode, SyncResult, SyncSchedule
+from vpp.services.business import directory_schedule_tick
 from vpp.services.sync import SyncBlocked, sync_start
 
 logger = logging.getLogger(__name__)
@@ -191,13 +192,16 @@ def schedule_record_skip(*, reason: str, now: dt.datetime | None = None) -> None
 
 
 def schedule_tick(*, now: dt.datetime | None = None) -> bool:
-    """The one-minute Beat tick: claim a due scheduled run and start the full sync.
+    """The one-minute Beat tick: claim a due scheduled run and start the full sync (after the Apple
+    Business directory sync when that is on the schedule: vpp/services/business.py).
 
     Returns True when this caller claimed a run (started, or recorded as skipped because the
     token blocks it). A second beat or a redelivered tick finds the run claimed and does nothing.
     """
     if not schedule_claim_due_run(now=now):
         return False
+    if directory_schedule_tick():
+        return True  # people first; the directory sync's finish starts the VPP full sync
     try:
         sync_start(actor=None, trigger="schedule")
     except SyncBlocked as exc:

@@ -30,6 +30,7 @@ from django.urls import reverse
 from kmconsole.private_redis import PrivateRedis, PrivateRedisError
 from users.demo import demo_users_create
 from users.models import User
+from vpp.business_sandbox.demo import BusinessDemo, business_demo_connect, business_demo_plan, business_demo_sync
 from vpp.invitations.outbox import outbox_active
 from vpp.sandbox.demo import DemoSandbox, demo_claim, demo_connect, demo_sandbox_plan
 
@@ -81,10 +82,14 @@ class Command(BaseCommand):
         children = console_children(host=host, port=port)
         if sandbox:
             children.insert(0, Child("sandbox", sandbox.argv))
+        business = self._business_sandbox()
+        if business:
+            children.insert(0, Child("business-sandbox", business.argv))
         if settings.EMBEDDED_REDIS:
             children.insert(0, self._private_redis())
         exit_code = Supervisor(children, self.stdout).run(
-            on_ready=lambda: self._on_ready(host, port, password, sandbox), ready_url=f"http://{host}:{port}/healthz"
+            on_ready=lambda: self._on_ready(host, port, password, sandbox, business),
+            ready_url=f"http://{host}:{port}/healthz",
         )
         if exit_code:
             raise CommandError(f"stopped: a child process exited with status {exit_code}", returncode=exit_code)
@@ -127,11 +132,28 @@ class Command(BaseCommand):
             )
         return plan
 
-    def _on_ready(self, host: str, port: int, password: str, sandbox: DemoSandbox | None) -> None:
+    def _business_sandbox(self) -> BusinessDemo | None:
+        """The Apple Business sandbox as a child, and the console pointed at it (never over a real account)."""
+        plan = business_demo_plan()
+        if plan is None:
+            return None
+        os.environ.update(plan.env)
+        if not business_demo_connect(plan):
+            self.stdout.write("A real Apple Business API account is configured: the console stays on Apple.")
+            return None
+        return plan
+
+    def _on_ready(
+        self, host: str, port: int, password: str, sandbox: DemoSandbox | None, business: BusinessDemo | None = None
+    ) -> None:
         if sandbox:
             # The sandbox started first, so it answers by the time the web server does.
             demo_claim(api_base_url=sandbox.api_base_url)
+        if business:
+            business_demo_sync(business)  # people from Apple Business, in the background
         self._banner(host, port, password, sandbox)
+        if business:
+            self.stdout.write(f"   Apple Business sandbox  {business.root_url}   (people: Setting › Apple Business)")
 
     def _banner(self, host: str, port: int, password: str, sandbox: DemoSandbox | None = None) -> None:
         line = "-" * 60

@@ -9,6 +9,9 @@ that may run long. ``prepare(job=, client=)`` runs before the phase's first chun
 
 A **job kind** lists its phases; ``on_finish(job)`` replaces the engine's generic "finished"
 audit event with the kind's own record (the full sync's result on the setting page).
+``client`` builds what its phases get as ``client`` (None: the VPP client of the content token,
+and the job starts with the content token's mdmInfo check); the directory sync gets an Apple
+Business client instead.
 
 Add a job kind by writing its phase module(s) here and one ``JobKind`` entry below. How the
 engine runs them: docs/vpp-jobs.md.
@@ -18,8 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from vpp.jobs.phases import convert, delete, full_sync, invite, orphans, reminders, sync
+from vpp.business_account import business_client
+from vpp.jobs.phases import convert, delete, directory, full_sync, invite, orphans, reminders, sync
 from vpp.models import Job, JobAction
 
 
@@ -47,6 +52,7 @@ class JobKind:
     action: str
     phases: tuple[Phase, ...]
     on_finish: Callable[[Job], None] | None = None
+    client: Callable[[], Any] | None = None
 
     def index(self, phase: str) -> int:
         """The position of phase ``phase`` (raises ValueError for a phase of another kind)."""
@@ -83,6 +89,10 @@ CONVERT_READ = Phase(
 )
 # A reminders round: the invitation again, on the round's channel for each user.
 REMIND = Phase("remind", reminders.remind_phase, "sending reminders", steps=("remind",))
+# People and devices from Apple Business: one job-level phase each, then the deactivated people's
+# follow-up (a VPP full sync retires them at Apple: vpp/services/business.py).
+DIRECTORY_PEOPLE = Phase("people", directory.people_phase, "reading people from Apple Business", time_limit=3600)
+DIRECTORY_DEVICES = Phase("devices", directory.devices_phase, "reading devices from Apple Business", time_limit=3600)
 
 KINDS: dict[str, JobKind] = {
     JobAction.INVITE: JobKind(JobAction.INVITE, (INVITE,)),
@@ -93,6 +103,12 @@ KINDS: dict[str, JobKind] = {
     JobAction.REMINDERS: JobKind(JobAction.REMINDERS, (REMIND,)),
     JobAction.SYNC_ALL: JobKind(
         JobAction.SYNC_ALL, (FULL_PUSH, FULL_RETIRE, FULL_READ), on_finish=full_sync.full_sync_finished
+    ),
+    JobAction.DIRECTORY: JobKind(
+        JobAction.DIRECTORY,
+        (DIRECTORY_PEOPLE, DIRECTORY_DEVICES),
+        on_finish=directory.directory_finished,
+        client=business_client,
     ),
 }
 PHASES: dict[str, Phase] = {phase.name: phase for kind in KINDS.values() for phase in kind.phases}
