@@ -89,9 +89,12 @@ def rows_insert(objs: Sequence[Model], *, batch_size: int = 1000) -> int:
     if connection.vendor == "postgresql":
         # COPY: one stream instead of a pipelined INSERT per row (10,000 items: ~1.9 s -> ~0.2 s).
         copy_sql = f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"
+        # wrap_database_errors: psycopg's errors from the raw COPY become Django's (IntegrityError…),
+        # as they are for every other query, so callers catch one kind.
         with (
             transaction.atomic(using=connection.alias),
             connection.cursor() as cursor,
+            connection.wrap_database_errors,
             cursor.cursor.copy(copy_sql) as copy,
         ):
             for row in params:

@@ -72,7 +72,9 @@ INSTALLED_APPS = [
     "template_partials",
     "csp",
     "axes",
+    "ninja",
     "kmconsole",
+    "kmconsole.api",
     "accounts",
     "users",
     "vpp",
@@ -303,7 +305,14 @@ CELERY_BEAT_SCHEDULE: dict = {
     "vpp-jobs-sweep": {"task": "vpp.jobs_sweep", "schedule": 60.0},
     "vpp-sync-tick": {"task": "vpp.sync_tick", "schedule": 60.0, "options": {"expires": 55}},
     "vpp-token-health": {"task": "vpp.token_health_check", "schedule": 24 * 3600.0, "options": {"expires": 3600}},
+    # Webhook deliveries a broker outage lost (kmconsole/api/webhooks.py).
+    "api-webhooks-sweep": {"task": "api.webhooks_sweep", "schedule": 60.0, "options": {"expires": 55}},
 }
+
+# --- REST API (docs/api.md) ----------------------------------------------------------------
+API_RATE_LIMIT = env_int("API_RATE_LIMIT", 600, minimum=1)  # calls per token per minute
+# Webhook endpoints must be https://; plain http:// to loopback only when this is on (local receivers).
+WEBHOOK_ALLOW_HTTP_LOOPBACK = DEBUG
 
 # --- Apple VPP -----------------------------------------------------------------------------
 # gunicorn's timeout and the budget of a web request that calls Apple or Redis (kmconsole/timeouts.py).

@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from kmconsole import views
+from kmconsole.api.api import api
 from vpp import overview_views as vpp_overview
 from vpp import views as vpp_views
 
@@ -21,6 +22,8 @@ urlpatterns = [
     path("vpp/", include("vpp.job_urls")),
     # Apple's notifications (bearer token, no session): outside the admin pages' URL space.
     path("vpp/notifications/", vpp_views.notification_receiver, name="vpp-notifications"),
+    path("api/v1/", api.urls),
+    path("setting/api/", include("kmconsole.api.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -86,6 +86,10 @@ SENTENCES = {
     "vpp.lifecycle_changed": lambda d: f"Changed linking and reminders: {_changes(d)}.",
     "vpp.alerts_changed": lambda d: f"Turned alerts {d['enabled']}; recipients: {d['recipients']}.",
     "vpp.assignment_changed": lambda d: f"Changed the assignment method from {d.get('from')} to {d.get('to')}.",
+    # The REST API (kmconsole/api, docs/api.md): every call names its token.
+    "api.call": lambda d: f"{d['call']} with the API token “{d['token']}”.",
+    "api.token_create": lambda d: f"Made the API token “{d['token']}” ({d['scopes']}).",
+    "api.token_revoke": lambda d: f"Revoked the API token “{d['token']}”.",
     "vpp.notifications_configured": lambda d: (
         f"Pointed Apple's notifications at {d.get('url')}"
         f"{' (was ' + d['previous_url'] + ')' if d.get('previous_url') else ''}."
@@ -153,6 +157,13 @@ ACTION_LABELS = {
     "accounts.admin_reactivated": "Administrator reactivated",
     "vpp.alerts_changed": "Alert settings changed",
     "vpp.lifecycle_changed": "Linking and reminders changed",
+    "api.call": "API call",
+    "api.token_create": "API token made",
+    "api.token_revoke": "API token revoked",
+    "api.webhook_create": "Webhook endpoint added",
+    "api.webhook_delete": "Webhook endpoint removed",
+    "api.enrolment_issue": "Agent enrolment secret issued",
+    "api.enrolment_revoke": "Agent enrolment secret revoked",
 }
 
 

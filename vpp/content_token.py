@@ -31,6 +31,7 @@ from vpp.apple.errors import (
 )
 from vpp.apple.types import ClientConfig, MdmInfo
 from vpp.models import TokenHealth, VppServerSetting
+from vpp.signals import vpp_event_after_commit
 
 # The one sentence for "no token", wherever it stops something (jobs, the toolbar, Sync now, the schedule).
 NO_TOKEN_TEXT = "No content token is uploaded yet. Upload a content token in Setting › iOS/macOS › VPP Server Setting."
@@ -143,12 +144,16 @@ def token_health_store(
     health is set on it and the row saved with the caller's changes; without, one UPDATE.
     """
     now = now or timezone.now()
+    previous = (setting or VppServerSetting.load()).token_health  # the row exists from here on
+    if previous != check.health:
+        vpp_event_after_commit(
+            "token.health_changed", {"health": check.health, "previous": previous, "detail": check.detail[:500]}
+        )
     if setting is not None:
         setting.token_health, setting.token_health_detail = check.health, check.detail[:500]
         setting.token_health_checked_at = now
         setting.save()
         return
-    VppServerSetting.load()  # the row exists from here on
     named = {"other_mdm_name": check.other_mdm_name[:200]} if check.other_mdm_name else {}
     VppServerSetting.objects.filter(pk=1).update(
         token_health=check.health, token_health_detail=check.detail[:500], token_health_checked_at=now, **named

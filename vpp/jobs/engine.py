@@ -70,6 +70,7 @@ from vpp.models import (
     VppUserStatus,
 )
 from vpp.selectors import job_item_counts
+from vpp.signals import vpp_event_after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -359,6 +360,17 @@ def _finish_once(job: Job, *, status: str, error: str) -> bool:
     if not won:
         return False
     job.refresh_from_db()
+    vpp_event_after_commit(
+        "job.finished",
+        {
+            "job_id": job.pk,
+            "action": job.action,
+            "status": job.status,
+            "succeeded": job.succeeded,
+            "failed": job.failed,
+            "skipped": job.skipped,
+        },
+    )
     kind = kind_for(job.action)
     if kind.on_finish is not None:
         kind.on_finish(job)

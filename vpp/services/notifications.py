@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from vpp import secrets as vault
 from vpp.models import AppleNotification, NotificationType, VppServerSetting, VppUser, VppUserStatus
+from vpp.signals import vpp_event_after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,10 @@ def users_mark_associated(*, users: list) -> int:
     for entry in users:
         if not isinstance(entry, dict) or not entry.get("clientUserId"):
             continue
+        rows = VppUser.objects.filter(client_user_id=_uuid_or_none(entry["clientUserId"])).exclude(
+            status__in=(VppUserStatus.RETIRED, VppUserStatus.ASSOCIATED)
+        )
+        newly = list(rows.values_list("client_user_id", "user_id"))
         changed += (
             VppUser.objects.filter(client_user_id=_uuid_or_none(entry["clientUserId"]))
             .exclude(status=VppUserStatus.RETIRED)
@@ -167,6 +172,8 @@ def users_mark_associated(*, users: list) -> int:
                 updated_at=now,
             )
         )
+        for client_user_id, user_id in newly:
+            vpp_event_after_commit("user.associated", {"client_user_id": str(client_user_id), "user_id": user_id})
     return changed
 
 

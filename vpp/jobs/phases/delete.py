@@ -26,6 +26,7 @@ from vpp.jobs.apple_io import (
 )
 from vpp.jobs.items import item_fail, item_succeed
 from vpp.models import Job, JobItem, VppUser, VppUserStatus
+from vpp.signals import vpp_event_after_commit
 
 NOT_AT_APPLE = "Apple had no record of this user; marked retired here."
 ALREADY_RETIRED = "Already retired at Apple (an earlier attempt retired this user); marked retired here."
@@ -64,6 +65,8 @@ def delete_phase(*, job: Job, items: list[JobItem], client: VppClient, token: st
         last_error_number=None,
         last_error_message="",
     )
+    for item in done:
+        vpp_event_after_commit("user.retired", {"client_user_id": _cuid(item), "user_id": item.user_id})
     unknown_items = [item for item in done if item.pk in unknown]
     item_succeed([item for item in unknown_items if _cuid(item).lower() in already], ALREADY_RETIRED)
     item_succeed([item for item in unknown_items if _cuid(item).lower() not in already], NOT_AT_APPLE)

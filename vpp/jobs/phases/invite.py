@@ -58,6 +58,7 @@ from vpp.models import (
     VppUser,
     VppUserStatus,
 )
+from vpp.signals import vpp_event_after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -487,5 +488,16 @@ def _record_deliveries(job, channel_name, fresh, results, sent, errors, retry) -
                 retry.add(item.pk)
     deliveries = InvitationDelivery.objects.filter(job=job, channel=channel_name)
     deliveries.filter(vpp_user_id__in=ok_ids).update(state=InvitationDelivery.State.SENT, sent_at=now)
+    for item, result in zip(fresh, results, strict=True):
+        if result.ok:
+            vpp_event_after_commit(
+                "invitation.sent",
+                {
+                    "client_user_id": str(item.vpp_user.client_user_id) if item.vpp_user else None,
+                    "user_id": item.user_id,
+                    "channel": channel_name,
+                    "job_id": job.pk,
+                },
+            )
     for item, error in failed:
         deliveries.filter(vpp_user_id=item.vpp_user_id).update(state=InvitationDelivery.State.FAILED, error=error[:500])
