@@ -28,7 +28,7 @@ from users.selectors import DEFAULT_SORT, EXTRA_FILTERS, SORTS
 from vpp import selectors
 from vpp.forms import JobFilterForm
 from vpp.invitations.helpdesk import HELPDESK, HELPDESK_LABEL
-from vpp.jobs.engine import job_create, job_retry_failed
+from vpp.jobs.engine import JobConflict, job_create, job_retry_failed
 from vpp.jobs.items import job_wait_state
 from vpp.jobs.plan import SKIP_REASONS, vpp_plan_build
 from vpp.jobs.progress import job_progress
@@ -245,7 +245,11 @@ def bulk_apply(request, action: str):
         return render(request, "vpp/bulk/confirm.html", context, status=409)
     if not plan.eligible:
         return _refused(request, action, "None of the selected users can be acted on. Nothing was started.")
-    job = job_create(plan=plan, actor=request.user, selection=selection, ip=_client_ip(request))
+    try:
+        job = job_create(plan=plan, actor=request.user, selection=selection, ip=_client_ip(request))
+    except JobConflict as conflict:
+        context = {"action": action, "action_label": JobAction(action).label, "problem": conflict.reason}
+        return render(request, "vpp/bulk/confirm.html", context, status=409)
     job.refresh_from_db()  # the enqueue ran on commit: a broker that refused it shows at once
     return render(request, "vpp/bulk/started.html", _panel_context(job))
 
@@ -344,7 +348,10 @@ def job_retry(request, pk: int):
     blocker = action_blocker(VppServerSetting.load())
     if blocker:
         return render(request, "vpp/bulk/forbidden.html", {"message": blocker}, status=409)
-    retry = job_retry_failed(job=job, actor=request.user, ip=_client_ip(request))
+    try:
+        retry = job_retry_failed(job=job, actor=request.user, ip=_client_ip(request))
+    except JobConflict as conflict:
+        return render(request, "vpp/bulk/forbidden.html", {"message": conflict.reason}, status=409)
     if retry is None:
         messages.warning(request, f"Nothing to retry: job #{job.pk} has no failed users that still exist.")
     target = reverse("jobs:detail", args=[retry.pk if retry else job.pk])

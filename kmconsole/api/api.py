@@ -47,7 +47,7 @@ from users.services import user_device_summary_refresh
 from vpp import selectors
 from vpp.audit import audit_record
 from vpp.bulk_views import MAX_TICKED_IDS, PERMISSIONS, action_blocker
-from vpp.jobs.engine import job_create, job_retry_failed
+from vpp.jobs.engine import JobConflict, job_create, job_retry_failed
 from vpp.jobs.plan import Plan, vpp_plan_build
 from vpp.models import FINISHED_JOB_STATUSES, ItemStatus, Job, JobAction, JobItem, TokenHealth, VppServerSetting
 
@@ -471,12 +471,9 @@ def _start(request, payload: JobStartIn) -> tuple[int, dict]:
     if not plan.eligible:
         raise ApiProblem(409, "None of the selected users can be acted on. Nothing was started.", plan=plan_out)
     try:
-        with transaction.atomic():
-            job = job_create(plan=plan, actor=request.auth.created_by, selection=selection, ip=_ip(request))
-    except IntegrityError:  # another request started a job for some of these users at the same moment
-        raise ApiProblem(
-            409, "Another request is starting a job for some of these users right now. Nothing was started: retry."
-        ) from None
+        job = job_create(plan=plan, actor=request.auth.created_by, selection=selection, ip=_ip(request))
+    except JobConflict as conflict:  # another request started a job for some of these users at the same moment
+        raise ApiProblem(409, conflict.reason) from None
     return 201, {"job": _job_out(job), "plan": plan_out}
 
 
@@ -590,7 +587,10 @@ def _retry(request, job_id: int) -> tuple[int, dict]:
     blocker = action_blocker(VppServerSetting.load())
     if blocker:
         raise ApiProblem(409, blocker)
-    retry = job_retry_failed(job=job, actor=request.auth.created_by, ip=_ip(request))
+    try:
+        retry = job_retry_failed(job=job, actor=request.auth.created_by, ip=_ip(request))
+    except JobConflict as conflict:
+        raise ApiProblem(409, conflict.reason) from None
     if retry is None:
         raise ApiProblem(409, f"Nothing to retry: job #{job.pk} has no failed users that still exist.")
     return 201, {"job": _job_out(retry), "plan": None}

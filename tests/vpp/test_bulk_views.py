@@ -290,3 +290,17 @@ def test_the_users_page_vpp_status_cell_shows_each_status_and_escapes_apple_erro
         assert f'<span class="badge vpp-status {tone}"' in html and f">{label}</span>" in html
     assert 'title="Last Apple error: &lt;b&gt;&quot;9609&quot;&lt;/b&gt;"' in html
     assert "<b>" not in html
+
+
+def test_an_apply_that_loses_the_race_to_another_request_is_a_409_with_the_reason(
+    admin_client, no_enqueue, monkeypatch
+):
+    from tests.vpp.test_job_conflict import the_other_request_wins
+
+    user = make_user()
+    token = plan_token_of(post(admin_client, "invite", {"pk": [user.pk]}))
+    the_other_request_wins(monkeypatch, user)
+    response = post(admin_client, "invite", {"pk": [user.pk], "plan": token}, step="apply")
+    assert response.status_code == 409
+    assert "Another request is starting a job for some of these users" in response.content.decode()
+    assert not Job.objects.exists() and not no_enqueue

@@ -27,7 +27,7 @@ from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
@@ -92,6 +92,17 @@ def _ensure_vpp_users(plan: Plan) -> dict[int, int]:
     return mapping
 
 
+class JobConflict(RuntimeError):
+    """Another request created a job for some of the same users at the same moment (the database's
+    uniqueness of a VPP user per device user refused this one); ``reason`` is the admin's sentence.
+    Nothing was created."""
+
+    reason = "Another request is starting a job for some of these users right now. Nothing was started: try again."
+
+    def __init__(self):
+        super().__init__(self.reason)
+
+
 def job_create(
     *, plan: Plan, actor, selection: UserSelection, ip: str | None = None, retry_of: Job | None = None
 ) -> Job:
@@ -100,7 +111,15 @@ def job_create(
     ``plan`` is built from ``selection.users()``; the selection is stored on the job (its JSON)
     and named in the audit event's sentence ("Send VPP invitation to 3 selected users").
     ``actor`` is the admin (None for the schedule); ``ip`` the request's address.
+    Raises ``JobConflict`` (nothing created) when a simultaneous request won the race for some user.
     """
+    try:
+        return _job_create(plan=plan, actor=actor, selection=selection, ip=ip, retry_of=retry_of)
+    except IntegrityError:
+        raise JobConflict() from None
+
+
+def _job_create(*, plan: Plan, actor, selection: UserSelection, ip: str | None, retry_of: Job | None) -> Job:
     limits = job_limits()
     with transaction.atomic():
         job = Job.objects.create(
