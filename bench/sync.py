@@ -181,37 +181,49 @@ def main() -> None:
     if args.child:
         child(*args.child)
         return
-    from vpp.sandbox.testing import start_process_sandbox
-    from vpp.sandbox.tokens import mint_token
+    from kmconsole.private_redis import PrivateRedis
 
     with tempfile.TemporaryDirectory(prefix="kmconsole-bench-") as tmp:
         env = _env(tmp)
-        state, ids_path = Path(tmp) / "sandbox.json", Path(tmp) / "ids.json"
-        started = time.monotonic()
-        ids = seed_state(state, args.users)
-        ids_path.write_text(json.dumps(ids))
-        token = mint_token(org="Bench Org", location=LOCATION)
-        options = {"pending_seconds": 0.0, "page_size": args.page_size}
-        sandbox = start_process_sandbox(state_path=str(state), **options)
+        # Without REDIS_URL the worker's settings point at the private Redis of its var dir, as in `make run`.
+        private_redis = None if os.environ.get("REDIS_URL") else PrivateRedis(Path(env["KMCONSOLE_VAR_DIR"])).start()
         try:
-            run_child(env, "setup", str(ids_path), token, sandbox.base_url)
-            print(f"setup: {args.users} Apple users and VppUsers in {time.monotonic() - started:.1f} s")
-            pages = math.ceil(args.users / args.page_size)
-            floor = pages / 15
-            seconds, rss, out = run_child(env, "sync", sandbox.base_url)
-            print(
-                f"full sync : {seconds:6.1f} s  peak worker RSS {rss:6.0f} MB  ({pages} pages; paging floor at "
-                f"15 req/s {floor:.1f} s, ratio {seconds / floor:.2f})  {out}"
-            )
+            _run(args, env, tmp)
         finally:
-            sandbox.stop()
-        changed = change_share(state, args.changed)
-        sandbox = start_process_sandbox(state_path=str(state), **options)
-        try:
-            seconds, rss, out = run_child(env, "sync", sandbox.base_url)
-            print(f"delta sync: {seconds:6.1f} s  peak worker RSS {rss:6.0f} MB  ({changed} changed at Apple)  {out}")
-        finally:
-            sandbox.stop()
+            if private_redis:
+                private_redis.stop()
+
+
+def _run(args: argparse.Namespace, env: dict[str, str], tmp: str) -> None:
+    from vpp.sandbox.testing import start_process_sandbox
+    from vpp.sandbox.tokens import mint_token
+
+    state, ids_path = Path(tmp) / "sandbox.json", Path(tmp) / "ids.json"
+    started = time.monotonic()
+    ids = seed_state(state, args.users)
+    ids_path.write_text(json.dumps(ids))
+    token = mint_token(org="Bench Org", location=LOCATION)
+    options = {"pending_seconds": 0.0, "page_size": args.page_size}
+    sandbox = start_process_sandbox(state_path=str(state), **options)
+    try:
+        run_child(env, "setup", str(ids_path), token, sandbox.base_url)
+        print(f"setup: {args.users} Apple users and VppUsers in {time.monotonic() - started:.1f} s")
+        pages = math.ceil(args.users / args.page_size)
+        floor = pages / 15
+        seconds, rss, out = run_child(env, "sync", sandbox.base_url)
+        print(
+            f"full sync : {seconds:6.1f} s  peak worker RSS {rss:6.0f} MB  ({pages} pages; paging floor at "
+            f"15 req/s {floor:.1f} s, ratio {seconds / floor:.2f})  {out}"
+        )
+    finally:
+        sandbox.stop()
+    changed = change_share(state, args.changed)
+    sandbox = start_process_sandbox(state_path=str(state), **options)
+    try:
+        seconds, rss, out = run_child(env, "sync", sandbox.base_url)
+        print(f"delta sync: {seconds:6.1f} s  peak worker RSS {rss:6.0f} MB  ({changed} changed at Apple)  {out}")
+    finally:
+        sandbox.stop()
 
 
 if __name__ == "__main__":
