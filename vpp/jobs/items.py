@@ -172,26 +172,30 @@ def _in_flight(items: list[JobItem]):
 
 def item_move(items: list[JobItem], step: str) -> None:
     """Hand in-flight items on to ``step`` (a later phase claims them there)."""
-    _in_flight(items).update(step=step, status=ItemStatus.PENDING, claimed_at=None)
+    _in_flight(items).update(step=step, status=ItemStatus.PENDING, claimed_at=None, updated_at=timezone.now())
 
 
 def item_set_step(items: list[JobItem], step: str) -> None:
     """Record progress inside a claimed chunk (the items stay in flight)."""
-    _in_flight(items).update(step=step)
+    _in_flight(items).update(step=step, updated_at=timezone.now())
     for item in items:
         item.step = step
 
 
 def item_fail(items: list[JobItem], reason: str, error_number: int | None = None) -> None:
     """Fail in-flight items with a reason for the admin (and Apple's error number, if any)."""
-    _in_flight(items).update(status=ItemStatus.FAILED, reason=reason[:500], error_number=error_number)
+    _in_flight(items).update(
+        status=ItemStatus.FAILED, reason=reason[:500], error_number=error_number, updated_at=timezone.now()
+    )
     for item in items:
         item.status = ItemStatus.FAILED
 
 
 def item_succeed(items: list[JobItem], reason: str = "") -> None:
     """Finish in-flight items as succeeded, with what was done."""
-    _in_flight(items).update(status=ItemStatus.SUCCEEDED, reason=reason[:500], error_number=None)
+    _in_flight(items).update(
+        status=ItemStatus.SUCCEEDED, reason=reason[:500], error_number=None, updated_at=timezone.now()
+    )
 
 
 @dataclass(frozen=True)
