@@ -33,3 +33,12 @@ def test_writing_an_items_outcome_moves_its_updated_at(finish):
     with time_machine.travel(timezone.now() + timedelta(minutes=5)):
         finish(items)
     assert JobItem.objects.get(pk=items[0].pk).updated_at >= created + timedelta(minutes=5)
+
+
+def test_a_jobs_title_and_starter_say_dry_run_and_who_started_it():
+    from vpp.models import Job
+
+    dry = Job(action=JobAction.DIRECTORY, selection={"dry_run": True, "trigger": "demo"})
+    assert (dry.title, dry.starter) == ("Sync people and devices from Apple Business (dry run)", "the demo set-up")
+    scheduled = Job(action=JobAction.SYNC_ALL, selection={"scope": "all", "trigger": "schedule"})
+    assert (scheduled.title, scheduled.starter) == ("Full sync with Apple", "the schedule")

@@ -43,6 +43,16 @@ class JobStatus(models.TextChoices):
 FINISHED_JOB_STATUSES = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+# What a job started without an admin records as its ``selection["trigger"]`` (vpp/services/sync.py,
+# vpp/services/business.py), as the console names it.
+JOB_TRIGGERS = {
+    "schedule": "the schedule",
+    "demo": "the demo set-up",
+    "manual": "an admin",
+    "directory": "the Apple Business sync",
+}
+
+
 class Job(models.Model):
     action = models.CharField(max_length=16, choices=JobAction.choices)
     started_by = models.ForeignKey(
@@ -109,6 +119,21 @@ class Job(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_JOB_STATUSES
+
+    @property
+    def title(self) -> str:
+        """The job's name in lists and headings: its action, with "(dry run)" for a dry run."""
+        label = str(self.get_action_display())
+        return f"{label} (dry run)" if (self.selection or {}).get("dry_run") else label
+
+    @property
+    def starter(self) -> str:
+        """Who started it: the admin's login, else what the job recorded as its trigger
+        ("the schedule", "the demo set-up", "an admin"); jobs without one were the schedule's."""
+        if self.started_by_id and self.started_by:
+            return self.started_by.get_username()
+        trigger = (self.selection or {}).get("trigger", "schedule")
+        return JOB_TRIGGERS.get(trigger, "the schedule")
 
 
 class ItemStatus(models.TextChoices):
