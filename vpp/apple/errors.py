@@ -228,7 +228,8 @@ def parse_retry_after(
 
     An HTTP-date is measured against ``server_date`` (the same response's ``Date`` header) when
     it is readable, so a local clock that runs fast or slow does not shorten or stretch the
-    wait (RFC 9110 §10.2.3: the delay is relative to the response's own time); else against
+    wait (the delay is relative to the response's own time:
+    https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3); else against
     ``now`` (default: the local clock, UTC).
     """
     if not value or not value.strip():

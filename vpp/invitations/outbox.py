@@ -71,7 +71,7 @@ def _parse(raw: bytes) -> SentMessage:
     except (TypeError, ValueError):
         sent_at = None
     if sent_at is not None and sent_at.tzinfo is None:
-        sent_at = sent_at.replace(tzinfo=dt.UTC)  # "-0000": UTC, zone unknown (RFC 5322 §3.3)
+        sent_at = sent_at.replace(tzinfo=dt.UTC)  # "-0000": UTC, zone unknown (RFC 5322 section 3.3)
     return SentMessage(
         sent_at=sent_at,
         to=str(message.get("To", "")),
