@@ -33,8 +33,9 @@ def console_routes(patterns=None, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def fill(route: str, job: Job) -> str:
-    values = {"pk": str(job.pk), "action": "invite"}
-    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], route)
+    """The route with its parameters filled: ``action`` is "invite", every id (pk, user_id, ...) the job's pk."""
+    values = {"action": "invite"}
+    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values.get(m.group(1), str(job.pk)), route)
 
 
 @pytest.fixture

@@ -97,8 +97,8 @@ def test_a_worker_killed_during_a_full_sync_is_replaced_by_the_sweeper(vpp_sandb
     requests = [RequestUser(str(v.client_user_id), email=v.apple_email) for v in VppUser.objects.all()]
     for event in apple.create_users(requests):
         apple.wait_for_event(event, poll_interval=0.05)
-    # One user per page, each page slow: the read phase takes several seconds.
-    vpp_sandbox.control(page_size=1, latency=0.25)
+    # One user per page, each page slow (pages are fetched in parallel): the read phase takes several seconds.
+    vpp_sandbox.control(page_size=1, latency=1.0)
     outbox = tmp_path / "outbox"
     outbox.mkdir()
     env = {"VPP_JOB_STALE_SECONDS": "3"}
